@@ -1,0 +1,57 @@
+"""Mean or max pooling over every element of a bag (the Table 2 "mean" and "max")."""
+
+import keras
+from keras import ops
+
+from mims_tf.layers import bag_utils
+
+MODES = ("mean", "max")
+
+
+@keras.saving.register_keras_serializable(package="mims_tf")
+class GlobalBagPooling(keras.layers.Layer):
+    """Mean or max of each channel over all positions, instances and scales of a bag.
+
+    The sibling of `TopKPooling` for the paper's "mean" and "max" aggregators
+    (max equals `TopKPooling(k=1)`; mean is top-k with k = all and equal weights).
+
+    Args:
+        mode: `"mean"` or `"max"`.
+        **kwargs: base `Layer` arguments.
+
+    Input shape:
+        A tensor `(B, ..., F)` or a list of them with the same F.
+
+    Output shape:
+        `(B, F)`.
+
+    Example:
+
+    >>> x = keras.ops.ones((2, 3, 4, 4, 8))
+    >>> GlobalBagPooling("mean")(x).shape
+    (2, 8)
+
+    Reference: Li et al., MICCAI 2019, Table 2.
+    """
+
+    def __init__(self, mode="mean", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in MODES:
+            raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
+        self.mode = mode
+
+    def build(self, input_shape):
+        bag_utils.check_bag_shapes(bag_utils.as_shape_list(input_shape), "GlobalBagPooling")
+
+    def call(self, inputs):
+        x = bag_utils.flatten_bag(inputs)
+        return ops.mean(x, axis=1) if self.mode == "mean" else ops.max(x, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        shapes = bag_utils.as_shape_list(input_shape)
+        return (shapes[0][0], shapes[0][-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"mode": self.mode})
+        return config

@@ -1,0 +1,29 @@
+"""Model builder and the paper's presets."""
+
+from mims_tf.models.backbones import backbone_names, build_backbone, resnet34, tiny
+from mims_tf.models.builder import HEAD_PREFIX, build_model
+from mims_tf.models.config import (
+    KERNEL_SETTINGS,
+    PRESETS,
+    TABLE1,
+    TABLE2,
+    ModelConfig,
+    get_preset,
+    list_presets,
+)
+
+__all__ = [
+    "HEAD_PREFIX",
+    "KERNEL_SETTINGS",
+    "PRESETS",
+    "TABLE1",
+    "TABLE2",
+    "ModelConfig",
+    "backbone_names",
+    "build_backbone",
+    "build_model",
+    "get_preset",
+    "list_presets",
+    "resnet34",
+    "tiny",
+]
