@@ -72,7 +72,9 @@ class TopKPooling(keras.layers.Layer):
 
     def pooling_weights(self):
         """Returns the current weights `w = softmax(theta)`, shape `(k,)` or `(k, F)`."""
-        return ops.softmax(self.logits, axis=0)
+        # Written out: ops.softmax warns on a size-1 axis (k=1).
+        e = ops.exp(self.logits - ops.max(self.logits, axis=0, keepdims=True))
+        return e / ops.sum(e, axis=0, keepdims=True)
 
     def call(self, inputs):
         x = bag_utils.flatten_bag(inputs)  # (B, N, F)

@@ -1,0 +1,39 @@
+import keras
+import numpy as np
+import pytest
+
+from mims_tf.layers import AttentionPooling
+from tests import reference
+from tests.conftest import roundtrip
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_attention_pooling_matches_ilse_et_al(gated):
+    x = np.random.default_rng(0).normal(size=(2, 3, 4, 4, 6)).astype("float32")
+    layer = AttentionPooling(units=5, gated=gated)
+    got = keras.ops.convert_to_numpy(layer(x))
+    v = keras.ops.convert_to_numpy(layer.v_kernel)
+    w = keras.ops.convert_to_numpy(layer.w_kernel)
+    u = keras.ops.convert_to_numpy(layer.u_kernel) if gated else None
+    expected, attention = reference.attention_pool(x, v, w, u)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    scores = keras.ops.convert_to_numpy(layer.attention_scores(x))
+    np.testing.assert_allclose(scores, attention, atol=1e-6)
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-6)
+    assert len(layer.trainable_weights) == (3 if gated else 2)
+
+
+def test_list_input_and_roundtrip():
+    rng = np.random.default_rng(1)
+    inputs = [rng.normal(size=(2, 2, h, h, 3)).astype("float32") for h in (1, 3)]
+    layer = AttentionPooling(units=4, gated=True)
+    y = keras.ops.convert_to_numpy(layer(inputs))
+    clone = roundtrip(layer)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(clone(inputs)), y, atol=1e-6)
+    assert y.shape == (2, 3)
+
+
+def test_bad_units():
+    with pytest.raises(ValueError, match="Received: units=0"):
+        AttentionPooling(units=0)

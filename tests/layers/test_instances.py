@@ -1,0 +1,27 @@
+import keras
+import numpy as np
+import pytest
+
+from mims_tf.layers import FoldInstances, UnfoldInstances
+from tests.conftest import roundtrip
+
+
+def test_fold_then_unfold_restores_bags():
+    bags = np.random.default_rng(0).normal(size=(2, 3, 4, 5, 1)).astype("float32")
+    folded = FoldInstances()(bags)
+    assert keras.ops.shape(folded) == (6, 4, 5, 1)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(folded)[4], bags[1, 1])
+    features = keras.ops.convert_to_tensor(np.arange(6 * 2, dtype="float32").reshape(6, 2))
+    unfolded = keras.ops.convert_to_numpy(UnfoldInstances()([features, bags]))
+    assert unfolded.shape == (2, 3, 2)
+    np.testing.assert_array_equal(unfolded[1, 0], [6, 7])
+
+
+def test_shapes_roundtrip_and_errors():
+    assert FoldInstances().compute_output_shape((2, 3, 8, 8, 1)) == (6, 8, 8, 1)
+    assert FoldInstances().compute_output_shape((None, None, 8, 8, 1)) == (None, 8, 8, 1)
+    assert UnfoldInstances().compute_output_shape([(None, 4), (None, None, 8, 8, 1)]) == (None, None, 4)
+    roundtrip(FoldInstances())
+    roundtrip(UnfoldInstances())
+    with pytest.raises(ValueError, match="Received: input_shape"):
+        FoldInstances()(keras.ops.ones((2, 8, 8, 1)))
