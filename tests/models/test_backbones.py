@@ -1,0 +1,90 @@
+import os
+import re
+import time
+import urllib.error
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from mims_tf.models import backbone_names, build_backbone, build_model
+from mims_tf.models.backbones import preprocessing_mode, resolve_feature_layers, resnet34
+from tests.conftest import SHARED
+
+MOBILENET_H5 = os.path.join(SHARED, "weights", "mobilenet_2_5_224_tf_no_top.h5")
+
+
+def test_resnet34_has_the_reference_parameter_count():
+    model = resnet34((64, 64, 3))
+    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    # torchvision's resnet34 has 21,797,672 parameters, 513,000 of them in the fc layer.
+    assert trainable == 21_797_672 - 513_000
+    assert model.output.shape == (None, 2, 2, 512)
+    assert resolve_feature_layers(model, ["conv4", "conv5"]) == ["conv4_block6_out", "conv5_block3_out"]
+
+
+def test_feature_layer_aliases_resolve_for_keras_resnets():
+    backbone = build_backbone("resnet50", weights=None, image_size=(64, 64), feature_layers=("conv4", "conv5"))
+    assert [tuple(o.shape) for o in backbone.outputs] == [(None, 4, 4, 1024), (None, 2, 2, 2048)]
+    assert backbone.name == "backbone"
+
+
+def test_backbone_names_are_forgiving_and_unknown_ones_suggest():
+    assert "resnet101" in backbone_names() and "resnet34" in backbone_names()
+    assert preprocessing_mode("ResNet50") == preprocessing_mode("resnet_50") == "caffe"
+    assert preprocessing_mode("mobilenet_v2") == "tf"
+    with pytest.raises(ValueError, match="Unknown backbone 'resnet5'. Did you mean"):
+        build_backbone("resnet5")
+
+
+def test_unknown_feature_layer_is_named():
+    with pytest.raises(ValueError, match="has no layer 'conv9'"):
+        build_backbone("tiny", feature_layers=("conv9",))
+    with pytest.raises(ValueError, match="has no layer 'conv4'"):
+        build_backbone("mobilenet", weights=None, feature_layers=("conv4",), alpha=0.25)
+
+
+def test_local_h5_weights_load_into_a_keras_application():
+    backbone = build_backbone("mobilenet", weights=MOBILENET_H5, image_size=(96, 96), alpha=0.25)
+    with h5py.File(MOBILENET_H5, "r") as f:
+        stored = []
+        f["conv1"].visititems(lambda name, obj: stored.append(obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    kernel = keras.ops.convert_to_numpy(backbone.get_layer("conv1").kernel)
+    assert any(s.shape == kernel.shape and np.array_equal(s, kernel) for s in stored)
+    model = build_model(
+        "mims", backbone="mobilenet", weights=MOBILENET_H5, backbone_kwargs={"alpha": 0.25},
+        kernels="crc", image_size=(64, 64),
+    )
+    probs = model.predict(np.full((1, 2, 64, 64, 3), 128.0, "float32"), verbose=0)
+    assert probs.shape == (1, 2)
+
+
+def test_missing_or_mismatched_weights_files_are_clear_errors(tmp_path):
+    missing = str(tmp_path / "nope.h5")
+    with pytest.raises(ValueError, match=re.escape(f"Weights file not found: {missing}")):
+        build_backbone("resnet50", weights=missing)
+    with pytest.raises(ValueError, match="does not fit backbone resnet34"):
+        build_backbone("resnet34", weights=MOBILENET_H5)
+    with pytest.raises(ValueError, match="does not fit backbone MobileNet"):
+        build_backbone("mobilenet", weights=MOBILENET_H5, alpha=0.5)
+    with pytest.raises(ValueError, match="No ImageNet weights exist for the 'tiny' backbone"):
+        build_backbone("tiny", weights="imagenet")
+
+
+def test_imagenet_without_network_fails_fast_with_where_to_put_the_file(monkeypatch, tmp_path):
+    from keras.src.backend import config
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(config, "_KERAS_DIR", str(tmp_path))
+    monkeypatch.setattr(file_utils, "urlretrieve", offline)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError) as info:
+        build_backbone("mobilenet", weights="imagenet", alpha=0.25)
+    assert time.monotonic() - start < 10
+    message = str(info.value)
+    assert "mobilenet_2_5_224_tf_no_top.h5" in message
+    assert "Keras cache" in message and "weights='/path/to/weights.h5'" in message

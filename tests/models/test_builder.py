@@ -1,0 +1,84 @@
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from mims_tf.models import KERNEL_SETTINGS, build_model, get_preset
+
+TINY = dict(backbone="tiny", weights=None)
+
+
+def _bags(b, s, h, w, c=3, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, size=(b, s, h, w, c)).astype("float32")
+
+
+@pytest.mark.parametrize("setting", sorted(KERNEL_SETTINGS))
+def test_paper_kernel_settings_are_selectable(setting):
+    model = build_model("mims", kernels=setting, image_size=(24, 24), **TINY)
+    assert model.get_layer("head_ms_conv").kernels == KERNEL_SETTINGS[setting]
+    assert model.get_layer("head_ms_conv").scales == (0.5, 0.75, 1.0)
+    custom = build_model("mims", kernels={3: 4, 5: 2}, image_size=(24, 24), **TINY)
+    assert custom.get_layer("head_ms_conv").filters == 6
+
+
+def test_instances_and_image_size_are_dynamic():
+    model = build_model("mims", **TINY)
+    assert model.input_shape == (None, None, None, None, 3)
+    for shape in [(1, 2, 24, 24), (2, 5, 24, 24), (1, 3, 32, 40)]:
+        assert model.predict(_bags(*shape), verbose=0).shape == (shape[0], 2)
+
+
+def test_a_bag_does_not_depend_on_its_batch_neighbours():
+    model = build_model("mims", image_size=(24, 24), **TINY)
+    bags = _bags(3, 4, 24, 24)
+    together = model.predict(bags, verbose=0)
+    alone = model.predict(bags[1:2], verbose=0)
+    np.testing.assert_allclose(together[1:2], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_head_layers_carry_the_head_prefix_and_backbone_is_nested():
+    model = build_model("featpyra_45", image_size=(24, 24), **TINY)
+    names = [layer.name for layer in model.layers]
+    assert "backbone" in names
+    head_vars = [v.path for v in model.trainable_variables if v.path.startswith("head_")]
+    assert {"head_ms_conv_0", "head_ms_conv_1", "head_pooling_0", "head_pooling_1"} <= set(names)
+    assert len(head_vars) == 2 * 4 + 2 * 1 + 2  # 2 levels x (2 kernels + 2 biases), 2 top-k, classifier
+
+
+def test_presets_follow_the_design_table():
+    assert get_preset("mims").scales == (0.5, 0.75, 1.0) and get_preset("mims").magnitude_norm
+    assert get_preset("si_cnn").magnitude_norm is False
+    assert get_preset("mi_pre_trident").dilations == (1, 2, 3)
+    assert get_preset("pyramid_mi_pre").pyramid_scales == (0.5, 0.75, 1.0)
+    assert get_preset("resnet34_scratch").backbone == "resnet34"
+    assert get_preset("resnet34_scratch").weights is None
+    assert get_preset("mims_top3").k == 3
+    assert get_preset("mims", classes=4).classes == 4
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, message",
+    [
+        (("mims_topp5",), {}, "Unknown preset 'mims_topp5'. Did you mean 'mims_top5'?"),
+        (("mims",), {"kernel": {2: 3}}, "Unknown model option 'kernel'. Did you mean 'kernels'?"),
+        (("mims",), {"pooling": "topK"}, "Unknown pooling 'topK'. Did you mean 'topk'?"),
+        (("mims",), {"kernels": "retina"}, "Unknown kernel setting 'retina'"),
+        (("mims",), {"k": 0}, "Received: k=0"),
+        (("mims",), {"classes": 1}, "Received: classes=1"),
+        (("mims",), {"image_size": (24,)}, "Received: image_size=(24,)"),
+        (("mims",), {"backbone": "resnet51"}, "Unknown backbone 'resnet51'. Did you mean"),
+        (("mi_pre_conv_patchcls",), {"image_size": (16, 16)}, "needs at least k=5 elements"),
+        (("mims",), {"backbone": "resnet50", "channels": 1, "weights": None}, "needs RGB input"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(args, kwargs, message):
+    kw = {**TINY, **kwargs}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_model(*args, **kw)
+
+
+def test_k_larger_than_the_bag_is_a_clear_error_at_call_time():
+    model = build_model("mims", k=200, image_size=(24, 24), **TINY)
+    with pytest.raises(ValueError, match="needs at least k=200 elements"):
+        model(_bags(1, 2, 24, 24))
