@@ -1,0 +1,1 @@
+"""The `mims` command line."""
