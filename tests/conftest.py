@@ -6,6 +6,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+if keras.backend.backend() == "jax":
+    import jax
+
+    # NumPy references are float64; JAX's GPU default for float32 matmuls and
+    # convolutions is TF32 (about 1e-3 relative error), so ask for full float32.
+    jax.config.update("jax_default_matmul_precision", "highest")
+
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
 
 
