@@ -11,6 +11,31 @@ import sys
 import tempfile
 import time
 
+# Before TensorFlow is imported (the subcommands import it): hide its C++ info and warning lines.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _import_keras_quietly():
+    """Imports Keras (and TensorFlow) with file descriptor 2 muted.
+
+    TensorFlow 2.21 prints absl/oneDNN/CUDA lines at import whatever
+    TF_CPP_MIN_LOG_LEVEL says. Set MIMS_VERBOSE=1 to see them.
+    """
+    if os.environ.get("MIMS_VERBOSE") == "1":
+        import keras  # noqa: F401
+
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
 EXAMPLES = """examples:
   mims presets
   mims smoke
@@ -39,7 +64,6 @@ def _planted_bags(rng, count, instances, size):
 
 
 def _smoke(args):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import numpy as np
 
@@ -97,6 +121,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    _import_keras_quietly()
     try:
         return args.func(args)
     except ValueError as error:  # bad options: one line, no traceback
