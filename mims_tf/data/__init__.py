@@ -1,0 +1,32 @@
+"""Data: readers for medical formats, manifests with bag-level splits, tf.data pipelines, a synthetic set."""
+
+from mims_tf.data.errors import DataError
+from mims_tf.data.manifest import (
+    Bag,
+    Manifest,
+    assign_splits,
+    from_class_folders,
+    from_medmnist,
+    from_rows,
+    read_manifest,
+    write_manifest,
+)
+from mims_tf.data.pipeline import BagSource, make_dataset, normalize_volume
+from mims_tf.data.readers import Volume, read_volume
+
+__all__ = [
+    "Bag",
+    "BagSource",
+    "DataError",
+    "Manifest",
+    "Volume",
+    "assign_splits",
+    "from_class_folders",
+    "from_medmnist",
+    "from_rows",
+    "make_dataset",
+    "normalize_volume",
+    "read_manifest",
+    "read_volume",
+    "write_manifest",
+]

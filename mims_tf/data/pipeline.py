@@ -1,0 +1,241 @@
+"""tf.data pipelines from a manifest to `(bags, labels)` batches for `model.fit`.
+
+Training mode samples instances per bag (paper, OCT: a random 12 to 18 of the
+30 central slices: `central=30, instances=(12, 18)`), resizes, normalises,
+turns grayscale into 3 channels, and augments with stateless `tf.random` ops
+seeded from the dataset (so a seed fixes order, sampling and augmentation).
+Evaluation mode yields every bag whole, in manifest order.
+
+Bags are read once up front by `BagSource` (which is also where bad files are
+found, with a clear error or, with `skip_unreadable=True`, a report of what was
+skipped) and kept in memory when `cache=True`: volumes as uint8 (8-bit sources)
+or float16, before resizing.
+"""
+
+import sys
+
+import numpy as np
+
+from mims_tf.data.errors import DataError
+from mims_tf.data.readers import read_volume
+
+NORMALIZE = ("auto", "minmax", "none")
+
+
+def normalize_volume(array, mode, path="<volume>"):
+    """Maps a volume to [0, 255] (the models' input range).
+
+    Args:
+        mode: `"auto"` (uint8 kept as is, anything else per-volume min-max),
+            `"minmax"` (per volume), `"none"` (values kept), or a window
+            `(low, high)` clipped and scaled (e.g. CT `(-160, 240)`).
+    """
+    if isinstance(mode, (tuple, list)):
+        low, high = (float(v) for v in mode)
+        if not high > low:
+            raise ValueError(f"A window needs high > low. Received: normalize={mode}")
+        return ((np.clip(array.astype(np.float32), low, high) - low) * (255.0 / (high - low))).astype(np.float32)
+    if mode not in NORMALIZE:
+        raise ValueError(f"`normalize` must be one of {NORMALIZE} or (low, high). Received: normalize={mode!r}")
+    if mode == "none" or (mode == "auto" and array.dtype == np.uint8):
+        return array
+    array = array.astype(np.float32)
+    low, high = float(array.min()), float(array.max())
+    if high == low:
+        return np.zeros_like(array)
+    return (array - low) * (255.0 / (high - low))
+
+
+def central_slices(array, central):
+    """The `central` middle instances (all if None or fewer)."""
+    if central is None or len(array) <= central:
+        return array
+    start = (len(array) - central) // 2
+    return array[start : start + central]
+
+
+class BagSource:
+    """Reads the bags of one split: each bag's rows concatenated to `(S, H, W, C)`.
+
+    Args:
+        manifest: a `Manifest`.
+        split: the split to read (None: all rows).
+        central: keep only the central this-many instances of each file.
+        normalize: see `normalize_volume`.
+        cache: keep every bag in memory (read once, up front).
+        skip_unreadable: drop bags with unreadable files instead of failing;
+            `skipped` lists `(path, reason)` and a summary goes to stderr.
+        progress: print progress while reading.
+    """
+
+    def __init__(self, manifest, split=None, central=None, normalize="auto", cache=True,
+                 skip_unreadable=False, progress=True):
+        if central is not None and (not isinstance(central, int) or central < 1):
+            raise ValueError(f"`central` must be a positive integer or None. Received: central={central!r}")
+        normalize_volume(np.zeros((1, 1, 1), np.uint8), normalize)  # validates the option
+        self.manifest = manifest
+        self.split = split
+        self.central = central
+        self.normalize = normalize
+        self.cache = cache
+        self.skipped = []
+        bags = manifest.bags(split)
+        self._arrays = []
+        self.bags = []
+        for number, bag in enumerate(bags, start=1):
+            if progress and (number % 200 == 0 or number == len(bags)) and len(bags) >= 200:
+                print(f"reading {split or 'all'} bags: {number}/{len(bags)}", file=sys.stderr, flush=True)
+            if not cache and not skip_unreadable:
+                self.bags.append(bag)
+                continue
+            try:
+                array = self._read(bag)
+            except DataError as error:
+                if not skip_unreadable:
+                    raise
+                self.skipped.append((error.path, error.reason))
+                continue
+            self.bags.append(bag)
+            if cache:
+                self._arrays.append(array)
+        if self.skipped:
+            names = "; ".join(f"{p} ({r})" for p, r in self.skipped[:10])
+            more = f" and {len(self.skipped) - 10} more" if len(self.skipped) > 10 else ""
+            print(f"skipped {len(self.skipped)} unreadable file(s): {names}{more}", file=sys.stderr, flush=True)
+        if not self.bags:
+            raise DataError(manifest.source, f"no readable bags in split {split!r}")
+
+    def _read(self, bag):
+        parts = []
+        for path in bag.paths:
+            array = read_volume(path).array
+            if array.ndim == 3:
+                array = array[..., None]
+            array = central_slices(normalize_volume(array, self.normalize, path), self.central)
+            parts.append(array)
+        shapes = {p.shape[1:] for p in parts}
+        if len(shapes) > 1:
+            raise DataError(bag.paths[0], f"bag {bag.bag!r} mixes instance shapes {sorted(shapes)}")
+        array = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return array if array.dtype == np.uint8 else array.astype(np.float16)
+
+    def __len__(self):
+        return len(self.bags)
+
+    @property
+    def labels(self):
+        return np.array([bag.label for bag in self.bags], dtype=np.int32)
+
+    def load(self, index):
+        """Returns bag `index` as float32 `(S, H, W, C)` in [0, 255]."""
+        array = self._arrays[index] if self.cache else self._read(self.bags[index])
+        return array.astype(np.float32)
+
+    def instance_counts(self):
+        """Instances per bag (reads the files when not cached)."""
+        return [len(self._arrays[i]) if self.cache else len(self._read(b)) for i, b in enumerate(self.bags)]
+
+
+def make_dataset(source, training, image_size=(224, 224), channels=3, instances=None, batch_size=1,
+                 augment=True, seed=0):
+    """A `tf.data.Dataset` of `(bags, labels)`: float32 `(B, S, H, W, C)` in [0, 255], int32 `(B,)`.
+
+    Args:
+        source: a `BagSource`.
+        training: sample instances, shuffle and augment (else every bag whole, in order).
+        image_size: `(H, W)` every instance is resized to (bilinear).
+        channels: 3 (grayscale repeated; for ImageNet backbones) or 1 (RGB averaged).
+        instances: training only: instances sampled per bag per step: an int, a
+            range `(low, high)` drawn per step (needs `batch_size=1`), or None for
+            all (bags must then be the same size to batch). Bags with fewer
+            instances are sampled with replacement.
+        batch_size: bags per batch. In evaluation, bags of different sizes need 1.
+        augment: training only: random left-right flip of a bag and a random
+            brightness / contrast change, the same for every instance of a bag.
+        seed: fixes shuffling, sampling and augmentation.
+    """
+    import tensorflow as tf
+
+    if channels not in (1, 3):
+        raise ValueError(f"`channels` must be 1 or 3. Received: channels={channels}")
+    if isinstance(instances, (tuple, list)):
+        low, high = instances
+        if not 1 <= low <= high:
+            raise ValueError(f"`instances` range needs 1 <= low <= high. Received: instances={instances}")
+        if batch_size != 1:
+            raise ValueError(f"A range of instances per step needs batch_size=1. Received: instances={instances}, batch_size={batch_size}")
+    elif instances is not None and (not isinstance(instances, int) or instances < 1):
+        raise ValueError(f"`instances` must be a positive int, a (low, high) range or None. Received: instances={instances!r}")
+    if (not training or instances is None) and batch_size > 1 and len(set(source.instance_counts())) > 1:
+        raise ValueError(
+            "Bags have different numbers of instances, so they cannot be batched whole: use batch_size=1"
+            + (" or set `instances`" if training else "") + f". Received: batch_size={batch_size}"
+        )
+    height, width = image_size
+    labels = tf.constant(source.labels)
+
+    def load(index):
+        array = tf.numpy_function(lambda i: source.load(int(i)), [index], tf.float32, stateful=False)
+        return tf.ensure_shape(array, [None, None, None, None])
+
+    def prepare(x):
+        x = tf.image.resize(x, (height, width), method="bilinear")
+        depth = tf.shape(x)[-1]
+        if channels == 3:
+            x = tf.cond(tf.equal(depth, 1), lambda: tf.repeat(x, 3, axis=-1), lambda: x[..., :3])
+        else:
+            x = tf.reduce_mean(x[..., :3], axis=-1, keepdims=True)
+        return tf.ensure_shape(x, [None, height, width, channels])
+
+    def sample(x, seed_pair):
+        count_total = tf.shape(x)[0]
+        if instances is None:
+            return x
+        if isinstance(instances, (tuple, list)):
+            count = tf.random.stateless_uniform([], seed_pair + 1, instances[0], instances[1] + 1, dtype=tf.int32)
+        else:
+            count = tf.constant(instances, tf.int32)
+        shuffled = tf.random.experimental.stateless_shuffle(tf.range(count_total), seed_pair)
+        with_replacement = tf.random.stateless_uniform([count], seed_pair + 2, 0, count_total, dtype=tf.int32)
+        index = tf.cond(count_total >= count, lambda: shuffled[:count], lambda: with_replacement)
+        return tf.gather(x, tf.sort(index))
+
+    def augment_bag(x, seed_pair):
+        flip = tf.random.stateless_uniform([], seed_pair + 3) < 0.5
+        x = tf.cond(flip, lambda: tf.reverse(x, axis=[2]), lambda: x)
+        contrast = tf.random.stateless_uniform([], seed_pair + 4, 0.8, 1.2)
+        brightness = tf.random.stateless_uniform([], seed_pair + 5, -20.0, 20.0)
+        # Contrast about mid-grey, not the bag mean: a parallel reduction is not bit-reproducible.
+        return tf.clip_by_value((x - 127.5) * contrast + 127.5 + brightness, 0.0, 255.0)
+
+    def eval_map(index):
+        return prepare(load(index)), labels[index]
+
+    if training:
+        # A counter bumped each time the dataset is iterated (each epoch) makes the
+        # shuffling and every random op a pure function of (seed, epoch, bag): the
+        # same seed gives the same batches in every process, with no global seed.
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="mims_data_epoch")
+        count = len(source)
+
+        def epoch_order(_):
+            current = epoch.assign_add(1)
+            order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), [seed, current])
+            return tf.data.Dataset.from_tensor_slices(order).map(lambda i: (i, current))
+
+        def train_map(index, current):
+            seed_pair = tf.stack([tf.constant(seed, tf.int64) * 1_000_003 + current, index])
+            x = sample(load(index), seed_pair)
+            x = prepare(x)
+            if augment:
+                x = augment_bag(x, seed_pair)
+            return x, labels[index]
+
+        dataset = tf.data.Dataset.range(1).flat_map(epoch_order).map(
+            train_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
+    else:
+        dataset = tf.data.Dataset.range(len(source)).map(
+            eval_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
