@@ -120,5 +120,5 @@ def test_unknown_label_and_empty_split(tmp_path):
         from_class_folders(KATHER, classes=["MSI", "MSS_JPEG"])
     with _error(os.path.join(KATHER, "MSIMUT_JPEG", "blk-AAADECQEWVSD-TCGA-CM-4746-01Z-00-DX1.jpg"), "does not match"):
         from_class_folders(KATHER, bag_pattern=r"PATIENT-\d+")
-    with _error(path, "not found"):
+    with _error(tmp_path / "m.csv.missing", "manifest not found"):
         read_manifest(tmp_path / "m.csv.missing")
