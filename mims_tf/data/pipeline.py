@@ -233,7 +233,7 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
 
         dataset = tf.data.Dataset.range(1).flat_map(epoch_order).map(
             train_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-        )
+        ).apply(tf.data.experimental.assert_cardinality(count))  # so Keras knows the epoch length
     else:
         dataset = tf.data.Dataset.range(len(source)).map(
             eval_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
