@@ -137,7 +137,7 @@ class BagSource:
 
 
 def make_dataset(source, training, image_size=(224, 224), channels=3, instances=None, batch_size=1,
-                 augment=True, seed=0):
+                 augment=True, seed=0, repeat=False, start_step=0):
     """A `tf.data.Dataset` of `(bags, labels)`: float32 `(B, S, H, W, C)` in [0, 255], int32 `(B,)`.
 
     Args:
@@ -153,6 +153,9 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
         augment: training only: random left-right flip of a bag and a random
             brightness / contrast change, the same for every instance of a bag.
         seed: fixes shuffling, sampling and augmentation.
+        repeat: training only: an endless stream of epochs (use `steps_per_epoch`).
+        start_step: with `repeat`, begin after this many batches (resuming a run
+            at its data position: the batches are the ones an uninterrupted run sees).
     """
     import tensorflow as tf
 
@@ -212,14 +215,9 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
         return prepare(load(index)), labels[index]
 
     if training:
-        # A counter bumped each time the dataset is iterated (each epoch) makes the
-        # shuffling and every random op a pure function of (seed, epoch, bag): the
-        # same seed gives the same batches in every process, with no global seed.
-        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="mims_data_epoch")
         count = len(source)
 
-        def epoch_order(_):
-            current = epoch.assign_add(1)
+        def epoch_order(current):
             order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), [seed, current])
             return tf.data.Dataset.from_tensor_slices(order).map(lambda i: (i, current))
 
@@ -231,9 +229,19 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
                 x = augment_bag(x, seed_pair)
             return x, labels[index]
 
-        dataset = tf.data.Dataset.range(1).flat_map(epoch_order).map(
-            train_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-        ).apply(tf.data.experimental.assert_cardinality(count))  # so Keras knows the epoch length
+        if repeat:
+            # Epochs 1, 2, ... without end; `start_step` skips whole batches cheaply (before loading).
+            order = tf.data.Dataset.range(1, 2**62).flat_map(epoch_order).skip(start_step * batch_size)
+        else:
+            # A counter bumped each time the dataset is iterated (each Keras epoch) makes the
+            # shuffling and every random op a pure function of (seed, epoch, bag): the same
+            # seed gives the same batches in every process, with no global seed. Epoch k here
+            # equals epoch k of `repeat=True`.
+            epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="mims_data_epoch")
+            order = tf.data.Dataset.range(1).flat_map(lambda _: epoch_order(epoch.assign_add(1)))
+        dataset = order.map(train_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if not repeat:
+            dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))  # Keras knows the epoch length
     else:
         dataset = tf.data.Dataset.range(len(source)).map(
             eval_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True

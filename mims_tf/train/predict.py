@@ -1,0 +1,62 @@
+"""Class probabilities for new files or a manifest, from a run's best model."""
+
+import csv
+import json
+import os
+import sys
+
+from mims_tf.data import BagSource, from_rows, read_manifest
+from mims_tf.train.run import load_run, predict_bags
+
+
+def predict(run_dir, paths=(), manifest_path=None, out=None, fmt="csv", skip_unreadable=False):
+    """Predicts every bag: each path (file or folder) is one bag; a manifest groups rows by bag.
+
+    Args:
+        run_dir: a run folder (its `best.keras`, `config.yaml`).
+        paths: files or folders, one bag each.
+        manifest_path: a manifest CSV instead (labels optional; every row is used).
+        out: output file (default: standard output).
+        fmt: `"csv"` or `"json"`.
+        skip_unreadable: skip unreadable files (reported) instead of failing.
+
+    Returns:
+        A list of `{"bag", "paths", "probabilities": {class: p}}` dicts.
+    """
+    if fmt not in ("csv", "json"):
+        raise ValueError(f"`format` must be csv or json. Received: format={fmt!r}")
+    if bool(paths) == bool(manifest_path):
+        raise ValueError("give either input files or --manifest")
+    model, config, run_manifest = load_run(run_dir)
+    classes = run_manifest.classes
+    if manifest_path:
+        manifest = read_manifest(manifest_path, classes=None)
+        rows = [dict(row, label=classes[0], split="predict") for row in manifest.rows]
+    else:
+        rows = [{"path": os.path.abspath(p), "label": classes[0], "split": "predict"} for p in paths]
+    source = BagSource(from_rows(rows, classes=classes), "predict", central=config.central,
+                       normalize=config.normalize, skip_unreadable=skip_unreadable, progress=False)
+    probs = predict_bags(model, config, source)
+    results = [
+        {"bag": bag.bag, "paths": bag.paths, "probabilities": {c: float(p) for c, p in zip(classes, row)}}
+        for bag, row in zip(source.bags, probs)
+    ]
+    _write(results, classes, out, fmt)
+    return results
+
+
+def _write(results, classes, out, fmt):
+    stream = open(f"{out}.tmp", "w", newline="", encoding="utf-8") if out else sys.stdout
+    try:
+        if fmt == "json":
+            json.dump(results, stream, indent=2)
+            stream.write("\n")
+        else:
+            writer = csv.writer(stream)
+            writer.writerow(["bag", *[f"p_{c}" for c in classes]])
+            for r in results:
+                writer.writerow([r["bag"], *[f"{r['probabilities'][c]:.6f}" for c in classes]])
+    finally:
+        if out:
+            stream.close()
+            os.replace(f"{out}.tmp", out)
