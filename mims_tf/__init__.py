@@ -10,7 +10,17 @@ import importlib
 
 __version__ = "0.1.0"
 _SUBPACKAGES = ("data", "layers", "models", "train")
-__all__ = [*_SUBPACKAGES, "__version__"]
+__all__ = [*_SUBPACKAGES, "load_model", "__version__"]
+
+
+def load_model(path, safe_mode=True):
+    """Loads a `.keras` file saved from a mims-tf model (registers the custom layers first)."""
+    import keras
+
+    import mims_tf.layers  # noqa: F401 - registers the layers
+    import mims_tf.train  # noqa: F401 - registers the optimizers and metrics
+
+    return keras.saving.load_model(path, safe_mode=safe_mode)
 
 
 def __getattr__(name):

@@ -1,18 +1,26 @@
-"""`mims`: the command line of mims-tf.
+"""`mims`: train, evaluate and use Multi-Instance Multi-Scale CNNs from the command line.
 
-Subcommands so far: `presets` (the paper's models) and `smoke` (a short
-end-to-end run of one preset on generated bags). `train`, `evaluate`,
-`predict`, `demo`, `export` and `explain` follow (see DESIGN.md section 6).
+Every subcommand has --help with examples. Errors in the input (files, options,
+config keys) are one line on stderr and exit status 2.
 """
 
 import argparse
+import json
 import os
 import sys
-import tempfile
 import time
 
 # Before TensorFlow is imported (the subcommands import it): hide its C++ info and warning lines.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+EXAMPLES = """examples:
+  mims demo                                    # the whole pipeline on built-in synthetic data
+  mims train --data ../shared/data/adrenalmnist3d/adrenalmnist3d.npz --out runs/adrenal --epochs 20
+  mims train --config my.yaml --resume         # continue a stopped run
+  mims evaluate runs/adrenal runs/adrenal-seed1 runs/adrenal-seed2
+  mims predict runs/adrenal scan1.nii.gz scan2.nii.gz --format json
+  mims presets
+"""
 
 
 def _import_keras_quietly():
@@ -36,12 +44,6 @@ def _import_keras_quietly():
         os.close(saved)
         os.close(devnull)
 
-EXAMPLES = """examples:
-  mims presets
-  mims smoke
-  mims smoke --preset pyramid_mims --steps 5 --out runs/smoke
-"""
-
 
 def _presets(args):
     from mims_tf.models import PRESETS
@@ -52,81 +54,162 @@ def _presets(args):
     return 0
 
 
-def _planted_bags(rng, count, instances, size):
-    """Noise bags; positive bags hold a bright square in one random instance."""
-    bags = rng.normal(100, 20, size=(count, instances, size, size, 3)).clip(0, 255).astype("float32")
-    labels = rng.integers(0, 2, size=count)
-    for bag, label in zip(bags, labels):
-        if label:
-            i, y, x = rng.integers(0, instances), *rng.integers(0, size - size // 4, size=2)
-            bag[i, y : y + size // 4, x : x + size // 4] = 250.0
-    return bags, labels
+TRAIN_FLAGS = {
+    # flag: (type, help)
+    "data": (str, "manifest .csv, MedMNIST-style .npz, folder of class folders, or 'synthetic'"),
+    "bag_pattern": (str, "regex naming the bag in each file name (class folders), e.g. 'TCGA-\\w\\w-\\w\\w\\w\\w'"),
+    "preset": (str, "model preset (see `mims presets`); default mims"),
+    "backbone": (str, "backbone: a keras.applications name, resnet34 or tiny; default tiny"),
+    "weights": (str, "backbone weights: imagenet or a .h5 path; default none (from scratch)"),
+    "kernels": (str, "MSConv kernels: oct, fundus or crc; default oct"),
+    "k": (int, "top-k size; default 5"),
+    "image_size": (int, "instance height and width; default 64"),
+    "instances": (int, "instances sampled per bag per training step; default 8"),
+    "central": (int, "use only the central N instances of each volume (paper OCT: 30)"),
+    "batch_size": (int, "bags per training step; default 4"),
+    "epochs": (int, "epochs; default 10"),
+    "steps_per_epoch": (int, "training steps per epoch; default one pass over the bags"),
+    "learning_rate": (float, "head learning rate (backbone: half); default 1e-3"),
+    "seed": (int, "seed for initialisation, data order, sampling, augmentation; default 0"),
+    "precision": (str, "float32, mixed_bfloat16 or mixed_float16; default: fp16 on GPU, bf16 on AMX CPUs, else fp32"),
+    "strategy": (str, "none, mirrored (one host, all devices) or multi_worker (TF_CONFIG); default none"),
+    "checkpoint_steps": (int, "save last.keras every N steps (and every epoch); default 50"),
+    "out": (str, "run folder; default runs/mims"),
+}
 
 
-def _smoke(args):
-    import keras
-    import numpy as np
+def _train(args):
+    from mims_tf.train.config import load_config
+    from mims_tf.train.run import train
 
-    from mims_tf.models import build_model
-    from mims_tf.train import paper_optimizer
+    overrides = {key: getattr(args, key) for key in TRAIN_FLAGS}
+    if overrides.get("weights") == "none":
+        overrides["weights"] = None
+    if args.resume:  # the stored config, with --epochs the only change allowed
+        out = args.out or load_config(args.config, overrides).out
+        stored = os.path.join(out, "config.yaml")
+        if not os.path.isfile(stored):
+            raise ValueError(f"{out}: no run to resume (no config.yaml)")
+        changed = sorted(k for k, v in overrides.items() if v is not None and k not in ("out", "epochs"))
+        if changed:
+            raise ValueError(f"--resume continues the stored run; only --epochs may change. Received: {', '.join(changed)}")
+        config = load_config(stored, {"epochs": args.epochs})
+    else:
+        config = load_config(args.config, overrides)
+    summary = train(config, resume=args.resume, overwrite=args.overwrite)
+    print(json.dumps(summary, indent=2))
+    return 0
 
-    start = time.perf_counter()
-    keras.utils.set_random_seed(args.seed)
-    size = args.image_size
-    model = build_model(args.preset, backbone=args.backbone, weights=None, image_size=(size, size))
-    model.compile(optimizer=paper_optimizer(args.learning_rate), loss="sparse_categorical_crossentropy")
-    print(f"built {args.preset} on {args.backbone}: {model.count_params():,} parameters")
-    rng = np.random.default_rng(args.seed)
-    bags, labels = _planted_bags(rng, 8, args.instances, size)
-    for step in range(1, args.steps + 1):
-        loss = model.train_on_batch(bags, labels)
-        print(f"step {step}/{args.steps}: loss {float(loss):.4f}", flush=True)
 
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"{args.preset}.keras")
-    with tempfile.NamedTemporaryFile(dir=args.out, suffix=".keras", delete=False) as tmp:
-        tmp_path = tmp.name
-    model.save(tmp_path)
-    os.replace(tmp_path, path)  # atomic: a reader never sees half a file
-    reloaded = keras.saving.load_model(path, safe_mode=True)
-    same = np.array_equal(model.predict(bags, verbose=0), reloaded.predict(bags, verbose=0))
-    print(f"saved {path}; reloaded with safe_mode=True, identical outputs: {same}")
-    print(f"smoke run finished in {time.perf_counter() - start:.1f} s")
-    return 0 if same else 1
+def _evaluate(args):
+    from mims_tf.train.evaluate import evaluate_runs
+
+    results, summary = evaluate_runs(args.runs, split=args.split, threshold=args.threshold)
+    for r in results:
+        print(
+            f"{r['run']}: {r['split']} AUROC {r['auroc']:.4f}, accuracy {r['accuracy']:.4f}, sensitivity "
+            f"{r['sensitivity']:.4f}, specificity {r['specificity']:.4f} at threshold {r['threshold']:.3f} "
+            f"({r['threshold_from']}; {r['bags']} bags)"
+        )
+        print(f"  per-bag CSV {r['run']}/eval_{r['split']}.csv, ROC curve {r['run']}/roc_{r['split']}.png")
+    if len(results) > 1:
+        print(
+            f"over {len(results)} runs: "
+            + ", ".join(f"{name} {s['mean']:.4f} +- {s['std']:.4f}" for name, s in summary.items())
+        )
+    return 0
+
+
+def _predict(args):
+    from mims_tf.train.predict import predict
+
+    predict(args.run, args.inputs, manifest_path=args.manifest, out=args.output, fmt=args.format,
+            skip_unreadable=args.skip_unreadable)
+    if args.output:
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _demo(args):
+    from mims_tf.cli.demo import demo
+
+    return demo(args.out, epochs=args.epochs)
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="mims", description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="mims", description=__doc__, epilog=EXAMPLES, formatter_class=formatter)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="train, compare and evaluate two models on built-in synthetic data",
+                       epilog="example: mims demo --out runs/demo", formatter_class=formatter)
+    p.add_argument("--out", default=os.path.join("runs", "demo"), help="output folder (default: runs/demo)")
+    p.add_argument("--epochs", type=int, default=25, help="epochs per model (default: 25)")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser(
+        "train", help="train a model (config file and/or flags)", formatter_class=formatter,
+        epilog="examples:\n  mims train --data ../shared/data/adrenalmnist3d/adrenalmnist3d.npz --out runs/adrenal\n"
+        "  mims train --config run.yaml --epochs 30\n  mims train --out runs/adrenal --resume\n\n"
+        "A config file is YAML with the same keys as the flags (underscores), e.g.\n"
+        "  data: ../shared/data/kather-crc-msi\n  bag_pattern: 'TCGA-\\w\\w-\\w\\w\\w\\w'\n"
+        "  classes: [MSS_JPEG, MSIMUT_JPEG]\n  kernels: crc\n  image_size: 224",
+    )
+    p.add_argument("--config", help="YAML config file; flags override its keys")
+    for key, (kind, text) in TRAIN_FLAGS.items():
+        p.add_argument(f"--{key.replace('_', '-')}", dest=key, type=kind, default=None, help=text)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser(
+        "evaluate", help="bag-level AUROC, accuracy, sensitivity, specificity of one or more runs",
+        formatter_class=formatter,
+        epilog="examples:\n  mims evaluate runs/adrenal\n  mims evaluate runs/a runs/b runs/c   # mean and spread\n"
+        "  mims evaluate runs/adrenal --threshold 0.5 --split val",
+    )
+    p.add_argument("runs", nargs="+", help="run folders")
+    p.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="decision threshold on P(positive) (default: picked on validation by Youden's J)")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser(
+        "predict", help="class probabilities for new files or a manifest", formatter_class=formatter,
+        epilog="examples:\n  mims predict runs/adrenal scan.nii.gz dicom_folder/\n"
+        "  mims predict runs/adrenal --manifest new.csv --format json --output predictions.json",
+    )
+    p.add_argument("run", help="run folder")
+    p.add_argument("inputs", nargs="*", help="files or folders, one bag each")
+    p.add_argument("--manifest", help="a manifest CSV instead of files")
+    p.add_argument("--format", default="csv", choices=("csv", "json"), help="output format (default: csv)")
+    p.add_argument("--output", help="output file (default: standard output)")
+    p.add_argument("--skip-unreadable", action="store_true", help="skip unreadable files (reported) instead of failing")
+    p.set_defaults(func=_predict)
+
     p = sub.add_parser("presets", help="list the model presets (the paper's Table 1 and 2 rows)")
     p.set_defaults(func=_presets)
-    p = sub.add_parser(
-        "smoke",
-        help="train a preset for a few steps on generated bags, save and reload it",
-        epilog="example: mims smoke --preset mims --steps 3",
-    )
-    p.add_argument("--preset", default="mims", help="model preset (see `mims presets`; default: mims)")
-    p.add_argument("--backbone", default="tiny", help="backbone (default: tiny, a 3-layer test net)")
-    p.add_argument("--image-size", type=int, default=32, help="image height and width (default: 32)")
-    p.add_argument("--instances", type=int, default=4, help="instances per bag (default: 4)")
-    p.add_argument("--steps", type=int, default=3, help="training steps (default: 3)")
-    p.add_argument("--learning-rate", type=float, default=1e-3, help="head learning rate (default: 1e-3)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--out", default=os.path.join("runs", "smoke"), help="output folder (default: runs/smoke)")
-    p.set_defaults(func=_smoke)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     _import_keras_quietly()
+    from mims_tf.data import DataError
+
+    start = time.perf_counter()
     try:
-        return args.func(args)
-    except ValueError as error:  # bad options: one line, no traceback
-        print(f"mims {args.command}: error: {error}", file=sys.stderr)
+        status = args.func(args)
+    except (ValueError, DataError, RuntimeError, ImportError) as error:  # bad input: one line, no traceback
+        print(f"mims {args.command}: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}",
+              file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"mims {args.command}: interrupted", file=sys.stderr)
+        return 130
+    if args.command in ("train", "demo"):
+        print(f"mims {args.command}: done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

@@ -92,7 +92,9 @@ def _prepare_run_dir(config, resume, overwrite):
     if os.path.exists(config_path):
         if resume:
             stored = load_config(config_path)
-            stored.epochs = max(stored.epochs, config.epochs) if config.epochs else stored.epochs
+            if config.epochs != stored.epochs:  # the one setting a resumed run may change
+                stored.epochs = config.epochs
+                save_config(stored, config_path)
             return stored, True
         if not overwrite:
             raise ValueError(
@@ -120,8 +122,16 @@ def _strategy(name):
     return tf.distribute.get_strategy()
 
 
-def train(config, resume=False, overwrite=False, verbose="auto"):
-    """Trains as `config` says; returns a summary dict. See the module docstring."""
+def train(config, resume=False, overwrite=False, verbose="auto", callbacks=()):
+    """Trains as `config` says; returns a summary dict. See the module docstring.
+
+    Args:
+        config: a `TrainConfig`.
+        resume: continue the run in `config.out` (its stored config; `epochs` may grow).
+        overwrite: replace the run in `config.out`.
+        verbose: Keras progress output (`"auto"`, 0, 1, 2).
+        callbacks: extra Keras callbacks, run after the run's own.
+    """
     from mims_tf.models import build_model
     from mims_tf.train.compile import compile_model
 
@@ -167,6 +177,7 @@ def train(config, resume=False, overwrite=False, verbose="auto"):
             RunCheckpoint(run_dir, config.checkpoint_steps, state),
             keras.callbacks.CSVLogger(os.path.join(run_dir, "log.csv"), append=True),
             keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False),
+            *callbacks,
         ]
 
         def train_data(start_step):
