@@ -149,7 +149,7 @@ def _class_names(labels, classes):
     return unique
 
 
-def read_manifest(path, classes=None, check_files=True):
+def read_manifest(path, classes=None, check_files=True, require_labels=True):
     """Reads and validates a manifest CSV.
 
     Args:
@@ -157,6 +157,8 @@ def read_manifest(path, classes=None, check_files=True):
         classes: label names in index order (default: sorted labels; numeric
             labels sort numerically). A label not in `classes` is an error.
         check_files: fail on rows whose file does not exist.
+        require_labels: False for manifests of unlabelled files (prediction):
+            a missing label column or empty labels become "?".
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -165,10 +167,12 @@ def read_manifest(path, classes=None, check_files=True):
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             columns = reader.fieldnames or []
-            missing = [c for c in REQUIRED if c not in columns]
+            missing = [c for c in REQUIRED if c not in columns and (require_labels or c != "label")]
             if missing:
                 raise DataError(path, f"missing column(s) {', '.join(missing)}; a manifest has path, label, bag, split")
             rows = list(reader)
+            if not require_labels:
+                rows = [dict(row, label=row.get("label") or "?") for row in rows]
     except (UnicodeDecodeError, csv.Error) as error:
         raise DataError(path, f"not a readable CSV file ({error})") from None
     rows = _normalize_rows(rows, path, base=os.path.dirname(os.path.abspath(path)))

@@ -137,7 +137,7 @@ class BagSource:
 
 
 def make_dataset(source, training, image_size=(224, 224), channels=3, instances=None, batch_size=1,
-                 augment=True, seed=0, repeat=False, start_step=0):
+                 augment=True, seed=0, repeat=False, start_step=0, pad_last=False):
     """A `tf.data.Dataset` of `(bags, labels)`: float32 `(B, S, H, W, C)` in [0, 255], int32 `(B,)`.
 
     Args:
@@ -156,6 +156,8 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
         repeat: training only: an endless stream of epochs (use `steps_per_epoch`).
         start_step: with `repeat`, begin after this many batches (resuming a run
             at its data position: the batches are the ones an uninterrupted run sees).
+        pad_last: evaluation only: fill the last batch by repeating bags, so every
+            batch is full (needed to split batches over several devices).
     """
     import tensorflow as tf
 
@@ -243,7 +245,9 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
         if not repeat:
             dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))  # Keras knows the epoch length
     else:
-        dataset = tf.data.Dataset.range(len(source)).map(
-            eval_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-        )
+        order = tf.data.Dataset.range(len(source))
+        missing = -len(source) % batch_size
+        if pad_last and missing:
+            order = order.concatenate(tf.data.Dataset.range(len(source) - missing, len(source)))
+        dataset = order.map(eval_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

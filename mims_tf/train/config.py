@@ -70,6 +70,11 @@ class TrainConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{key}` must be a positive integer. Received: {key}={value!r}")
+        from mims_tf.models import get_preset
+        from mims_tf.models.backbones import preprocessing_mode
+
+        get_preset(self.preset, kernels=self.kernels, k=self.k).validate()  # unknown preset / kernels / k
+        preprocessing_mode(self.backbone)  # unknown backbone: "Did you mean ..."
         if isinstance(self.instances, list):
             self.instances = tuple(self.instances)
         if isinstance(self.split_fractions, list):

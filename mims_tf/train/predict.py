@@ -30,7 +30,7 @@ def predict(run_dir, paths=(), manifest_path=None, out=None, fmt="csv", skip_unr
     model, config, run_manifest = load_run(run_dir)
     classes = run_manifest.classes
     if manifest_path:
-        manifest = read_manifest(manifest_path, classes=None)
+        manifest = read_manifest(manifest_path, require_labels=False)
         rows = [dict(row, label=classes[0], split="predict") for row in manifest.rows]
     else:
         rows = [{"path": os.path.abspath(p), "label": classes[0], "split": "predict"} for p in paths]

@@ -44,6 +44,11 @@ def _atomic_json(values, path):
     os.replace(tmp, path)
 
 
+def _step(model):
+    """The global step: the optimizer's iteration count (a mirrored variable under a strategy)."""
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations.value.read_value()))
+
+
 def build_manifest(config, run_dir):
     """The manifest named by `config.data`, with splits (assigned by bag where missing)."""
     data = config.data
@@ -73,7 +78,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.run_dir, self.every, self.state = run_dir, every, state
 
     def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations) % self.every == 0:
+        if _step(self.model) % self.every == 0:
             _atomic_save(self.model, os.path.join(self.run_dir, "last.keras"))
 
     def on_epoch_end(self, epoch, logs=None):
@@ -114,6 +119,9 @@ def _strategy(name):
     import tensorflow as tf
 
     if name == "mirrored":
+        if not tf.config.list_physical_devices("GPU") and len(tf.config.list_logical_devices("CPU")) > 1:
+            # no GPU: mirror over the logical CPU devices the process configured
+            return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
@@ -158,7 +166,9 @@ def train(config, resume=False, overwrite=False, verbose="auto", callbacks=()):
             with open(state_path, encoding="utf-8") as f:
                 state.update(json.load(f))
 
-        with _strategy(config.strategy).scope():
+        strategy = _strategy(config.strategy)
+        replicas = strategy.num_replicas_in_sync
+        with strategy.scope():
             last = os.path.join(run_dir, "last.keras")
             if resuming and os.path.exists(last):
                 model = keras.saving.load_model(last)
@@ -172,7 +182,10 @@ def train(config, resume=False, overwrite=False, verbose="auto", callbacks=()):
         _check_k_fits(model, train_source, config, size)
 
         steps_per_epoch = config.steps_per_epoch or math.ceil(len(train_source) / config.batch_size)
-        val_data = make_dataset(val_source, False, image_size=size, channels=config.channels)
+        # Several devices split each batch: validation batches then hold one bag per device, the
+        # last one filled by repeating bags (a device with an empty batch fails in Keras/TF).
+        val_data = make_dataset(val_source, False, image_size=size, channels=config.channels,
+                                batch_size=replicas, pad_last=replicas > 1)
         callbacks = [
             RunCheckpoint(run_dir, config.checkpoint_steps, state),
             keras.callbacks.CSVLogger(os.path.join(run_dir, "log.csv"), append=True),
@@ -187,7 +200,7 @@ def train(config, resume=False, overwrite=False, verbose="auto", callbacks=()):
                 start_step=start_step,
             )
 
-        step = int(model.optimizer.iterations)
+        step = _step(model)
         epoch, offset = divmod(step, steps_per_epoch)
         if offset and epoch < config.epochs:  # a run stopped mid-epoch: finish that epoch first
             model.fit(train_data(step), initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps_per_epoch - offset,
@@ -214,7 +227,7 @@ def _check_k_fits(model, source, config, size):
         config.instances[0] if isinstance(config.instances, tuple) else config.instances
     )
     try:
-        model.predict(np.zeros((1, smallest, *size, config.channels), np.float32), verbose=0)
+        model(np.zeros((1, smallest, *size, config.channels), np.float32), training=False)  # eager: checks k
     except ValueError as error:
         message = str(error)
         if "needs at least k=" in message:

@@ -1,0 +1,73 @@
+import os
+import re
+
+import pytest
+
+from mims_tf.cli.main import main
+from tests.conftest import SHARED, requires_tensorflow
+
+pytestmark = requires_tensorflow()
+MOBILENET_H5 = os.path.join(SHARED, "weights", "mobilenet_2_5_224_tf_no_top.h5")
+FAST = ["--epochs", "1", "--image-size", "32", "--instances", "4"]
+
+
+def _fails(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    assert re.search(re.escape(message), err[0]), err[0]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--preset", "mimz"], "Unknown preset 'mimz'. Did you mean 'mims'?"),
+        (["--backbone", "resnet5"], "Unknown backbone 'resnet5'. Did you mean"),
+        (["--backbone", "resnet50", "--image-size", "16"], "Cannot build backbone ResNet50"),
+        (["--k", "500", "--instances", "2"], "k=500 is larger than what a bag of 2 instance(s) gives"),
+        (["--weights", "/nonexistent/weights.h5"], "Weights file not found: /nonexistent/weights.h5"),
+        (["--backbone", "resnet34", "--weights", MOBILENET_H5], "does not fit backbone resnet34"),
+        (["--precision", "float8"], "Received: precision='float8'"),
+    ],
+)
+def test_train_bad_options_are_one_line_errors(tmp_path, capsys, extra, message):
+    argv = ["train", "--out", str(tmp_path / "run"), "--epochs", "1", "--image-size", "32", "--instances", "4"]
+    _fails(capsys, argv + extra, message)
+
+
+def test_unknown_config_key_names_the_nearest(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("lerning_rate: 0.01\n")
+    _fails(capsys, ["train", "--config", str(tmp_path / "c.yaml")], "unknown config key 'lerning_rate'. Did you mean 'learning_rate'?")
+
+
+def test_manifest_with_an_empty_split(tmp_path, capsys):
+    import numpy as np
+
+    for i in range(4):
+        np.save(tmp_path / f"v{i}.npy", np.zeros((3, 8, 8), np.float32))
+    rows = "".join(f"v{i}.npy,{i % 2},b{i},train\n" for i in range(4))
+    (tmp_path / "m.csv").write_text("path,label,bag,split\n" + rows)
+    _fails(capsys, ["train", "--data", str(tmp_path / "m.csv"), "--out", str(tmp_path / "r")] + FAST,
+           "split 'val' is empty (train: 4)")
+
+
+def test_an_output_folder_holding_another_run_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("data: synthetic\n")
+    _fails(capsys, ["train", "--out", str(out)] + FAST, "holds another run (config.yaml); pass --resume")
+    _fails(capsys, ["train", "--out", str(tmp_path / "none"), "--resume"], "no run to resume")
+
+
+def test_evaluate_and_predict_bad_input(tmp_path, capsys):
+    _fails(capsys, ["evaluate", str(tmp_path)], "not a run folder (no config.yaml)")
+    _fails(capsys, ["predict", str(tmp_path), "x.nii"], "not a run folder")
+
+
+def test_help_of_every_subcommand_has_examples(capsys):
+    for command in ("train", "evaluate", "predict", "demo"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        assert "example" in capsys.readouterr().out

@@ -1,0 +1,135 @@
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mims_tf
+from mims_tf.train.config import TrainConfig
+from mims_tf.train.evaluate import evaluate_runs
+from mims_tf.train.predict import predict
+from mims_tf.train.run import train
+from tests.conftest import requires_tensorflow
+
+pytestmark = requires_tensorflow()
+TINY = dict(epochs=2, batch_size=8, learning_rate=3e-3, checkpoint_steps=5, image_size=32, instances=6)
+
+KILL_DRIVER = """
+import os, signal, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import keras
+from mims_tf.train.config import TrainConfig
+from mims_tf.train.run import train
+
+class KillAt(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations) == int(sys.argv[2]):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+config = TrainConfig(out=sys.argv[1], epochs=3, batch_size=8, checkpoint_steps=5, learning_rate=3e-3, image_size=32, instances=6)
+train(config, verbose=0, callbacks=[KillAt()])
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("runs") / "a")
+    summary = train(TrainConfig(out=out, **TINY), verbose=0)
+    return out, summary
+
+
+def test_a_run_folder_holds_everything(trained):
+    out, summary = trained
+    for name in ("config.yaml", "manifest.csv", "best.keras", "last.keras", "state.json", "log.csv", "tensorboard"):
+        assert os.path.exists(os.path.join(out, name)), name
+    with open(os.path.join(out, "log.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and "val_auroc" in rows[0]
+    assert summary["best_epoch"] in (1, 2) and 0 <= summary["best_val_auroc"] <= 1
+    model = mims_tf.load_model(os.path.join(out, "best.keras"))
+    assert model.output_shape == (None, 2)
+    assert not any(name.endswith(".tmp.keras") for name in os.listdir(out))
+
+
+def test_same_seed_same_config_same_auroc(trained, tmp_path):
+    out, summary = trained
+    again = train(TrainConfig(out=str(tmp_path / "b"), **TINY), verbose=0)
+    assert again["best_val_auroc"] == summary["best_val_auroc"]
+    results, _ = evaluate_runs([out, str(tmp_path / "b")])
+    assert results[0]["auroc"] == results[1]["auroc"]
+
+
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
+    subprocess.run([sys.executable, "-c", KILL_DRIVER, whole, "-1"], check=True, env=env, capture_output=True)
+    crashed = subprocess.run([sys.executable, "-c", KILL_DRIVER, killed, "17"], env=env, capture_output=True)
+    assert crashed.returncode == -9  # killed in epoch 2 (12 steps per epoch), after the step-15 checkpoint
+    assert json.load(open(os.path.join(killed, "state.json")))["epochs_done"] == 1
+    from mims_tf.cli.main import main
+
+    assert main(["train", "--out", killed, "--resume"]) == 0
+    a = mims_tf.load_model(os.path.join(whole, "last.keras"))
+    b = mims_tf.load_model(os.path.join(killed, "last.keras"))
+    assert int(a.optimizer.iterations) == int(b.optimizer.iterations) == 36
+    for x, y in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+    best_whole = json.load(open(os.path.join(whole, "state.json")))["best_val_auroc"]
+    assert json.load(open(os.path.join(killed, "state.json")))["best_val_auroc"] == best_whole
+
+
+def test_evaluate_writes_per_bag_csv_roc_and_metrics(trained):
+    out, _ = trained
+    results, summary = evaluate_runs([out, out])
+    r = results[0]
+    assert set(summary) == {"auroc", "accuracy", "sensitivity", "specificity"} and summary["auroc"]["std"] == 0.0
+    assert r["bags"] == 32 and 0 <= r["threshold"] <= 1 and r["threshold_from"].startswith("validation")
+    with open(os.path.join(out, "eval_test.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 32 and set(rows[0]) == {"bag", "label", "p_0", "p_1", "predicted"}
+    assert open(os.path.join(out, "roc_test.png"), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    fixed = evaluate_runs([out], threshold=0.5)[0][0]
+    assert fixed["threshold"] == 0.5 and fixed["threshold_from"] == "given"
+
+
+def test_predict_files_and_manifest_to_csv_and_json(trained, tmp_path):
+    out, _ = trained
+    files = []
+    for i in range(3):
+        np.save(tmp_path / f"v{i}.npy", np.random.default_rng(i).uniform(0, 255, (5, 40, 40)).astype(np.float32))
+        files.append(str(tmp_path / f"v{i}.npy"))
+    results = predict(out, files, out=str(tmp_path / "p.json"), fmt="json")
+    assert [r["bag"] for r in results] == files
+    stored = json.load(open(tmp_path / "p.json"))
+    assert abs(sum(stored[0]["probabilities"].values()) - 1) < 1e-5
+    (tmp_path / "m.csv").write_text("path,bag\n" + "".join(f"{f},patient{i // 2}\n" for i, f in enumerate(files)))
+    predict(out, manifest_path=str(tmp_path / "m.csv"), out=str(tmp_path / "p.csv"))
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert [r["bag"] for r in rows] == ["patient0", "patient1"]
+
+
+MIRRORED_DRIVER = """
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from mims_tf.train.config import TrainConfig
+from mims_tf.train.run import train
+summary = train(TrainConfig(out=sys.argv[1], epochs=2, batch_size=8, image_size=32, instances=4,
+                            strategy="mirrored", learning_rate=3e-3), verbose=0)
+print("replicas", tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")]).num_replicas_in_sync)
+"""
+
+
+def test_mirrored_strategy_on_two_logical_cpu_devices(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    done = subprocess.run([sys.executable, "-c", MIRRORED_DRIVER, str(tmp_path / "m")], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "replicas 2" in done.stdout
+    state = json.load(open(tmp_path / "m" / "state.json"))
+    assert state["epochs_done"] == 2 and 0 <= state["best_val_auroc"] <= 1
