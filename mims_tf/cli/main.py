@@ -96,7 +96,8 @@ def _train(args):
         config = load_config(stored, {"epochs": args.epochs})
     else:
         config = load_config(args.config, overrides)
-    summary = train(config, resume=args.resume, overwrite=args.overwrite)
+    # a progress bar on a terminal, one line per epoch in a log file
+    summary = train(config, resume=args.resume, overwrite=args.overwrite, verbose=1 if sys.stdout.isatty() else 2)
     print(json.dumps(summary, indent=2))
     return 0
 

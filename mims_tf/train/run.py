@@ -200,6 +200,10 @@ def train(config, resume=False, overwrite=False, verbose="auto", callbacks=()):
                 start_step=start_step,
             )
 
+        if config.strategy == "multi_worker":
+            from mims_tf.train.multi_worker import patch_keras_for_multi_worker
+
+            patch_keras_for_multi_worker(model, strategy, train_data(0))
         step = _step(model)
         epoch, offset = divmod(step, steps_per_epoch)
         if offset and epoch < config.epochs:  # a run stopped mid-epoch: finish that epoch first

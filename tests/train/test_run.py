@@ -133,3 +133,45 @@ def test_mirrored_strategy_on_two_logical_cpu_devices(tmp_path):
     assert "replicas 2" in done.stdout
     state = json.load(open(tmp_path / "m" / "state.json"))
     assert state["epochs_done"] == 2 and 0 <= state["best_val_auroc"] <= 1
+
+
+MULTI_WORKER_DRIVER = """
+import json, os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+index, ports, out = int(sys.argv[1]), sys.argv[2].split(","), sys.argv[3]
+os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                                      "task": {"type": "worker", "index": index}})
+from mims_tf.train.config import TrainConfig
+from mims_tf.train.run import train
+summary = train(TrainConfig(out=out, epochs=2, batch_size=8, image_size=32, instances=4,
+                            strategy="multi_worker", learning_rate=3e-3), verbose=0)
+print("BEST", summary["best_val_auroc"])
+"""
+
+
+def _free_ports(count):
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [str(s.getsockname()[1]) for s in sockets]
+    for s in sockets:
+        s.close()
+    return ",".join(ports)
+
+
+def test_multi_worker_strategy_with_two_workers_on_loopback(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    ports = _free_ports(2)
+    workers = [
+        subprocess.Popen([sys.executable, "-c", MULTI_WORKER_DRIVER, str(i), ports, str(tmp_path / f"w{i}")],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    for worker, (out, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err[-2000:]
+    best = [float(out.split("BEST")[1]) for out, _ in outputs]
+    assert best[0] == best[1]  # one model, trained together
+    assert json.load(open(tmp_path / "w0" / "state.json"))["epochs_done"] == 2
