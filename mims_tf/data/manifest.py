@@ -129,10 +129,10 @@ def _normalize_rows(rows, source, base=None):
         if missing:
             raise DataError(source, f"row {number}: empty {', '.join(missing)}")
         row = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
-        path = row["path"]
-        if base and not os.path.isabs(path.split("#")[0]):
-            path = os.path.normpath(os.path.join(base, path))
-        row["path"] = path
+        file_path, hash_mark, item = row["path"].partition("#")
+        if not os.path.isabs(file_path):  # relative to the CSV's folder, else to the working directory
+            file_path = os.path.normpath(os.path.join(base or os.getcwd(), file_path))
+        path = row["path"] = file_path + hash_mark + item
         row["bag"] = row.get("bag") or path
         row["group"] = row.get("group") or row["bag"]
         row["split"] = row.get("split") or ""

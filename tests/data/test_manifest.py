@@ -122,3 +122,9 @@ def test_unknown_label_and_empty_split(tmp_path):
         from_class_folders(KATHER, bag_pattern=r"PATIENT-\d+")
     with _error(tmp_path / "m.csv.missing", "manifest not found"):
         read_manifest(tmp_path / "m.csv.missing")
+
+
+def test_relative_paths_become_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    manifest = from_rows([{"path": "sub/a.npz#train_images/0", "label": 0}])
+    assert manifest.rows[0]["path"] == str(tmp_path / "sub" / "a.npz") + "#train_images/0"
