@@ -131,6 +131,24 @@ def _predict(args):
     return 0
 
 
+def _analyze(args):
+    from mims_tf.explain.scale_correlation import find_images, format_table, scale_correlation
+
+    files = find_images(args.images, args.count, seed=args.seed)
+    kwargs = {"alpha": args.alpha} if args.alpha else {}
+    weights = None if args.weights == "none" else args.weights
+    table = scale_correlation(files, args.backbone, weights, scales=tuple(args.scales), **kwargs)
+    title = (f"Pearson correlation of {args.backbone} features (weights: {args.weights}) of {args.count} images "
+             f"from {args.images} resized, against the originals")
+    text = format_table(table, title)
+    print(text)
+    if args.output:
+        with open(f"{args.output}.tmp", "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        os.replace(f"{args.output}.tmp", args.output)
+    return 0
+
+
 def _demo(args):
     from mims_tf.cli.demo import demo
 
@@ -187,6 +205,23 @@ def build_parser():
     p.add_argument("--output", help="output file (default: standard output)")
     p.add_argument("--skip-unreadable", action="store_true", help="skip unreadable files (reported) instead of failing")
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser(
+        "analyze", help="analyses; scale-correlation: do backbone features survive resizing? (supplement B)",
+        formatter_class=formatter,
+        epilog="example:\n  mims analyze scale-correlation --images ../shared/data/kather-crc-msi --backbone mobilenet \\\n"
+        "      --alpha 0.25 --weights ../shared/weights/mobilenet_2_5_224_tf_no_top.h5",
+    )
+    p.add_argument("analysis", choices=("scale-correlation",))
+    p.add_argument("--images", required=True, help="folder of RGB images of one size (searched recursively)")
+    p.add_argument("--count", type=int, default=100, help="random images to use (default: 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random choice (default: 0)")
+    p.add_argument("--backbone", default="resnet101", help="backbone (default: resnet101, as in the paper)")
+    p.add_argument("--weights", default="imagenet", help="imagenet, a .h5 path, or none (default: imagenet)")
+    p.add_argument("--alpha", type=float, default=None, help="MobileNet width multiplier")
+    p.add_argument("--scales", type=float, nargs="+", default=[2.0, 0.75, 0.5], help="default: 2 0.75 0.5")
+    p.add_argument("--output", help="also write the table (Markdown) to this file")
+    p.set_defaults(func=_analyze)
 
     p = sub.add_parser("presets", help="list the model presets (the paper's Table 1 and 2 rows)")
     p.set_defaults(func=_presets)

@@ -1,0 +1,1 @@
+"""Explanations: supplement B's scale-correlation analysis (and, later, supplement C's heatmaps)."""
