@@ -149,6 +149,33 @@ def _analyze(args):
     return 0
 
 
+def _export(args):
+    import shutil
+
+    from mims_tf.export import export_saved_model, export_tflite
+    from mims_tf.train.run import load_run, sample_bags
+
+    model, config, manifest = load_run(args.run)
+    sample = sample_bags(config, manifest)
+    out = args.out or os.path.join(args.run, "export")
+    if args.format == "saved_model":
+        path = export_saved_model(model, os.path.join(out, "saved_models"), name=args.name, version=args.version,
+                                  sample=sample)
+        print(f"wrote {path} (TF Serving: --model_base_path={os.path.abspath(os.path.dirname(path))})")
+    elif args.format == "tflite":
+        os.makedirs(out, exist_ok=True)
+        suffix = "" if args.quantize == "none" else f"_{args.quantize}"
+        info = export_tflite(model, os.path.join(out, f"{args.name}{suffix}.tflite"), args.quantize, sample=sample[:1])
+        print(f"wrote {info['path']} ({info['bytes']:,} bytes; largest difference from Keras {info['max_abs_difference']:.2e})")
+    else:
+        os.makedirs(out, exist_ok=True)
+        path = os.path.join(out, f"{args.name}.keras")
+        shutil.copyfile(os.path.join(args.run, "best.keras"), f"{path}.tmp")
+        os.replace(f"{path}.tmp", path)
+        print(f"wrote {path}")
+    return 0
+
+
 def _demo(args):
     from mims_tf.cli.demo import demo
 
@@ -223,6 +250,22 @@ def build_parser():
     p.add_argument("--output", help="also write the table (Markdown) to this file")
     p.set_defaults(func=_analyze)
 
+    p = sub.add_parser(
+        "export", help="export a run's best model: SavedModel (TF Serving), TFLite or .keras",
+        formatter_class=formatter,
+        epilog="examples:\n  mims export runs/adrenal --format saved_model    # runs/adrenal/export/saved_models/mims/<next version>\n"
+        "  mims export runs/adrenal --format tflite --quantize int8\n"
+        "  docker run -p 8501:8501 -v $PWD/runs/adrenal/export/saved_models/mims:/models/mims -e MODEL_NAME=mims tensorflow/serving",
+    )
+    p.add_argument("run", help="run folder")
+    p.add_argument("--format", default="saved_model", choices=("saved_model", "tflite", "keras"))
+    p.add_argument("--out", help="output folder (default: RUN/export)")
+    p.add_argument("--name", default="mims", help="model name (default: mims)")
+    p.add_argument("--version", type=int, default=None, help="SavedModel version (default: the next free one)")
+    p.add_argument("--quantize", default="none", choices=("none", "float16", "int8"),
+                   help="TFLite weights: none, float16, or dynamic-range int8 (default: none)")
+    p.set_defaults(func=_export)
+
     p = sub.add_parser("presets", help="list the model presets (the paper's Table 1 and 2 rows)")
     p.set_defaults(func=_presets)
     return parser
@@ -236,7 +279,7 @@ def main(argv=None):
     start = time.perf_counter()
     try:
         status = args.func(args)
-    except (ValueError, DataError, RuntimeError, ImportError) as error:  # bad input: one line, no traceback
+    except (ValueError, DataError, RuntimeError, ImportError, OSError) as error:  # bad input: one line, no traceback
         print(f"mims {args.command}: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}",
               file=sys.stderr)
         return 2

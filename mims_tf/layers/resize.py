@@ -50,12 +50,14 @@ def bilinear_resize(images, size):
     in_h, in_w = shape[1], shape[2]
     out_h, out_w = size
     dtype = keras.backend.standardize_dtype(images.dtype)
+    # Plain transposes and broadcast matmuls, not einsum: TFLite's einsum lowering
+    # leaves a dynamic batch as a literal -1 in static shapes (an invalid model).
     if not _same(in_h, out_h):
-        rows = interpolation_matrix(in_h, out_h, dtype)
-        images = ops.einsum("oh,nhwc->nowc", rows, images)
+        rows = ops.transpose(interpolation_matrix(in_h, out_h, dtype))  # (h, out_h)
+        images = ops.transpose(ops.matmul(ops.transpose(images, (0, 2, 3, 1)), rows), (0, 3, 1, 2))
     if not _same(in_w, out_w):
-        cols = interpolation_matrix(in_w, out_w, dtype)
-        images = ops.einsum("pw,nhwc->nhpc", cols, images)
+        cols = ops.transpose(interpolation_matrix(in_w, out_w, dtype))  # (w, out_w)
+        images = ops.transpose(ops.matmul(ops.transpose(images, (0, 1, 3, 2)), cols), (0, 1, 3, 2))
     return images
 
 

@@ -255,6 +255,16 @@ def load_run(run_dir, which="best"):
     return keras.saving.load_model(model_path, safe_mode=True), config, manifest
 
 
+def sample_bags(config, manifest, count=2):
+    """A few real bags of the test split (else any split) as float32 `(count, S, H, W, C)`, for export checks."""
+    split = "test" if "test" in {row["split"] for row in manifest.rows} else None
+    source = BagSource(manifest, split, central=config.central, normalize=config.normalize, progress=False)
+    instances = config.instances[0] if isinstance(config.instances, tuple) else (config.instances or 4)
+    data = make_dataset(source, True, image_size=(config.image_size,) * 2, channels=config.channels,
+                        instances=instances, batch_size=count, augment=False, seed=0)
+    return next(iter(data))[0].numpy()
+
+
 def predict_bags(model, config, source):
     """Class probabilities `(bags, classes)` for every bag of a `BagSource`, in order."""
     data = make_dataset(source, False, image_size=(config.image_size,) * 2, channels=config.channels)

@@ -1,0 +1,117 @@
+"""SavedModel export in TF Serving's layout `<base>/<name>/<version>/`, verified, written atomically.
+
+`model.export(format="tf_saved_model")` (Keras 3.15, TF 2.21) stores every
+variable twice: a Keras variable on the TensorFlow backend is itself a
+trackable object wrapping a `tf.Variable`, and the export archive tracks both
+(a ResNet-50 `mims` model: 185 MB against 92 MB in `.keras`). Here the module
+that is saved tracks only the `tf.Variable`s, and the serving function closes
+over the model, so each variable is written once (93 MB) with identical outputs.
+"""
+
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+
+
+def float32_copy(model):
+    """The same model with every layer computing in float32 (weights copied).
+
+    A model built under a mixed-precision policy serves and converts to TFLite
+    builtins only as float32; its weights (float32 variables) carry over as is.
+    """
+    import keras
+
+    config = json.loads(json.dumps(model.get_config()))
+
+    def visit(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "DTypePolicy" and isinstance(node.get("config"), dict):
+                node["config"]["name"] = "float32"
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(config)
+    copy = model.__class__.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def serving_module(model):
+    """A `tf.Module` with a `serving_default` function: float32 bags `(B, S, H, W, C)` -> probabilities."""
+    import tensorflow as tf
+
+    _, _, height, width, channels = model.input_shape
+    module = tf.Module()
+    module.variables_once = [v.value for v in model.variables]  # tf.Variables only: each saved once
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, height, width, channels], tf.float32, name="bags")])
+    def serve(bags):
+        return {"probabilities": model(bags, training=False)}
+
+    module.serve = serve
+    return module
+
+
+def next_version(folder):
+    """1 + the largest numeric version folder in `folder` (1 if none)."""
+    versions = [int(n) for n in os.listdir(folder) if re.fullmatch(r"\d+", n)] if os.path.isdir(folder) else []
+    return max(versions, default=0) + 1
+
+
+def export_saved_model(model, base_dir, name="mims", version=None, sample=None, tolerance=1e-4):
+    """Writes `<base_dir>/<name>/<version>/` and returns its path.
+
+    The SavedModel is written to a temporary folder beside it, reloaded and
+    compared with the Keras model on `sample` (a real bag batch; random pixels
+    if None), and only then renamed into place: TF Serving never sees half a
+    version, and a failed export leaves the existing versions untouched.
+
+    Args:
+        model: a Keras model from `build_model` (mixed precision is exported as float32).
+        base_dir: the TF Serving model base path.
+        name: the model name (a folder).
+        version: an int; default the next free one.
+        sample: float32 bags `(B, S, H, W, C)` for the check.
+        tolerance: largest allowed absolute difference of probabilities.
+    """
+    import tensorflow as tf
+
+    folder = os.path.join(os.fspath(base_dir), name)
+    version = next_version(folder) if version is None else int(version)
+    final = os.path.join(folder, str(version))
+    if os.path.exists(final):
+        raise ValueError(f"{final}: version {version} exists; pick another --version or leave it out for the next free one")
+    if any(getattr(layer.dtype_policy, "name", "float32") != "float32" for layer in _all_layers(model)):
+        model = float32_copy(model)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".tmp-{version}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        module = serving_module(model)
+        tf.saved_model.save(module, tmp, signatures={"serving_default": module.serve})
+        if sample is None:
+            _, _, height, width, channels = model.input_shape
+            sample = np.random.default_rng(0).uniform(0, 255, (2, 3, height or 64, width or 64, channels))
+        sample = np.asarray(sample, np.float32)
+        served = tf.saved_model.load(tmp).signatures["serving_default"]
+        difference = float(np.abs(served(bags=tf.constant(sample))["probabilities"].numpy()
+                                  - model.predict(sample, verbose=0)).max())
+        if difference > tolerance:
+            raise RuntimeError(f"exported model differs from the Keras model by {difference:.2e} (> {tolerance})")
+        os.rename(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
