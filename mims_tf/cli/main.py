@@ -176,6 +176,25 @@ def _export(args):
     return 0
 
 
+def _explain(args):
+    from mims_tf.data import BagSource, from_rows, make_dataset
+    from mims_tf.explain.heatmap import explain_bag
+    from mims_tf.train.run import load_run
+
+    model, config, manifest = load_run(args.run)
+    source = BagSource(from_rows([{"path": os.path.abspath(args.file), "label": manifest.classes[0]}]),
+                       central=config.central, normalize=config.normalize, progress=False)
+    bag = next(iter(make_dataset(source, False, image_size=(config.image_size,) * 2, channels=config.channels)))[0]
+    out = args.out or os.path.join(args.run, "explain", os.path.basename(args.file.rstrip("/")).split(".")[0])
+    name = os.path.basename(out)
+    written = explain_bag(model, bag.numpy(), out, layer_name=args.layer, class_index=args.class_index,
+                          slices=args.slices, name=name)
+    for s, score, path in written:
+        print(f"slice {s}: contribution {score:.4g} -> {path}")
+    print(f"index: {os.path.join(out, 'index.md')}")
+    return 0
+
+
 def _demo(args):
     from mims_tf.cli.demo import demo
 
@@ -265,6 +284,19 @@ def build_parser():
     p.add_argument("--quantize", default="none", choices=("none", "float16", "int8"),
                    help="TFLite weights: none, float16, or dynamic-range int8 (default: none)")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser(
+        "explain", help="heatmaps of what drove a decision: slices ranked, overlays, index.md (supplement C)",
+        formatter_class=formatter,
+        epilog="examples:\n  mims explain runs/adrenal scan.nii.gz\n  mims explain runs/adrenal scan.nii.gz --layer backbone --slices 5",
+    )
+    p.add_argument("run", help="run folder")
+    p.add_argument("file", help="a volume, image or folder (one bag)")
+    p.add_argument("--layer", default=None, help="layer whose input is explained (default: backbone, pixel level; head_ms_conv: feature maps)")
+    p.add_argument("--class", dest="class_index", type=int, default=1, help="class index to explain (default: 1)")
+    p.add_argument("--slices", type=int, default=3, help="overlays for the top N slices (default: 3)")
+    p.add_argument("--out", help="output folder (default: RUN/explain/<file name>)")
+    p.set_defaults(func=_explain)
 
     p = sub.add_parser("presets", help="list the model presets (the paper's Table 1 and 2 rows)")
     p.set_defaults(func=_presets)
