@@ -92,3 +92,38 @@ def test_tflite_needs_a_fixed_image_size_and_a_known_option(tmp_path):
         export_tflite(dynamic, str(tmp_path / "m.tflite"))
     with pytest.raises(ValueError, match="Received: quantize='int4'"):
         export_tflite(dynamic, str(tmp_path / "m.tflite"), quantize="int4")
+
+
+KILL_EXPORT = """
+import os, signal, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tensorflow as tf
+import mims_tf
+from mims_tf.export import export_saved_model
+original = tf.saved_model.save
+
+def save_then_die(module, path, signatures=None):
+    original(module, path, signatures=signatures)
+    os.kill(os.getpid(), signal.SIGKILL)  # killed after writing, before the check and the rename
+
+tf.saved_model.save = save_then_die
+export_saved_model(mims_tf.load_model(sys.argv[1]), sys.argv[2], name="m")
+"""
+
+
+def test_sigkill_during_export_leaves_only_complete_versions_visible(model, tmp_path):
+    import subprocess
+    import sys
+
+    import tensorflow as tf
+
+    model.save(tmp_path / "m.keras")
+    first = export_saved_model(model, tmp_path / "base", name="m")
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    done = subprocess.run([sys.executable, "-c", KILL_EXPORT, str(tmp_path / "m.keras"), str(tmp_path / "base")],
+                          env=env, capture_output=True)
+    assert done.returncode == -9
+    versions = [n for n in os.listdir(tmp_path / "base" / "m") if n.isdigit()]
+    assert versions == ["1"]  # the half-done export is a hidden .tmp-* folder, which TF Serving ignores
+    assert tf.saved_model.load(first).signatures["serving_default"] is not None
+    assert os.path.basename(export_saved_model(model, tmp_path / "base", name="m")) == "2"
