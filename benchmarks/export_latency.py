@@ -5,7 +5,7 @@ instances), exported with `mims_tf.export`; each runtime is warmed up, then
 timed round-robin (`--rounds` rounds, median), so machine noise hits all alike.
 Keras runs `model(x)` eagerly-compiled through `predict_on_batch`; the
 SavedModel its `serving_default` signature; TFLite the LiteRT interpreter
-(XNNPACK, default threads).
+(XNNPACK, one thread per core).
 
     python benchmarks/export_latency.py
     python benchmarks/export_latency.py --backbone tiny --image-size 64 --rounds 20   # quick
@@ -31,6 +31,7 @@ def main():
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--instances", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--quantize", default="none", choices=("none", "float16", "int8"), help="TFLite weights")
     args = parser.parse_args()
 
     import tensorflow as tf
@@ -44,9 +45,9 @@ def main():
     bag = np.random.default_rng(0).uniform(0, 255, (1, args.instances, size, size, 3)).astype(np.float32)
     with tempfile.TemporaryDirectory() as folder:
         saved = export_saved_model(model, folder, sample=bag)
-        tflite = export_tflite(model, os.path.join(folder, "m.tflite"), sample=bag)
+        tflite = export_tflite(model, os.path.join(folder, "m.tflite"), quantize=args.quantize, sample=bag)
         serve = tf.saved_model.load(saved).signatures["serving_default"]
-        interpreter = Interpreter(model_path=tflite["path"])
+        interpreter = Interpreter(model_path=tflite["path"], num_threads=os.cpu_count())
         saved_bytes = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(saved) for f in fs)
         inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
         interpreter.resize_tensor_input(inp["index"], bag.shape)
@@ -73,7 +74,7 @@ def main():
                 times[name].append(time.perf_counter() - start)
     median = {name: statistics.median(t) for name, t in times.items()}
     print(f"export_latency: mims {args.backbone} {size}x{size}, bag of {args.instances}, {args.rounds} rounds, "
-          f"cores={os.cpu_count()}; SavedModel {saved_bytes / 1e6:.1f} MB, TFLite {tflite['bytes'] / 1e6:.1f} MB")
+          f"cores={os.cpu_count()}, TFLite weights {args.quantize}; SavedModel {saved_bytes / 1e6:.1f} MB, TFLite {tflite['bytes'] / 1e6:.1f} MB")
     for name, value in median.items():
         print(f"  {name}: {value * 1000:.1f} ms per bag")
     print(f"savedmodel_over_keras: {median['savedmodel'] / median['keras']:.3f}")

@@ -57,11 +57,16 @@ def export_tflite(model, path, quantize="none", sample=None, tolerance=None):
     return {"path": path, "bytes": len(blob), "max_abs_difference": difference}
 
 
-def run_tflite(model, bags):
-    """Runs a `.tflite` file or bytes on float32 bags with the LiteRT interpreter (resizing the input)."""
+def run_tflite(model, bags, num_threads=None):
+    """Runs a `.tflite` file or bytes on float32 bags with the LiteRT interpreter (resizing the input).
+
+    `num_threads` defaults to one per core (LiteRT's own default is 1, about 2x slower here).
+    """
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_content=model) if isinstance(model, bytes) else Interpreter(model_path=model)
+    threads = num_threads or os.cpu_count()
+    interpreter = (Interpreter(model_content=model, num_threads=threads) if isinstance(model, bytes)
+                   else Interpreter(model_path=model, num_threads=threads))
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     interpreter.resize_tensor_input(inp["index"], bags.shape)
     interpreter.allocate_tensors()

@@ -71,3 +71,40 @@ def test_help_of_every_subcommand_has_examples(capsys):
             main([command, "--help"])
         assert exit_info.value.code == 0
         assert "example" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("cli") / "run")
+    assert main(["train", "--out", out, "--epochs", "1", "--image-size", "32", "--instances", "4", "--batch-size", "8"]) == 0
+    return out
+
+
+def test_export_formats_and_bad_input(run_folder, tmp_path, capsys):
+    out = str(tmp_path / "exp")
+    assert main(["export", run_folder, "--format", "saved_model", "--out", out]) == 0
+    assert os.path.isdir(os.path.join(out, "saved_models", "mims", "1"))
+    assert main(["export", run_folder, "--format", "tflite", "--quantize", "float16", "--out", out]) == 0
+    assert os.path.isfile(os.path.join(out, "mims_float16.tflite"))
+    assert main(["export", run_folder, "--format", "keras", "--out", out]) == 0
+    capsys.readouterr()
+    _fails(capsys, ["export", run_folder, "--format", "saved_model", "--out", out, "--version", "1"], "version 1 exists")
+    empty = tmp_path / "norun"
+    empty.mkdir()
+    (empty / "config.yaml").write_text("data: synthetic\n")
+    _fails(capsys, ["export", str(empty)], "no best.keras")
+    with pytest.raises(SystemExit):
+        main(["export", run_folder, "--format", "tflite", "--quantize", "int4"])
+
+
+def test_explain_and_its_bad_input(run_folder, tmp_path, capsys):
+    import numpy as np
+
+    np.save(tmp_path / "scan.npy", np.random.default_rng(0).uniform(0, 255, (6, 40, 40)).astype(np.float32))
+    assert main(["explain", run_folder, str(tmp_path / "scan.npy"), "--out", str(tmp_path / "x"), "--slices", "2"]) == 0
+    assert (tmp_path / "x" / "index.md").is_file()
+    capsys.readouterr()
+    _fails(capsys, ["explain", run_folder, str(tmp_path / "scan.npy"), "--layer", "nope"], "no feature layer 'nope'; valid: backbone")
+    _fails(capsys, ["explain", run_folder, str(tmp_path / "scan.npy"), "--class", "7"], "class index 7 is out of range")
+    np.save(tmp_path / "tiny.npy", np.zeros((1, 2, 2, 2, 2), np.float32))
+    _fails(capsys, ["explain", run_folder, str(tmp_path / "tiny.npy")], "wrong dimensions")
