@@ -3,11 +3,15 @@
 Writes a synthetic set (textured 16-slice volumes, 64x64; positive bags hold
 small lesions; the test split's lesions are twice as large, a scale shift the
 models never saw), trains `mims` and the `mi_pre` baseline with the tiny
-backbone, evaluates both on the test split and prints where everything went.
+backbone, evaluates both on the test split, exports the better one (SavedModel
+and TFLite, both verified) and writes heatmaps for a positive test volume, and
+prints where everything went.
 """
 
 import os
 import sys
+
+import numpy as np
 
 from mims_tf.data.synthetic import write_dataset
 from mims_tf.train.config import TrainConfig
@@ -38,7 +42,29 @@ def demo(out, epochs=25, presets=PRESETS, verbose=2):
     for preset, r in results.items():
         print(f"  {preset:<8} {r['auroc']:>6.3f} {r['accuracy']:>9.3f} {r['sensitivity']:>12.3f} {r['specificity']:>12.3f}")
     best = max(results, key=lambda p: results[p]["auroc"])
+    exported, tflite, overlays = _export_and_explain(os.path.join(out, best), data)
     print(f"\nbest: {best} -> {out}/{best}/best.keras")
+    print(f"  SavedModel (TF Serving layout): {exported}")
+    print(f"  TFLite: {tflite['path']} ({tflite['bytes']:,} bytes, verified)")
+    print(f"  heatmaps of a positive test volume: {overlays}/index.md")
     print(f"each run folder ({', '.join(f'{out}/{p}' for p in presets)}) holds config.yaml, manifest.csv,")
     print("best.keras, last.keras, log.csv, tensorboard/, eval_test.csv (per bag) and roc_test.png")
     return 0
+
+
+def _export_and_explain(run_dir, data):
+    from mims_tf.explain.heatmap import explain_bag
+    from mims_tf.export import export_saved_model, export_tflite
+    from mims_tf.train.run import load_run, sample_bags
+
+    model, config, manifest = load_run(run_dir)
+    sample = sample_bags(config, manifest)
+    name = os.path.basename(os.path.normpath(run_dir))
+    exported = export_saved_model(model, os.path.join(run_dir, "export", "saved_models"), name=name, sample=sample)
+    tflite = export_tflite(model, os.path.join(run_dir, "export", f"{name}.tflite"), sample=sample[:1])
+    arrays = np.load(data)
+    positive = int(np.flatnonzero(arrays["test_labels"][:, 0])[0])
+    bag = np.repeat(arrays["test_images"][positive][None, ..., None].astype(np.float32), 3, axis=-1)
+    folder = os.path.join(run_dir, "explain", f"test_{positive}")
+    explain_bag(model, bag, folder, slices=3, name=f"test_{positive}")
+    return exported, tflite, folder
