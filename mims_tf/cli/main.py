@@ -195,6 +195,20 @@ def _explain(args):
     return 0
 
 
+def _bench(args):
+    from mims_tf.train.bench import bench
+
+    settings = {k: v for k, v in {
+        "backbone": args.backbone, "weights": None if args.weights in (None, "none") else args.weights,
+        "backbone_kwargs": {"alpha": args.alpha} if args.alpha else None, "image_size": args.image_size,
+        "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+    }.items() if v is not None}
+    folder = bench(args.table, args.dataset, out=args.out, work=args.work, seeds=tuple(args.seeds),
+                   fresh=args.fresh, data_root=args.data_root, presets=args.presets, **settings)
+    print(f"results: {folder}/table.md, results.csv, table.png")
+    return 0
+
+
 def _demo(args):
     from mims_tf.cli.demo import demo
 
@@ -297,6 +311,30 @@ def build_parser():
     p.add_argument("--slices", type=int, default=3, help="overlays for the top N slices (default: 3)")
     p.add_argument("--out", help="output folder (default: RUN/explain/<file name>)")
     p.set_defaults(func=_explain)
+
+    p = sub.add_parser(
+        "bench", help="every preset of the paper's Table 1 or 2 on a dataset, 3 seeds, one budget; resumable",
+        formatter_class=formatter,
+        epilog="examples:\n  mims bench table1 --dataset breastmnist --image-size 96 --epochs 10\n"
+        "  mims bench table2 --dataset adrenalmnist3d --image-size 28 --epochs 30\n"
+        "Run the same command again after an interruption: finished preset/seed results are kept (--fresh redoes them).",
+    )
+    p.add_argument("table", choices=("table1", "table2"))
+    p.add_argument("--dataset", required=True, choices=("adrenalmnist3d", "kather-crc-msi", "breastmnist", "pneumoniamnist"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--presets", nargs="+", default=None, help="a subset of the table's presets")
+    p.add_argument("--backbone", default=None, help="backbone of every preset but resnet34_scratch (default: tiny)")
+    p.add_argument("--weights", default=None, help="imagenet, a .h5 path or none (default: none)")
+    p.add_argument("--alpha", type=float, default=None, help="MobileNet width multiplier")
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--data-root", default=None, help="folder holding the datasets (default: ../shared/data)")
+    p.add_argument("--out", default=os.path.join("benchmarks", "results"), help="results (default: benchmarks/results)")
+    p.add_argument("--work", default=os.path.join("runs", "bench"), help="scratch run folders (default: runs/bench)")
+    p.add_argument("--fresh", action="store_true", help="redo finished results")
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("presets", help="list the model presets (the paper's Table 1 and 2 rows)")
     p.set_defaults(func=_presets)

@@ -1,0 +1,177 @@
+"""`mims bench table1|table2`: every preset of the paper's table on one dataset, three seeds, one budget.
+
+Each (preset, seed) result is appended to `results.csv` as soon as it is done,
+so an interrupted bench continues where it stopped when the same command runs
+again (`fresh=True` redoes everything). The Markdown table, the CSV and a plot
+are rewritten after every result; their header records the exact command,
+versions, machine, settings and wall time. Run folders (models) go to a
+scratch folder, not into the results.
+"""
+
+import csv
+import os
+import platform
+import shlex
+import sys
+import time
+
+import numpy as np
+
+from mims_tf.models.config import PRESETS, TABLE1, TABLE2
+
+DATASETS = {
+    # name: (path under the data root, TrainConfig settings of the dataset)
+    "adrenalmnist3d": ("adrenalmnist3d/adrenalmnist3d.npz", {"instances": 16, "kernels": "crc"}),
+    "kather-crc-msi": ("kather-crc-msi", {
+        "bag_pattern": r"TCGA-\w\w-\w\w\w\w", "classes": ["MSS_JPEG", "MSIMUT_JPEG"], "instances": 8, "kernels": "crc",
+    }),
+    "breastmnist": ("breastmnist/breastmnist.npz", {"instances": 1, "kernels": "crc"}),
+    "pneumoniamnist": ("pneumoniamnist/pneumoniamnist.npz", {"instances": 1, "kernels": "crc"}),
+}
+TABLES = {"table1": TABLE1, "table2": TABLE2}
+COLUMNS = ["preset", "seed", "val_auroc", "test_auroc", "test_accuracy", "seconds"]
+
+
+def default_data_root():
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.normpath(os.path.join(here, "..", "..", "..", "shared", "data"))
+
+
+def read_results(path):
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_csv(rows, path):
+    with open(f"{path}.tmp", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(f"{path}.tmp", path)
+
+
+def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0, 1, 2), fresh=False,
+          data_root=None, presets=None, command=None, **settings):
+    """Runs the presets of `table` on `dataset`; returns the results folder.
+
+    Args:
+        table: "table1" or "table2".
+        dataset: a name in `DATASETS`.
+        out: where `<table>_<dataset>/` (results.csv, table.md, table.png) goes.
+        work: scratch folder for the run folders.
+        seeds: one run per preset and seed; seed s also fixes the split (where the data has none).
+        fresh: redo results that exist.
+        data_root: folder holding the datasets (default ../shared/data beside the repo).
+        presets: a subset of the table's presets (default: all).
+        command: the command line to record (default: this process's).
+        **settings: the budget, the same for every preset: `TrainConfig` fields
+            (backbone, weights, backbone_kwargs, image_size, epochs, batch_size, learning_rate, ...).
+    """
+    from mims_tf.train.config import TrainConfig
+    from mims_tf.train.evaluate import evaluate_run
+    from mims_tf.train.run import train
+
+    if table not in TABLES:
+        raise ValueError(f"Unknown table {table!r}; use table1 or table2")
+    if dataset not in DATASETS:
+        raise ValueError(f"Unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
+    relative, dataset_settings = DATASETS[dataset]
+    data = os.path.join(data_root or default_data_root(), relative)
+    if not os.path.exists(data):
+        raise ValueError(f"{data}: dataset not found (pass the folder holding it as data_root / --data-root)")
+    presets = list(presets or TABLES[table])
+    folder = os.path.join(out, f"{table}_{dataset}")
+    os.makedirs(folder, exist_ok=True)
+    results_path = os.path.join(folder, "results.csv")
+    rows = [] if fresh else read_results(results_path)
+    done = {(r["preset"], int(r["seed"])) for r in rows}
+    command = command or " ".join(shlex.quote(a) for a in ["mims", *sys.argv[1:]])
+    started = time.time()
+    for seed in seeds:
+        for preset in presets:
+            if (preset, seed) in done:
+                continue
+            options = {**dataset_settings, **settings}
+            if preset == "resnet34_scratch":  # the from-scratch baseline keeps its own backbone
+                options.update(backbone="resnet34", weights=None, backbone_kwargs={})
+            run_dir = os.path.join(work, f"{table}_{dataset}", f"{preset}_s{seed}")
+            print(f"[bench] {table} {dataset}: {preset} seed {seed}", file=sys.stderr, flush=True)
+            start = time.time()
+            config = TrainConfig(data=data, preset=preset, seed=seed, split_seed=seed, out=run_dir,
+                                 checkpoint_steps=10**6, **options)
+            summary = train(config, overwrite=True, verbose=0)
+            result = evaluate_run(run_dir, threshold=None)
+            rows.append({"preset": preset, "seed": seed, "val_auroc": f"{summary['best_val_auroc']:.4f}",
+                         "test_auroc": f"{result['auroc']:.4f}", "test_accuracy": f"{result['accuracy']:.4f}",
+                         "seconds": f"{time.time() - start:.0f}"})
+            _write_csv(rows, results_path)
+            write_report(folder, table, dataset, rows, presets, command, settings, time.time() - started)
+    write_report(folder, table, dataset, rows, presets, command, settings, time.time() - started)
+    return folder
+
+
+def summarize(rows, presets):
+    """{preset: (mean, std, n)} of the test AUROC."""
+    summary = {}
+    for preset in presets:
+        values = np.array([float(r["test_auroc"]) for r in rows if r["preset"] == preset])
+        if len(values):
+            summary[preset] = (float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0, len(values))
+    return summary
+
+
+def write_report(folder, table, dataset, rows, presets, command, settings, seconds):
+    """table.md and table.png from the results so far."""
+    import keras
+    import tensorflow as tf
+
+    import mims_tf
+
+    summary = summarize(rows, presets)
+    total = sum(float(r["seconds"]) for r in rows)
+    lines = [
+        f"# {table} on {dataset}",
+        "",
+        f"- command: `{command}`",
+        f"- versions: mims-tf {mims_tf.__version__}, TensorFlow {tf.__version__}, Keras {keras.__version__}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}",
+        f"- budget, the same for every preset: {settings or 'defaults'}",
+        f"- runs done: {len(rows)} of {len(presets) * 3} (3 seeds); training and evaluation time {total / 60:.1f} min",
+        "- metric: bag-level test AUROC (scikit-learn), mean +- std over seeds",
+        "",
+        "| method | paper name | test AUROC | seeds |",
+        "|---|---|---|---|",
+    ]
+    for preset in presets:
+        if preset in summary:
+            mean, std, n = summary[preset]
+            lines.append(f"| `{preset}` | {PRESETS[preset][0]} | {mean:.3f} +- {std:.3f} | {n} |")
+        else:
+            lines.append(f"| `{preset}` | {PRESETS[preset][0]} | not run yet | 0 |")
+    with open(os.path.join(folder, "table.md.tmp"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(os.path.join(folder, "table.md.tmp"), os.path.join(folder, "table.md"))
+    _plot(os.path.join(folder, "table.png"), summary, f"{table} on {dataset}")
+
+
+def _plot(path, summary, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not summary:
+        return
+    names = list(summary)
+    figure, axis = plt.subplots(figsize=(max(4, 0.6 * len(names) + 1), 3.5), dpi=110)
+    axis.bar(range(len(names)), [summary[n][0] for n in names], yerr=[summary[n][1] for n in names], capsize=3)
+    axis.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("test AUROC")
+    axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(f"{path}.tmp.png")
+    plt.close(figure)
+    os.replace(f"{path}.tmp.png", path)

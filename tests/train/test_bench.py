@@ -1,0 +1,19 @@
+import csv
+
+from mims_tf.train.bench import bench
+from tests.conftest import requires_tensorflow
+
+
+@requires_tensorflow()
+def test_bench_writes_results_and_skips_what_is_done(tmp_path, capsys):
+    options = dict(out=str(tmp_path / "results"), work=str(tmp_path / "work"), seeds=(0,),
+                   presets=["mi_pre", "mims"], image_size=32, epochs=1, batch_size=32, command="mims bench test")
+    folder = bench("table1", "breastmnist", **options)
+    rows = list(csv.DictReader(open(f"{folder}/results.csv")))
+    assert [(r["preset"], r["seed"]) for r in rows] == [("mi_pre", "0"), ("mims", "0")]
+    table = open(f"{folder}/table.md").read()
+    assert "command: `mims bench test`" in table and "| `mims` | MIMS |" in table
+    assert open(f"{folder}/table.png", "rb").read(4) == b"\x89PNG"
+    capsys.readouterr()
+    bench("table1", "breastmnist", **options)  # everything done: nothing retrained
+    assert "[bench]" not in capsys.readouterr().err
