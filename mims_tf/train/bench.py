@@ -137,7 +137,9 @@ def write_report(folder, table, dataset, rows, presets, command, settings, secon
         f"- command: `{command}`",
         f"- versions: mims-tf {mims_tf.__version__}, TensorFlow {tf.__version__}, Keras {keras.__version__}",
         f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}",
-        f"- budget, the same for every preset: {settings or 'defaults'}",
+        f"- budget, the same for every preset: backbone {settings.get('backbone', 'tiny')} (weights: "
+        f"{settings.get('weights') or 'none, from scratch'}; resnet34_scratch: ResNet-34 from scratch), "
+        f"instances {DATASETS[dataset][1].get('instances')}, kernels {DATASETS[dataset][1].get('kernels')}, {settings}",
         f"- runs done: {len(rows)} of {len(presets) * 3} (3 seeds); training and evaluation time {total / 60:.1f} min",
         "- metric: bag-level test AUROC (scikit-learn), mean +- std over seeds",
         "",
