@@ -177,14 +177,12 @@ def _export(args):
 
 
 def _explain(args):
-    from mims_tf.data import BagSource, from_rows, make_dataset
     from mims_tf.explain.heatmap import explain_bag
-    from mims_tf.train.run import load_run
+    from mims_tf.train.run import eval_batches, load_run, unlabelled_source
 
     model, config, manifest = load_run(args.run)
-    source = BagSource(from_rows([{"path": os.path.abspath(args.file), "label": manifest.classes[0]}]),
-                       central=config.central, normalize=config.normalize, progress=False)
-    bag = next(iter(make_dataset(source, False, image_size=(config.image_size,) * 2, channels=config.channels)))[0]
+    source = unlabelled_source(config, manifest.classes, [{"path": os.path.abspath(args.file)}])
+    bag = next(iter(eval_batches(config, source)))[0]
     out = args.out or os.path.join(args.run, "explain", os.path.basename(args.file.rstrip("/")).split(".")[0])
     name = os.path.basename(out)
     written = explain_bag(model, bag.numpy(), out, layer_name=args.layer, class_index=args.class_index,

@@ -42,6 +42,12 @@ def float32_copy(model):
     return copy
 
 
+def as_float32(model):
+    """`model` itself if every layer computes in float32, else its `float32_copy`."""
+    mixed = any(getattr(layer.dtype_policy, "name", "float32") != "float32" for layer in _all_layers(model))
+    return float32_copy(model) if mixed else model
+
+
 def serving_module(model):
     """A `tf.Module` with a `serving_default` function: float32 bags `(B, S, H, W, C)` -> probabilities."""
     import tensorflow as tf
@@ -87,8 +93,7 @@ def export_saved_model(model, base_dir, name="mims", version=None, sample=None, 
     final = os.path.join(folder, str(version))
     if os.path.exists(final):
         raise ValueError(f"{final}: version {version} exists; pick another --version or leave it out for the next free one")
-    if any(getattr(layer.dtype_policy, "name", "float32") != "float32" for layer in _all_layers(model)):
-        model = float32_copy(model)
+    model = as_float32(model)
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".tmp-{version}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -24,15 +24,14 @@ def export_tflite(model, path, quantize="none", sample=None, tolerance=None):
     """
     import tensorflow as tf
 
-    from mims_tf.export.saved_model import _all_layers, float32_copy, serving_module
+    from mims_tf.export.saved_model import as_float32, serving_module
 
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"`quantize` must be one of {QUANTIZATIONS}. Received: quantize={quantize!r}")
     _, _, height, width, channels = model.input_shape
     if height is None or width is None:
         raise ValueError("TFLite export needs a fixed image size: build the model with image_size=(H, W)")
-    if any(getattr(layer.dtype_policy, "name", "float32") != "float32" for layer in _all_layers(model)):
-        model = float32_copy(model)
+    model = as_float32(model)
     with tempfile.TemporaryDirectory() as folder:
         module = serving_module(model)
         tf.saved_model.save(module, folder, signatures={"serving_default": module.serve})

@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from mims_tf.data import BagSource, DataError
-from mims_tf.train.run import load_run, predict_bags
+from mims_tf.data import DataError
+from mims_tf.train.run import load_run, predict_bags, run_source
 
 METRICS = ("auroc", "accuracy", "sensitivity", "specificity")
 
@@ -37,7 +37,7 @@ def binary_metrics(labels, scores, threshold):
 
 
 def _scores(model, config, manifest, split):
-    source = BagSource(manifest, split, central=config.central, normalize=config.normalize, progress=False)
+    source = run_source(config, manifest, split)
     labels = source.labels
     if len(set(labels.tolist())) < 2:
         raise DataError(manifest.source, f"split {split!r} holds only one class: AUROC is undefined")

@@ -5,8 +5,8 @@ import json
 import os
 import sys
 
-from mims_tf.data import BagSource, from_rows, read_manifest
-from mims_tf.train.run import load_run, predict_bags
+from mims_tf.data import read_manifest
+from mims_tf.train.run import load_run, predict_bags, unlabelled_source
 
 
 def predict(run_dir, paths=(), manifest_path=None, out=None, fmt="csv", skip_unreadable=False):
@@ -30,12 +30,10 @@ def predict(run_dir, paths=(), manifest_path=None, out=None, fmt="csv", skip_unr
     model, config, run_manifest = load_run(run_dir)
     classes = run_manifest.classes
     if manifest_path:
-        manifest = read_manifest(manifest_path, require_labels=False)
-        rows = [dict(row, label=classes[0], split="predict") for row in manifest.rows]
+        rows = read_manifest(manifest_path, require_labels=False).rows
     else:
-        rows = [{"path": os.path.abspath(p), "label": classes[0], "split": "predict"} for p in paths]
-    source = BagSource(from_rows(rows, classes=classes), "predict", central=config.central,
-                       normalize=config.normalize, skip_unreadable=skip_unreadable, progress=False)
+        rows = [{"path": os.path.abspath(p)} for p in paths]
+    source = unlabelled_source(config, classes, rows, skip_unreadable)
     probs = predict_bags(model, config, source)
     results = [
         {"bag": bag.bag, "paths": bag.paths, "probabilities": {c: float(p) for c, p in zip(classes, row)}}

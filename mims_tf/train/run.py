@@ -25,7 +25,7 @@ import sys
 import keras
 import numpy as np
 
-from mims_tf.data import BagSource, assign_splits, from_class_folders, from_medmnist, make_dataset
+from mims_tf.data import BagSource, assign_splits, from_class_folders, from_medmnist, from_rows, make_dataset
 from mims_tf.data import read_manifest, write_manifest
 from mims_tf.data.synthetic import write_dataset
 from mims_tf.train.config import TrainConfig, load_config, save_config
@@ -255,10 +255,27 @@ def load_run(run_dir, which="best"):
     return keras.saving.load_model(model_path, safe_mode=True), config, manifest
 
 
+def run_source(config, manifest, split=None, skip_unreadable=False):
+    """A `BagSource` that reads bags the way the run was trained (central slices, normalisation)."""
+    return BagSource(manifest, split, central=config.central, normalize=config.normalize,
+                     skip_unreadable=skip_unreadable, progress=False)
+
+
+def unlabelled_source(config, classes, rows, skip_unreadable=False):
+    """A `run_source` over unlabelled rows (dicts with `path`, optional `bag`), e.g. files to predict."""
+    rows = [dict(row, label=classes[0], split="predict") for row in rows]
+    return run_source(config, from_rows(rows, classes=classes), "predict", skip_unreadable)
+
+
+def eval_batches(config, source):
+    """Every bag of `source` whole, in order, sized as the run's model expects."""
+    return make_dataset(source, False, image_size=(config.image_size,) * 2, channels=config.channels)
+
+
 def sample_bags(config, manifest, count=2):
     """A few real bags of the test split (else any split) as float32 `(count, S, H, W, C)`, for export checks."""
     split = "test" if "test" in {row["split"] for row in manifest.rows} else None
-    source = BagSource(manifest, split, central=config.central, normalize=config.normalize, progress=False)
+    source = run_source(config, manifest, split)
     instances = config.instances[0] if isinstance(config.instances, tuple) else (config.instances or 4)
     data = make_dataset(source, True, image_size=(config.image_size,) * 2, channels=config.channels,
                         instances=instances, batch_size=count, augment=False, seed=0)
@@ -267,5 +284,4 @@ def sample_bags(config, manifest, count=2):
 
 def predict_bags(model, config, source):
     """Class probabilities `(bags, classes)` for every bag of a `BagSource`, in order."""
-    data = make_dataset(source, False, image_size=(config.image_size,) * 2, channels=config.channels)
-    return model.predict(data, verbose=0)
+    return model.predict(eval_batches(config, source), verbose=0)
