@@ -62,7 +62,7 @@ TRAIN_FLAGS = {
     "backbone": (str, "backbone: a keras.applications name, resnet34 or tiny; default tiny"),
     "weights": (str, "backbone weights: imagenet or a .h5 path; default none (from scratch)"),
     "kernels": (str, "MSConv kernels: oct, fundus or crc; default oct"),
-    "k": (int, "top-k size; default 5"),
+    "k": (int, "top-k size (default: the preset's; 5 for mims)"),
     "image_size": (int, "instance height and width; default 64"),
     "instances": (int, "instances sampled per bag per training step; default 8"),
     "central": (int, "use only the central N instances of each volume (paper OCT: 30)"),
@@ -202,7 +202,7 @@ def _bench(args):
         "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
     }.items() if v is not None}
     folder = bench(args.table, args.dataset, out=args.out, work=args.work, seeds=tuple(args.seeds),
-                   fresh=args.fresh, data_root=args.data_root, presets=args.presets, **settings)
+                   fresh=args.fresh, data_root=args.data_root, presets=args.presets, tag=args.tag, **settings)
     print(f"results: {folder}/table.md, results.csv, table.png")
     return 0
 
@@ -332,6 +332,8 @@ def build_parser():
     p.add_argument("--out", default=os.path.join("benchmarks", "results"), help="results (default: benchmarks/results)")
     p.add_argument("--work", default=os.path.join("runs", "bench"), help="scratch run folders (default: runs/bench)")
     p.add_argument("--fresh", action="store_true", help="redo finished results")
+    p.add_argument("--tag", default=None,
+                   help="results folder suffix: <table>_<dataset>_<tag> (default: 'pretrained' with --weights)")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("presets", help="list the model presets (the paper's Table 1 and 2 rows)")

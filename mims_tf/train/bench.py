@@ -53,7 +53,7 @@ def _write_csv(rows, path):
 
 
 def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0, 1, 2), fresh=False,
-          data_root=None, presets=None, command=None, **settings):
+          data_root=None, presets=None, command=None, tag=None, **settings):
     """Runs the presets of `table` on `dataset`; returns the results folder.
 
     Args:
@@ -66,6 +66,8 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
         data_root: folder holding the datasets (default ../shared/data beside the repo).
         presets: a subset of the table's presets (default: all).
         command: the command line to record (default: this process's).
+        tag: suffix of the results folder, `<table>_<dataset>_<tag>` (default: "pretrained" when
+            `weights` is given, else none), so settings with different budgets never share a CSV.
         **settings: the budget, the same for every preset: `TrainConfig` fields
             (backbone, weights, backbone_kwargs, image_size, epochs, batch_size, learning_rate, ...).
     """
@@ -82,7 +84,10 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
     if not os.path.exists(data):
         raise ValueError(f"{data}: dataset not found (pass the folder holding it as data_root / --data-root)")
     presets = list(presets or TABLES[table])
-    folder = os.path.join(out, f"{table}_{dataset}")
+    if tag is None and settings.get("weights"):
+        tag = "pretrained"
+    name = f"{table}_{dataset}" + (f"_{tag}" if tag else "")
+    folder = os.path.join(out, name)
     os.makedirs(folder, exist_ok=True)
     results_path = os.path.join(folder, "results.csv")
     rows = [] if fresh else read_results(results_path)
@@ -96,7 +101,7 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
             options = {**dataset_settings, **settings}
             if preset == "resnet34_scratch":  # the from-scratch baseline keeps its own backbone
                 options.update(backbone="resnet34", weights=None, backbone_kwargs={})
-            run_dir = os.path.join(work, f"{table}_{dataset}", f"{preset}_s{seed}")
+            run_dir = os.path.join(work, name, f"{preset}_s{seed}")
             print(f"[bench] {table} {dataset}: {preset} seed {seed}", file=sys.stderr, flush=True)
             start = time.time()
             config = TrainConfig(data=data, preset=preset, seed=seed, split_seed=seed, out=run_dir,
@@ -107,8 +112,8 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
                          "test_auroc": f"{result['auroc']:.4f}", "test_accuracy": f"{result['accuracy']:.4f}",
                          "seconds": f"{time.time() - start:.0f}"})
             _write_csv(rows, results_path)
-            write_report(folder, table, dataset, rows, presets, command, settings, time.time() - started)
-    write_report(folder, table, dataset, rows, presets, command, settings, time.time() - started)
+            write_report(folder, table, dataset, rows, presets, command, settings, time.time() - started, len(seeds))
+    write_report(folder, table, dataset, rows, presets, command, settings, time.time() - started, len(seeds))
     return folder
 
 
@@ -122,7 +127,7 @@ def summarize(rows, presets):
     return summary
 
 
-def write_report(folder, table, dataset, rows, presets, command, settings, seconds):
+def write_report(folder, table, dataset, rows, presets, command, settings, seconds, n_seeds=3):
     """table.md and table.png from the results so far."""
     import keras
     import tensorflow as tf
@@ -140,7 +145,7 @@ def write_report(folder, table, dataset, rows, presets, command, settings, secon
         f"- budget, the same for every preset: backbone {settings.get('backbone', 'tiny')} (weights: "
         f"{settings.get('weights') or 'none, from scratch'}; resnet34_scratch: ResNet-34 from scratch), "
         f"instances {DATASETS[dataset][1].get('instances')}, kernels {DATASETS[dataset][1].get('kernels')}, {settings}",
-        f"- runs done: {len(rows)} of {len(presets) * 3} (3 seeds); training and evaluation time {total / 60:.1f} min",
+        f"- runs done: {len(rows)} of {len(presets) * n_seeds} ({n_seeds} seeds); training and evaluation time {total / 60:.1f} min",
         "- metric: bag-level test AUROC (scikit-learn), mean +- std over seeds",
         "",
         "| method | paper name | test AUROC | seeds |",

@@ -27,7 +27,7 @@ class TrainConfig:
     weights: str = None
     backbone_kwargs: dict = dataclasses.field(default_factory=dict)
     kernels: object = "oct"
-    k: int = 5
+    k: int = None
     image_size: int = 64
     channels: int = 3
     central: int = None
@@ -61,6 +61,10 @@ class TrainConfig:
         config.validate()
         return config
 
+    def model_overrides(self):
+        """`build_model` options this config sets over the preset's (k only when given)."""
+        return {} if self.k is None else {"k": self.k}
+
     def validate(self):
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ValueError(f"`precision` must be one of {PRECISIONS}. Received: precision={self.precision!r}")
@@ -68,12 +72,14 @@ class TrainConfig:
             raise ValueError(f"`strategy` must be one of {STRATEGIES}. Received: strategy={self.strategy!r}")
         for key in ("image_size", "batch_size", "epochs", "checkpoint_steps", "channels", "k"):
             value = getattr(self, key)
+            if key == "k" and value is None:  # the preset's own k
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{key}` must be a positive integer. Received: {key}={value!r}")
         from mims_tf.models import get_preset
         from mims_tf.models.backbones import preprocessing_mode
 
-        get_preset(self.preset, kernels=self.kernels, k=self.k).validate()  # unknown preset / kernels / k
+        get_preset(self.preset, kernels=self.kernels, **self.model_overrides()).validate()  # unknown preset / kernels / k
         preprocessing_mode(self.backbone)  # unknown backbone: "Did you mean ..."
         if isinstance(self.instances, list):
             self.instances = tuple(self.instances)

@@ -175,7 +175,7 @@ def train(config, resume=False, overwrite=False, verbose="auto", callbacks=()):
             else:
                 model = build_model(
                     config.preset, backbone=config.backbone, weights=config.weights,
-                    backbone_kwargs=config.backbone_kwargs, kernels=config.kernels, k=config.k,
+                    backbone_kwargs=config.backbone_kwargs, kernels=config.kernels, **config.model_overrides(),
                     image_size=size, channels=config.channels, classes=len(manifest.classes),
                 )
                 compile_model(model, config.learning_rate, config.backbone_multiplier)
@@ -236,7 +236,7 @@ def _check_k_fits(model, source, config, size):
         message = str(error)
         if "needs at least k=" in message:
             raise ValueError(
-                f"k={config.k} is larger than what a bag of {smallest} instance(s) gives: "
+                f"k={message.split('k=')[1].split()[0]} is larger than what a bag of {smallest} instance(s) gives: "
                 + message[message.index("needs at least"):].split(". Use")[0]
             ) from None
         raise

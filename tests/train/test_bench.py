@@ -17,3 +17,16 @@ def test_bench_writes_results_and_skips_what_is_done(tmp_path, capsys):
     capsys.readouterr()
     bench("table1", "breastmnist", **options)  # everything done: nothing retrained
     assert "[bench]" not in capsys.readouterr().err
+
+
+@requires_tensorflow()
+def test_bench_keeps_each_presets_k_and_tags_the_folder(tmp_path):
+    import keras
+
+    from mims_tf.layers import TopKPooling
+
+    folder = bench("table2", "breastmnist", out=str(tmp_path / "results"), work=str(tmp_path / "work"), seeds=(0,),
+                   presets=["mims_top2"], image_size=32, epochs=1, batch_size=64, tag="small", command="mims bench t")
+    assert folder.endswith("table2_breastmnist_small")
+    model = keras.saving.load_model(str(tmp_path / "work" / "table2_breastmnist_small" / "mims_top2_s0" / "best.keras"))
+    assert [layer.k for layer in model.layers if isinstance(layer, TopKPooling)] == [2]

@@ -1,0 +1,13 @@
+import pytest
+
+from mims_tf.train.config import TrainConfig
+
+
+def test_k_defaults_to_the_presets_own():
+    assert TrainConfig(preset="mims_top2").model_overrides() == {}
+    assert TrainConfig(preset="mims_top2", k=4).model_overrides() == {"k": 4}
+
+
+def test_bad_k_is_a_clear_error():
+    with pytest.raises(ValueError, match="Received: k=0"):
+        TrainConfig.from_dict({"k": 0})
