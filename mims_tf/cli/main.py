@@ -83,6 +83,7 @@ def _train(args):
     from mims_tf.train.run import train
 
     overrides = {key: getattr(args, key) for key in TRAIN_FLAGS}
+    overrides["backbone_kwargs"] = {"alpha": args.alpha} if args.alpha else None
     if overrides.get("weights") == "none":
         overrides["weights"] = None
     if args.resume:  # the stored config, with --epochs the only change allowed
@@ -199,7 +200,7 @@ def _bench(args):
     settings = {k: v for k, v in {
         "backbone": args.backbone, "weights": None if args.weights in (None, "none") else args.weights,
         "backbone_kwargs": {"alpha": args.alpha} if args.alpha else None, "image_size": args.image_size,
-        "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+        "instances": args.instances, "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
     }.items() if v is not None}
     folder = bench(args.table, args.dataset, out=args.out, work=args.work, seeds=tuple(args.seeds),
                    fresh=args.fresh, data_root=args.data_root, presets=args.presets, tag=args.tag, **settings)
@@ -235,6 +236,8 @@ def build_parser():
     p.add_argument("--config", help="YAML config file; flags override its keys")
     for key, (kind, text) in TRAIN_FLAGS.items():
         p.add_argument(f"--{key.replace('_', '-')}", dest=key, type=kind, default=None, help=text)
+    p.add_argument("--alpha", type=float, default=None,
+                   help="MobileNet width multiplier (config key: backbone_kwargs: {alpha: A})")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     p.set_defaults(func=_train)
@@ -325,6 +328,7 @@ def build_parser():
     p.add_argument("--weights", default=None, help="imagenet, a .h5 path or none (default: none)")
     p.add_argument("--alpha", type=float, default=None, help="MobileNet width multiplier")
     p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--instances", type=int, default=None, help="instances sampled per bag in training (default: the dataset's)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--learning-rate", type=float, default=None)

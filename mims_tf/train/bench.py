@@ -29,6 +29,27 @@ DATASETS = {
     "pneumoniamnist": ("pneumoniamnist/pneumoniamnist.npz", {"instances": 1, "kernels": "crc"}),
 }
 TABLES = {"table1": TABLE1, "table2": TABLE2}
+# The paper's AUROC (ResNet-101 pretrained on ImageNet, private data), same row order; None: not reported.
+PAPER = {
+    "table1": (("Cirrus", "Spectralis", "MMD", "CRC-MSI", "Avg."), {
+        "mi_pre": (0.574, 0.906, 0.956, 0.880, 0.829),
+        "pyramid_mi_pre": (0.638, 0.371, 0.965, 0.855, 0.707),
+        "mi_pre_conv": (0.972, 0.990, 0.961, 0.870, 0.948),
+        "mims_noresizing": (0.956, 0.975, 0.961, 0.879, 0.942),
+        "pyramid_mims": (0.848, 0.881, 0.966, 0.673, 0.842),
+        "mi_pre_trident": (0.930, 1.000, 0.966, 0.897, 0.948),
+        "si_cnn": (0.983, 1.000, 0.972, 0.880, 0.959),
+        "featpyra_45": (0.959, 0.991, 0.970, 0.888, 0.952),
+        "resnet34_scratch": (0.699, 0.734, 0.824, 0.667, 0.731),
+        "mims": (0.986, 1.000, 0.972, 0.901, 0.965),
+        "mims_patchcls": (0.874, 0.722, None, None, None),
+        "mi_pre_conv_patchcls": (0.764, 0.227, None, None, None),
+    }),
+    "table2": (("Cirrus",), {
+        "mims_mean": (0.829,), "mims_max": (0.960,), "mims_maxinst": (0.975,), "mims_top2": (0.980,),
+        "mims_top3": (0.980,), "mims_top4": (0.986,), "mims_top5": (0.986,),
+    }),
+}
 COLUMNS = ["preset", "seed", "val_auroc", "test_auroc", "test_accuracy", "seconds"]
 
 
@@ -113,7 +134,9 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
                          "seconds": f"{time.time() - start:.0f}"})
             _write_csv(rows, results_path)
             write_report(folder, table, dataset, rows, presets, command, settings, time.time() - started, len(seeds))
+            write_summary(out)
     write_report(folder, table, dataset, rows, presets, command, settings, time.time() - started, len(seeds))
+    write_summary(out)
     return folder
 
 
@@ -144,7 +167,7 @@ def write_report(folder, table, dataset, rows, presets, command, settings, secon
         f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}",
         f"- budget, the same for every preset: backbone {settings.get('backbone', 'tiny')} (weights: "
         f"{settings.get('weights') or 'none, from scratch'}; resnet34_scratch: ResNet-34 from scratch), "
-        f"instances {DATASETS[dataset][1].get('instances')}, kernels {DATASETS[dataset][1].get('kernels')}, {settings}",
+        f"instances {settings.get('instances', DATASETS[dataset][1].get('instances'))}, kernels {DATASETS[dataset][1].get('kernels')}, {settings}",
         f"- runs done: {len(rows)} of {len(presets) * n_seeds} ({n_seeds} seeds); training and evaluation time {total / 60:.1f} min",
         "- metric: bag-level test AUROC (scikit-learn), mean +- std over seeds",
         "",
@@ -161,6 +184,43 @@ def write_report(folder, table, dataset, rows, presets, command, settings, secon
         f.write("\n".join(lines) + "\n")
     os.replace(os.path.join(folder, "table.md.tmp"), os.path.join(folder, "table.md"))
     _plot(os.path.join(folder, "table.png"), summary, f"{table} on {dataset}")
+
+
+def write_summary(out="benchmarks/results"):
+    """`<out>/summary.md`: every results folder of `out` side by side with the paper, in the paper's row order.
+
+    Returns the Markdown text. Our columns are the folders `<table>_<dataset>[_<tag>]`; the best mean of each
+    column is in bold. Each folder's table.md gives its command and budget.
+    """
+    names = sorted(os.listdir(out)) if os.path.isdir(out) else []
+    text = ["# Paper tables on public data: summary", "",
+            "Bag-level test AUROC, mean +- std over 3 seeds (`mims bench`). Paper: ResNet-101 pretrained on "
+            "ImageNet, private data, mean of 3 runs. Each column's folder (its table.md) gives the command, "
+            "budget, versions and machine. Best mean of each column in bold.", ""]
+    for table, presets in TABLES.items():
+        folders = [n for n in names if n.startswith(f"{table}_") and os.path.isfile(os.path.join(out, n, "results.csv"))]
+        paper_columns, paper = PAPER[table]
+        summaries = {n: summarize(read_results(os.path.join(out, n, "results.csv")), presets) for n in folders}
+        best = {n: max((v[0] for v in summary.values()), default=None) for n, summary in summaries.items()}
+        text += [f"## Table {table[-1]}", "",
+                 "| method | " + " | ".join(f"paper {c}" for c in paper_columns) + " | "
+                 + " | ".join(f"`{n[len(table) + 1:]}`" for n in folders) + " |",
+                 "|---" * (1 + len(paper_columns) + len(folders)) + "|"]
+        for preset in presets:
+            cells = ["/" if v is None else f"{v:.3f}" for v in paper[preset]]
+            for n in folders:
+                if preset not in summaries[n]:
+                    cells.append("not run")
+                    continue
+                mean, std, count = summaries[n][preset]
+                cell = f"{mean:.3f} +- {std:.3f}" + ("" if count == 3 else f" ({count} seeds)")
+                cells.append(f"**{cell}**" if mean == best[n] else cell)
+            text.append(f"| {PRESETS[preset][0]} | " + " | ".join(cells) + " |")
+        text.append("")
+    with open(os.path.join(out, "summary.md.tmp"), "w", encoding="utf-8") as f:
+        f.write("\n".join(text))
+    os.replace(os.path.join(out, "summary.md.tmp"), os.path.join(out, "summary.md"))
+    return "\n".join(text)
 
 
 def _plot(path, summary, title):

@@ -14,6 +14,10 @@ def test_bench_writes_results_and_skips_what_is_done(tmp_path, capsys):
     table = open(f"{folder}/table.md").read()
     assert "command: `mims bench test`" in table and "| `mims` | MIMS |" in table
     assert open(f"{folder}/table.png", "rb").read(4) == b"\x89PNG"
+    summary = open(tmp_path / "results" / "summary.md").read()  # beside the paper, in its row order
+    mims_row = next(line for line in summary.splitlines() if line.startswith("| MIMS |"))
+    assert mims_row.startswith("| MIMS | 0.986 | 1.000 | 0.972 | 0.901 | 0.965 | ") and "not run" not in mims_row
+    assert summary.index("| MI-Pre |") < summary.index("| MIMS |") and "`breastmnist`" in summary
     capsys.readouterr()
     bench("table1", "breastmnist", **options)  # everything done: nothing retrained
     assert "[bench]" not in capsys.readouterr().err
