@@ -3,8 +3,9 @@
 For each format the training pipeline (`BagSource` + `make_dataset`, training
 mode: instance sampling, resize to 224x224, grayscale to 3 channels,
 augmentation) is iterated after a warm-up, and its slices per second are
-divided by the slices per second of a `mims` ResNet-50 training step under
-mixed_bfloat16 on the same input shape (one bag of `--instances` at 224x224).
+divided by the slices per second of a `mims` ResNet-50 training step at the
+training default precision of this machine (`--precision` to choose; float32 on
+a CPU without AMX) on the same input shape (one bag of `--instances` at 224x224).
 Target: every ratio >= 5 (the pipeline is never the bottleneck).
 
 Formats (real data from ../shared/data; NIfTI and PNG stacks are the
@@ -98,7 +99,7 @@ def model_rate(args):
     from mims_tf.models import build_model
     from mims_tf.train import paper_optimizer
 
-    keras.config.set_dtype_policy("mixed_bfloat16")
+    keras.config.set_dtype_policy(args.precision)
     model = build_model("mims", backbone="resnet50", weights=None, image_size=(224, 224))
     model.compile(optimizer=paper_optimizer(1e-4), loss="sparse_categorical_crossentropy")
     x = np.random.default_rng(0).uniform(0, 255, size=(1, args.instances, 224, 224, 3)).astype("float32")
@@ -122,7 +123,12 @@ def main():
     parser.add_argument("--seconds", type=float, default=8.0, help="timed seconds per pipeline")
     parser.add_argument("--model-steps", type=int, default=4)
     parser.add_argument("--no-model", action="store_true", help="skip the model; ratios use 1 slice/s")
+    parser.add_argument("--precision", default=None, help="model step precision (default: `mims train`'s here)")
     args = parser.parse_args()
+    if args.precision is None:
+        from mims_tf.train.config import TrainConfig
+
+        args.precision = TrainConfig().resolved_precision()
     print(f"pipeline_throughput: instances={args.instances} image=224x224 cores={os.cpu_count()}", flush=True)
 
     with tempfile.TemporaryDirectory() as folder:
@@ -140,7 +146,7 @@ def main():
         model, step = 1.0, float("nan")
     else:
         model, step = model_rate(args)
-    print(f"  model: mims ResNet-50 mixed_bfloat16 training step {step:.2f} s = {model:.2f} slices/s")
+    print(f"  model: mims ResNet-50 {args.precision} training step {step:.2f} s = {model:.2f} slices/s")
     for name, rate in rates.items():
         print(f"pipeline_over_model_{name}: {rate / model:.1f}")
 
