@@ -67,7 +67,9 @@ def build_backbone(name, weights=None, channels=3, image_size=None, feature_laye
         image_size: `(H, W)`, or None for dynamic height and width.
         feature_layers: None for the last feature map, or a sequence of layer
             names. `"conv4"` / `"conv5"` name the last blocks of those stages of
-            ResNet-style nets (`conv4_block*_out`); other names are used as is.
+            ResNet-style nets (`conv4_block*_out`); in other nets, the last layer
+            at output stride 16 / 32 (MobileNet: `conv_pw_11_relu`,
+            `conv_pw_13_relu`). Other names are used as is.
         **kwargs: passed to the `keras.applications` constructor (e.g. `alpha`).
 
     Returns:
@@ -143,14 +145,34 @@ def resolve_feature_layers(model, feature_layers):
             continue
         stage = re.fullmatch(r"conv(\d)", wanted)
         matches = [n for n in names if stage and re.fullmatch(rf"conv{stage.group(1)}_block\d+_out", n)]
+        if stage and not matches:
+            matches = _layers_at_stride(model, 2 ** int(stage.group(1)))
         if not matches:
             raise ValueError(
                 f"Backbone {model.name!r} has no layer {wanted!r}. Use layer names "
-                f"(e.g. {names[-1]!r}) or 'conv4'/'conv5' for ResNet-style nets. "
+                f"(e.g. {names[-1]!r}) or 'conv<N>' for the last layer at output stride 2**N. "
                 f"Received: feature_layers={list(feature_layers)}"
             )
         resolved.append(matches[-1])
     return resolved
+
+
+def _layers_at_stride(model, stride, probe=224):
+    """Names of the layers whose output is the input downsampled `stride` times, in layer order."""
+    layers = []
+    for layer in model.layers[1:]:
+        try:
+            if len(layer.output.shape) == 4:
+                layers.append(layer)
+        except (AttributeError, ValueError):  # a layer used at several places has no single output
+            continue
+    if not layers:
+        return []
+    outputs = keras.Model(model.inputs, [layer.output for layer in layers]).compute_output_spec(
+        keras.KerasTensor((1, probe, probe, model.inputs[0].shape[-1]))
+    )
+    size = -(-probe // stride)
+    return [layer.name for layer, out in zip(layers, outputs) if tuple(out.shape[1:3]) == (size, size)]
 
 
 def _conv_bn_relu(x, filters, kernel, stride, name, relu=True):
