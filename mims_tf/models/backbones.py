@@ -157,8 +157,10 @@ def resolve_feature_layers(model, feature_layers):
     return resolved
 
 
-def _layers_at_stride(model, stride, probe=224):
+def _layers_at_stride(model, stride):
     """Names of the layers whose output is the input downsampled `stride` times, in layer order."""
+    height, width, channels = model.inputs[0].shape[1:]
+    height, width = height or 224, width or 224  # a probe size where the input size is dynamic
     layers = []
     for layer in model.layers[1:]:
         try:
@@ -169,10 +171,10 @@ def _layers_at_stride(model, stride, probe=224):
     if not layers:
         return []
     outputs = keras.Model(model.inputs, [layer.output for layer in layers]).compute_output_spec(
-        keras.KerasTensor((1, probe, probe, model.inputs[0].shape[-1]))
+        keras.KerasTensor((1, height, width, channels))
     )
-    size = -(-probe // stride)
-    return [layer.name for layer, out in zip(layers, outputs) if tuple(out.shape[1:3]) == (size, size)]
+    size = (-(-height // stride), -(-width // stride))
+    return [layer.name for layer, out in zip(layers, outputs) if tuple(out.shape[1:3]) == size]
 
 
 def _conv_bn_relu(x, filters, kernel, stride, name, relu=True):

@@ -48,8 +48,9 @@ def test_unknown_feature_layer_is_named():
 def test_conv4_conv5_are_the_last_layers_at_stride_16_and_32_in_other_nets():
     model = keras.applications.MobileNet(include_top=False, weights=None, alpha=0.25, input_shape=(None, None, 3))
     assert resolve_feature_layers(model, ["conv4", "conv5"]) == ["conv_pw_11_relu", "conv_pw_13_relu"]
-    backbone = build_backbone("mobilenet", weights=None, feature_layers=("conv4", "conv5"), alpha=0.25)
-    assert [tuple(o.shape[1:3]) for o in backbone(np.zeros((1, 96, 96, 3)))] == [(6, 6), (3, 3)]
+    for size in (None, (96, 96)):
+        backbone = build_backbone("mobilenet", weights=None, feature_layers=("conv4", "conv5"), image_size=size, alpha=0.25)
+        assert [tuple(o.shape[1:3]) for o in backbone(np.zeros((1, 96, 96, 3)))] == [(6, 6), (3, 3)]
 
 
 def test_local_h5_weights_load_into_a_keras_application():
