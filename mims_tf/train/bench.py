@@ -77,6 +77,9 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
           data_root=None, presets=None, command=None, tag=None, **settings):
     """Runs the presets of `table` on `dataset`; returns the results folder.
 
+    A run that fails (bad settings for one preset, say) is reported and skipped;
+    the others go on, and a RuntimeError naming the failed runs comes at the end.
+
     Args:
         table: "table1" or "table2".
         dataset: a name in `DATASETS`.
@@ -115,6 +118,7 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
     done = {(r["preset"], int(r["seed"])) for r in rows}
     command = command or " ".join(shlex.quote(a) for a in ["mims", *sys.argv[1:]])
     started = time.time()
+    failed = []
     for seed in seeds:
         for preset in presets:
             if (preset, seed) in done:
@@ -125,10 +129,16 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
             run_dir = os.path.join(work, name, f"{preset}_s{seed}")
             print(f"[bench] {table} {dataset}: {preset} seed {seed}", file=sys.stderr, flush=True)
             start = time.time()
-            config = TrainConfig(data=data, preset=preset, seed=seed, split_seed=seed, out=run_dir,
-                                 checkpoint_steps=10**6, **options)
-            summary = train(config, overwrite=True, verbose=0)
-            result = evaluate_run(run_dir, threshold=None)
+            try:
+                config = TrainConfig(data=data, preset=preset, seed=seed, split_seed=seed, out=run_dir,
+                                     checkpoint_steps=10**6, **options)
+                summary = train(config, overwrite=True, verbose=0)
+                result = evaluate_run(run_dir, threshold=None)
+            except (ValueError, RuntimeError, OSError) as error:  # one preset failing does not stop the table
+                message = str(error).splitlines()[0] if str(error) else type(error).__name__
+                print(f"[bench] {preset} seed {seed} failed: {message}", file=sys.stderr, flush=True)
+                failed.append(f"{preset} seed {seed} ({message})")
+                continue
             rows.append({"preset": preset, "seed": seed, "val_auroc": f"{summary['best_val_auroc']:.4f}",
                          "test_auroc": f"{result['auroc']:.4f}", "test_accuracy": f"{result['accuracy']:.4f}",
                          "seconds": f"{time.time() - start:.0f}"})
@@ -137,6 +147,8 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
             write_summary(out)
     write_report(folder, table, dataset, rows, presets, command, settings, time.time() - started, len(seeds))
     write_summary(out)
+    if failed:
+        raise RuntimeError(f"{len(failed)} run(s) failed, the others are in {folder}: {'; '.join(failed)}")
     return folder
 
 

@@ -1,5 +1,7 @@
 import csv
 
+import pytest
+
 from mims_tf.train.bench import bench
 from tests.conftest import requires_tensorflow
 
@@ -34,3 +36,15 @@ def test_bench_keeps_each_presets_k_and_tags_the_folder(tmp_path):
     assert folder.endswith("table2_breastmnist_small")
     model = keras.saving.load_model(str(tmp_path / "work" / "table2_breastmnist_small" / "mims_top2_s0" / "best.keras"))
     assert [layer.k for layer in model.layers if isinstance(layer, TopKPooling)] == [2]
+
+
+@requires_tensorflow()
+def test_a_failing_preset_does_not_stop_the_others(tmp_path, capsys):
+    # At 8x8 the tiny backbone gives 1x1 positions, 2 with the two MSConv scales: k=5 cannot fit, k=2 can.
+    options = dict(out=str(tmp_path / "results"), work=str(tmp_path / "work"), seeds=(0,), image_size=8, epochs=1,
+                   batch_size=64, command="mims bench t")
+    with pytest.raises(RuntimeError, match=r"1 run\(s\) failed.*mims_top5 seed 0"):
+        bench("table2", "breastmnist", presets=["mims_top5", "mims_top2"], **options)
+    rows = list(csv.DictReader(open(tmp_path / "results" / "table2_breastmnist" / "results.csv")))
+    assert [r["preset"] for r in rows] == ["mims_top2"]
+    assert "[bench] mims_top5 seed 0 failed: k=5 is larger" in capsys.readouterr().err
