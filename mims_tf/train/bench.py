@@ -8,7 +8,9 @@ versions, machine, settings and wall time. Run folders (models) go to a
 scratch folder, not into the results.
 """
 
+import concurrent.futures
 import csv
+import multiprocessing
 import os
 import platform
 import shlex
@@ -95,10 +97,6 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
         **settings: the budget, the same for every preset: `TrainConfig` fields
             (backbone, weights, backbone_kwargs, image_size, epochs, batch_size, learning_rate, ...).
     """
-    from mims_tf.train.config import TrainConfig
-    from mims_tf.train.evaluate import evaluate_run
-    from mims_tf.train.run import train
-
     if table not in TABLES:
         raise ValueError(f"Unknown table {table!r}; use table1 or table2")
     if dataset not in DATASETS:
@@ -129,12 +127,14 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
             run_dir = os.path.join(work, name, f"{preset}_s{seed}")
             print(f"[bench] {table} {dataset}: {preset} seed {seed}", file=sys.stderr, flush=True)
             start = time.time()
+            values = dict(data=data, preset=preset, seed=seed, split_seed=seed, out=run_dir,
+                          checkpoint_steps=10**6, **options)
+            # Each run in a fresh process: memory (cached bags, TF state) goes back after every run, and a
+            # crashed or killed run costs only itself.
             try:
-                config = TrainConfig(data=data, preset=preset, seed=seed, split_seed=seed, out=run_dir,
-                                     checkpoint_steps=10**6, **options)
-                summary = train(config, overwrite=True, verbose=0)
-                result = evaluate_run(run_dir, threshold=None)
-            except (ValueError, RuntimeError, OSError) as error:  # one preset failing does not stop the table
+                with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    summary, result = pool.submit(_train_and_evaluate, values).result()
+            except (ValueError, RuntimeError, OSError, concurrent.futures.process.BrokenProcessPool) as error:
                 message = str(error).splitlines()[0] if str(error) else type(error).__name__
                 print(f"[bench] {preset} seed {seed} failed: {message}", file=sys.stderr, flush=True)
                 failed.append(f"{preset} seed {seed} ({message})")
@@ -150,6 +150,20 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
     if failed:
         raise RuntimeError(f"{len(failed)} run(s) failed, the others are in {folder}: {'; '.join(failed)}")
     return folder
+
+
+def _train_and_evaluate(values):
+    """One (preset, seed) run: trains, evaluates the best model on the test split (in a child process)."""
+    from mims_tf.cli.main import _import_keras_quietly
+
+    _import_keras_quietly()
+    from mims_tf.train.config import TrainConfig
+    from mims_tf.train.evaluate import evaluate_run
+    from mims_tf.train.run import train
+
+    summary = train(TrainConfig(**values), overwrite=True, verbose=0)
+    result = evaluate_run(values["out"], threshold=None)
+    return summary, {k: result[k] for k in ("auroc", "accuracy")}
 
 
 def summarize(rows, presets):
