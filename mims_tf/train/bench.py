@@ -203,7 +203,8 @@ def write_report(folder, table, dataset, rows, presets, command, settings, secon
     for preset in presets:
         if preset in summary:
             mean, std, n = summary[preset]
-            lines.append(f"| `{preset}` | {PRESETS[preset][0]} | {mean:.3f} +- {std:.3f} | {n} |")
+            value = f"{mean:.3f} +- {std:.3f}" if n > 1 else f"{mean:.3f}"
+            lines.append(f"| `{preset}` | {PRESETS[preset][0]} | {value} | {n} |")
         else:
             lines.append(f"| `{preset}` | {PRESETS[preset][0]} | not run yet | 0 |")
     with open(os.path.join(folder, "table.md.tmp"), "w", encoding="utf-8") as f:
@@ -239,7 +240,8 @@ def write_summary(out="benchmarks/results"):
                     cells.append("not run")
                     continue
                 mean, std, count = summaries[n][preset]
-                cell = f"{mean:.3f} +- {std:.3f}" + ("" if count == 3 else f" ({count} seeds)")
+                cell = (f"{mean:.3f} +- {std:.3f}" if count > 1 else f"{mean:.3f}") + (
+                    "" if count == 3 else f" ({count} seed{'s' if count > 1 else ''})")
                 cells.append(f"**{cell}**" if mean == best[n] else cell)
             text.append(f"| {PRESETS[preset][0]} | " + " | ".join(cells) + " |")
         text.append("")
