@@ -75,6 +75,17 @@ def _write_csv(rows, path):
     os.replace(f"{path}.tmp", path)
 
 
+def _write_text(path, text):
+    with open(f"{path}.tmp", "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(f"{path}.tmp", path)
+
+
+def _format_auroc(mean, std, n):
+    """`0.850 +- 0.009`, or `0.850` for one seed (no spread)."""
+    return f"{mean:.3f} +- {std:.3f}" if n > 1 else f"{mean:.3f}"
+
+
 def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0, 1, 2), fresh=False,
           data_root=None, presets=None, command=None, tag=None, **settings):
     """Runs the presets of `table` on `dataset`; returns the results folder.
@@ -203,13 +214,10 @@ def write_report(folder, table, dataset, rows, presets, command, settings, secon
     for preset in presets:
         if preset in summary:
             mean, std, n = summary[preset]
-            value = f"{mean:.3f} +- {std:.3f}" if n > 1 else f"{mean:.3f}"
-            lines.append(f"| `{preset}` | {PRESETS[preset][0]} | {value} | {n} |")
+            lines.append(f"| `{preset}` | {PRESETS[preset][0]} | {_format_auroc(mean, std, n)} | {n} |")
         else:
             lines.append(f"| `{preset}` | {PRESETS[preset][0]} | not run yet | 0 |")
-    with open(os.path.join(folder, "table.md.tmp"), "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(os.path.join(folder, "table.md.tmp"), os.path.join(folder, "table.md"))
+    _write_text(os.path.join(folder, "table.md"), "\n".join(lines) + "\n")
     _plot(os.path.join(folder, "table.png"), summary, f"{table} on {dataset}")
 
 
@@ -240,14 +248,12 @@ def write_summary(out="benchmarks/results"):
                     cells.append("not run")
                     continue
                 mean, std, count = summaries[n][preset]
-                cell = (f"{mean:.3f} +- {std:.3f}" if count > 1 else f"{mean:.3f}") + (
+                cell = _format_auroc(mean, std, count) + (
                     "" if count == 3 else f" ({count} seed{'s' if count > 1 else ''})")
                 cells.append(f"**{cell}**" if mean == best[n] else cell)
             text.append(f"| {PRESETS[preset][0]} | " + " | ".join(cells) + " |")
         text.append("")
-    with open(os.path.join(out, "summary.md.tmp"), "w", encoding="utf-8") as f:
-        f.write("\n".join(text))
-    os.replace(os.path.join(out, "summary.md.tmp"), os.path.join(out, "summary.md"))
+    _write_text(os.path.join(out, "summary.md"), "\n".join(text))
     return "\n".join(text)
 
 
