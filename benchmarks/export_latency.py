@@ -16,13 +16,13 @@ Ends with `savedmodel_over_keras: R`, `tflite_over_keras: R` and `tflite_over_sa
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+
+from _timing import interleaved_medians  # noqa: E402  (benchmarks/_timing.py)
 
 
 def main():
@@ -64,15 +64,7 @@ def main():
             "savedmodel": lambda: serve(bags=tensor)["probabilities"].numpy(),
             "tflite": run_tflite,
         }
-        for run in runtimes.values():  # warm-up (tracing, delegate set-up)
-            run(), run()
-        times = {name: [] for name in runtimes}
-        for _ in range(args.rounds):
-            for name, run in runtimes.items():
-                start = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - start)
-    median = {name: statistics.median(t) for name, t in times.items()}
+        median = interleaved_medians(runtimes, args.rounds, warmup=2, label="  ")  # warm-up: tracing, delegate set-up
     print(f"export_latency: mims {args.backbone} {size}x{size}, bag of {args.instances}, {args.rounds} rounds, "
           f"cores={os.cpu_count()}, TFLite weights {args.quantize}; SavedModel {saved_bytes / 1e6:.1f} MB, TFLite {tflite['bytes'] / 1e6:.1f} MB")
     for name, value in median.items():

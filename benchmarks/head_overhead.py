@@ -16,7 +16,6 @@ Ends with one `name: value` line per figure:
 import argparse
 import os
 import platform
-import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -26,6 +25,8 @@ import numpy as np  # noqa: E402
 
 from mims_tf.models import build_model  # noqa: E402
 from mims_tf.train import paper_optimizer  # noqa: E402
+
+from _timing import interleaved_medians  # noqa: E402  (benchmarks/_timing.py)
 
 MODELS = ("mi_pre", "mims", "pyramid_mi_pre")
 PRECISIONS = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
@@ -42,22 +43,10 @@ def step_times(precision, args, bags, labels):
         model.train_on_batch(bags, labels)
         print(f"  {precision} {name}: built and traced in {time.perf_counter() - start:.1f} s", flush=True)
         models[name] = model
-    times = {name: [] for name in MODELS}
-    for round_index in range(-args.warmup, args.rounds):  # warm-up rounds are interleaved too, not counted
-        for name, model in models.items():
-            start = time.perf_counter()
-            model.train_on_batch(bags, labels)
-            if round_index >= 0:
-                times[name].append(time.perf_counter() - start)
-        if round_index < 0:
-            continue
-        print(
-            f"  {precision} round {round_index + 1}/{args.rounds}: "
-            + ", ".join(f"{n} {times[n][-1]:.3f} s" for n in MODELS),
-            flush=True,
-        )
+    steps = {name: (lambda m=model: m.train_on_batch(bags, labels)) for name, model in models.items()}
+    medians = interleaved_medians(steps, args.rounds, args.warmup, label=f"  {precision} ")
     keras.config.set_dtype_policy("float32")
-    return {name: statistics.median(t) for name, t in times.items()}
+    return medians
 
 
 def main():

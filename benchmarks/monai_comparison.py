@@ -24,27 +24,17 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
 
 HERE = os.path.abspath(__file__)
 
+from _timing import interleaved_medians  # noqa: E402  (benchmarks/_timing.py)
 
-def _rounds(step_functions, rounds, warmup):
-    """Median seconds of each function, interleaved round by round."""
-    times = {name: [] for name in step_functions}
-    for round_index in range(-warmup, rounds):
-        for name, step in step_functions.items():
-            start = time.perf_counter()
-            step()
-            if round_index >= 0:
-                times[name].append(time.perf_counter() - start)
-        if round_index >= 0:
-            print("    round " + f"{round_index + 1}/{rounds}: "
-                  + ", ".join(f"{n} {t[-1]:.3f} s" for n, t in times.items()), file=sys.stderr, flush=True)
-    return {name: statistics.median(t) for name, t in times.items()}
+
+def _medians(steps, args):
+    return interleaved_medians(steps, args.rounds, args.warmup, label="    ", stream=sys.stderr)
 
 
 def mims_worker(args):
@@ -73,9 +63,9 @@ def mims_worker(args):
         models[name] = model
         keras.config.set_dtype_policy("float32")
     print("  mims training steps", file=sys.stderr, flush=True)
-    train = _rounds({n: (lambda m=m: m.train_on_batch(bags, labels)) for n, m in models.items()}, args.rounds, args.warmup)
+    train = _medians({n: (lambda m=m: m.train_on_batch(bags, labels)) for n, m in models.items()}, args)
     print("  mims inference per bag", file=sys.stderr, flush=True)
-    infer = _rounds({n: (lambda m=m: m.predict_on_batch(bags)) for n, m in models.items()}, args.rounds, args.warmup)
+    infer = _medians({n: (lambda m=m: m.predict_on_batch(bags)) for n, m in models.items()}, args)
     parameters = models[next(iter(models))].get_layer("backbone").count_params()
     return {"train": train, "infer": infer, "backbone_parameters": parameters,
             "versions": f"TensorFlow {tf.__version__}, Keras {keras.__version__}"}
@@ -128,9 +118,9 @@ def monai_worker(args):
         print(f"  monai {name}: built and first steps in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
         runs[name] = (train_step, infer_step)
     print("  monai training steps", file=sys.stderr, flush=True)
-    train = _rounds({n: r[0] for n, r in runs.items()}, args.rounds, args.warmup)
+    train = _medians({n: r[0] for n, r in runs.items()}, args)
     print("  monai inference per bag", file=sys.stderr, flush=True)
-    infer = _rounds({n: r[1] for n, r in runs.items()}, args.rounds, args.warmup)
+    infer = _medians({n: r[1] for n, r in runs.items()}, args)
     parameters = sum(p.numel() for p in backbone.parameters())
     return {"train": train, "infer": infer, "backbone_parameters": parameters,
             "versions": f"PyTorch {torch.__version__}, MONAI {monai.__version__}, threads {torch.get_num_threads()}"}

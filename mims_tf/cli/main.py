@@ -10,6 +10,8 @@ import os
 import sys
 import time
 
+from mims_tf.utils import atomic_path, import_keras_quietly, write_text
+
 # Before TensorFlow is imported (the subcommands import it): hide its C++ info and warning lines.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -21,28 +23,6 @@ EXAMPLES = """examples:
   mims predict runs/adrenal scan1.nii.gz scan2.nii.gz --format json
   mims presets
 """
-
-
-def _import_keras_quietly():
-    """Imports Keras (and TensorFlow) with file descriptor 2 muted.
-
-    TensorFlow 2.21 prints absl/oneDNN/CUDA lines at import whatever
-    TF_CPP_MIN_LOG_LEVEL says. Set MIMS_VERBOSE=1 to see them.
-    """
-    if os.environ.get("MIMS_VERBOSE") == "1":
-        import keras  # noqa: F401
-
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import keras  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def _presets(args):
@@ -144,9 +124,7 @@ def _analyze(args):
     text = format_table(table, title)
     print(text)
     if args.output:
-        with open(f"{args.output}.tmp", "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        os.replace(f"{args.output}.tmp", args.output)
+        write_text(args.output, text + "\n")
     return 0
 
 
@@ -171,8 +149,8 @@ def _export(args):
     else:
         os.makedirs(out, exist_ok=True)
         path = os.path.join(out, f"{args.name}.keras")
-        shutil.copyfile(os.path.join(args.run, "best.keras"), f"{path}.tmp")
-        os.replace(f"{path}.tmp", path)
+        with atomic_path(path) as tmp:
+            shutil.copyfile(os.path.join(args.run, "best.keras"), tmp)
         print(f"wrote {path}")
     return 0
 
@@ -347,7 +325,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    _import_keras_quietly()
+    import_keras_quietly()
     from mims_tf.data import DataError
 
     start = time.perf_counter()

@@ -16,12 +16,12 @@ import csv
 import dataclasses
 import os
 import re
-import tempfile
 
 import numpy as np
 
 from mims_tf.data.errors import DataError
 from mims_tf.data.readers import IMAGE_SUFFIXES, TIFF_SUFFIXES, natural_key
+from mims_tf.utils import atomic_open
 
 REQUIRED = ("path", "label")
 SPLITS = ("train", "val", "test")
@@ -187,12 +187,10 @@ def write_manifest(manifest, path):
     extra = sorted({k for row in manifest.rows for k in row} - set(columns))
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", newline="", encoding="utf-8", dir=folder, suffix=".csv", delete=False) as f:
+    with atomic_open(path) as f:
         writer = csv.DictWriter(f, fieldnames=columns + extra)
         writer.writeheader()
         writer.writerows(manifest.rows)
-        tmp = f.name
-    os.replace(tmp, path)
     return path
 
 

@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from mims_tf.data.errors import DataError
+from mims_tf.utils import atomic_path
 
 
 def _texture(rng, shape, smooth):
@@ -85,9 +86,8 @@ def write_dataset(folder, seed=0, splits=(("train", 96), ("val", 32), ("test", 3
         volumes, labels, masks = make_volumes(count=count, seed=seed + offset, **options)
         arrays.update({f"{split}_images": volumes, f"{split}_labels": labels[:, None], f"{split}_masks": masks})
     path = os.path.join(folder, "synthetic.npz")
-    tmp = path + ".tmp.npz"
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, **arrays)
     if not os.path.getsize(path):
         raise DataError(path, "empty file written")
     return path

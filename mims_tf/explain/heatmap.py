@@ -18,6 +18,8 @@ import os
 
 import numpy as np
 
+from mims_tf.utils import atomic_path, write_text
+
 
 def feature_layers(model):
     """Names of the top-level layers whose (first) input is a 4-D feature map `(N, h, w, c)`."""
@@ -124,8 +126,8 @@ def explain_bag(model, bag, out_dir, layer_name=None, class_index=1, slices=3, n
     written = []
     for rank, s in enumerate(order, start=1):
         path = os.path.join(out_dir, f"{name}_slice{int(s):03d}.png")
-        Image.fromarray(overlay(bag[0, s], maps[s])).save(f"{path}.tmp.png")
-        os.replace(f"{path}.tmp.png", path)
+        with atomic_path(path, suffix=".png") as tmp:
+            Image.fromarray(overlay(bag[0, s], maps[s])).save(tmp)
         written.append((int(s), float(scores[s]), path))
     lines = [
         f"# {name}: class {class_index}, probability {probs[class_index]:.4f}",
@@ -137,7 +139,5 @@ def explain_bag(model, bag, out_dir, layer_name=None, class_index=1, slices=3, n
         "|---|---|---|---|",
     ]
     lines += [f"| {r} | {s} | {c:.4g} | ![slice {s}]({os.path.basename(p)}) |" for r, (s, c, p) in enumerate(written, 1)]
-    with open(os.path.join(out_dir, "index.md.tmp"), "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(os.path.join(out_dir, "index.md.tmp"), os.path.join(out_dir, "index.md"))
+    write_text(os.path.join(out_dir, "index.md"), "\n".join(lines) + "\n")
     return written

@@ -5,6 +5,8 @@ import tempfile
 
 import numpy as np
 
+from mims_tf.utils import atomic_open
+
 QUANTIZATIONS = ("none", "float16", "int8")
 
 
@@ -49,10 +51,8 @@ def export_tflite(model, path, quantize="none", sample=None, tolerance=None):
     limit = tolerance if tolerance is not None else (1e-4 if quantize == "none" else 0.05)
     if difference > limit:
         raise RuntimeError(f"TFLite model differs from the Keras model by {difference:.2e} (> {limit})")
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
+    with atomic_open(path, "wb") as f:
         f.write(blob)
-    os.replace(tmp, path)
     return {"path": path, "bytes": len(blob), "max_abs_difference": difference}
 
 

@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from mims_tf.models.config import PRESETS, TABLE1, TABLE2
+from mims_tf.utils import atomic_open, atomic_path, import_keras_quietly, write_text
 
 DATASETS = {
     # name: (path under the data root, TrainConfig settings of the dataset)
@@ -68,17 +69,10 @@ def read_results(path):
 
 
 def _write_csv(rows, path):
-    with open(f"{path}.tmp", "w", newline="", encoding="utf-8") as f:
+    with atomic_open(path) as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(f"{path}.tmp", path)
-
-
-def _write_text(path, text):
-    with open(f"{path}.tmp", "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(f"{path}.tmp", path)
 
 
 def _format_auroc(mean, std, n):
@@ -165,9 +159,8 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
 
 def _train_and_evaluate(values):
     """One (preset, seed) run: trains, evaluates the best model on the test split (in a child process)."""
-    from mims_tf.cli.main import _import_keras_quietly
 
-    _import_keras_quietly()
+    import_keras_quietly()
     from mims_tf.train.config import TrainConfig
     from mims_tf.train.evaluate import evaluate_run
     from mims_tf.train.run import train
@@ -217,7 +210,7 @@ def write_report(folder, table, dataset, rows, presets, command, settings, secon
             lines.append(f"| `{preset}` | {PRESETS[preset][0]} | {_format_auroc(mean, std, n)} | {n} |")
         else:
             lines.append(f"| `{preset}` | {PRESETS[preset][0]} | not run yet | 0 |")
-    _write_text(os.path.join(folder, "table.md"), "\n".join(lines) + "\n")
+    write_text(os.path.join(folder, "table.md"), "\n".join(lines) + "\n")
     _plot(os.path.join(folder, "table.png"), summary, f"{table} on {dataset}")
 
 
@@ -253,7 +246,7 @@ def write_summary(out="benchmarks/results"):
                 cells.append(f"**{cell}**" if mean == best[n] else cell)
             text.append(f"| {PRESETS[preset][0]} | " + " | ".join(cells) + " |")
         text.append("")
-    _write_text(os.path.join(out, "summary.md"), "\n".join(text))
+    write_text(os.path.join(out, "summary.md"), "\n".join(text))
     return "\n".join(text)
 
 
@@ -273,6 +266,6 @@ def _plot(path, summary, title):
     axis.set_ylabel("test AUROC")
     axis.set_title(title, fontsize=9)
     figure.tight_layout()
-    figure.savefig(f"{path}.tmp.png")
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp)
     plt.close(figure)
-    os.replace(f"{path}.tmp.png", path)

@@ -4,6 +4,8 @@ import dataclasses
 import difflib
 import os
 
+from mims_tf.utils import atomic_open
+
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("none", "mirrored", "multi_worker")
 
@@ -139,11 +141,9 @@ def save_config(config, path):
     """Writes the resolved config as YAML, atomically."""
     import yaml
 
-    tmp = f"{path}.tmp"
     values = config.to_dict()
     values["split_fractions"] = list(values["split_fractions"])
     if isinstance(values["instances"], tuple):
         values["instances"] = list(values["instances"])
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(path) as f:
         yaml.safe_dump(values, f, sort_keys=False)
-    os.replace(tmp, path)

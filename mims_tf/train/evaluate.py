@@ -1,13 +1,13 @@
 """Bag-level evaluation of one or several runs (the paper's protocol: mean and spread over runs)."""
 
 import csv
-import json
 import os
 
 import numpy as np
 
 from mims_tf.data import DataError
 from mims_tf.train.run import load_run, predict_bags, run_source
+from mims_tf.utils import atomic_open, atomic_path, write_json
 
 METRICS = ("auroc", "accuracy", "sensitivity", "specificity")
 
@@ -62,10 +62,7 @@ def evaluate_run(run_dir, split="test", threshold=None, write=True):
     if write:
         _write_per_bag(os.path.join(run_dir, f"eval_{split}.csv"), source, labels, probs, threshold, manifest.classes)
         _plot_roc(os.path.join(run_dir, f"roc_{split}.png"), [(labels, scores, os.path.basename(run_dir.rstrip("/")))])
-        tmp = os.path.join(run_dir, f"eval_{split}.json.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
-        os.replace(tmp, os.path.join(run_dir, f"eval_{split}.json"))
+        write_json(os.path.join(run_dir, f"eval_{split}.json"), result)
     return result
 
 
@@ -80,13 +77,11 @@ def evaluate_runs(run_dirs, split="test", threshold=None):
 
 
 def _write_per_bag(path, source, labels, probs, threshold, classes):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(path) as f:
         writer = csv.writer(f)
         writer.writerow(["bag", "label", *[f"p_{c}" for c in classes], "predicted"])
         for bag, label, p in zip(source.bags, labels, probs):
             writer.writerow([bag.bag, classes[label], *[f"{v:.6f}" for v in p], classes[int(p[1] >= threshold)]])
-    os.replace(tmp, path)
 
 
 def _plot_roc(path, curves):
@@ -105,7 +100,6 @@ def _plot_roc(path, curves):
     axis.set_ylabel("sensitivity")
     axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
-    tmp = f"{path}.tmp.png"
-    figure.savefig(tmp)
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp)
     plt.close(figure)
-    os.replace(tmp, path)

@@ -1,5 +1,6 @@
 """Class probabilities for new files or a manifest, from a run's best model."""
 
+import contextlib
 import csv
 import json
 import os
@@ -7,6 +8,7 @@ import sys
 
 from mims_tf.data import read_manifest
 from mims_tf.train.run import load_run, predict_bags, unlabelled_source
+from mims_tf.utils import atomic_open
 
 
 def predict(run_dir, paths=(), manifest_path=None, out=None, fmt="csv", skip_unreadable=False):
@@ -44,8 +46,7 @@ def predict(run_dir, paths=(), manifest_path=None, out=None, fmt="csv", skip_unr
 
 
 def _write(results, classes, out, fmt):
-    stream = open(f"{out}.tmp", "w", newline="", encoding="utf-8") if out else sys.stdout
-    try:
+    with atomic_open(out) if out else contextlib.nullcontext(sys.stdout) as stream:
         if fmt == "json":
             json.dump(results, stream, indent=2)
             stream.write("\n")
@@ -54,7 +55,3 @@ def _write(results, classes, out, fmt):
             writer.writerow(["bag", *[f"p_{c}" for c in classes]])
             for r in results:
                 writer.writerow([r["bag"], *[f"{r['probabilities'][c]:.6f}" for c in classes]])
-    finally:
-        if out:
-            stream.close()
-            os.replace(f"{out}.tmp", out)

@@ -28,20 +28,13 @@ import numpy as np
 from mims_tf.data import BagSource, assign_splits, from_class_folders, from_medmnist, from_rows, make_dataset
 from mims_tf.data import read_manifest, write_manifest
 from mims_tf.data.synthetic import write_dataset
-from mims_tf.train.config import TrainConfig, load_config, save_config
+from mims_tf.train.config import load_config, save_config
+from mims_tf.utils import atomic_path, write_json
 
 
 def _atomic_save(model, path):
-    tmp = f"{path}.tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_json(values, path):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(values, f, indent=2)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(tmp)
 
 
 def _step(model):
@@ -88,7 +81,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.state.update(best_val_auroc=float(auroc), best_epoch=epoch + 1)
         _atomic_save(self.model, os.path.join(self.run_dir, "last.keras"))
         self.state["epochs_done"] = epoch + 1
-        _atomic_json(self.state, os.path.join(self.run_dir, "state.json"))
+        write_json(os.path.join(self.run_dir, "state.json"), self.state)
 
 
 def _prepare_run_dir(config, resume, overwrite):

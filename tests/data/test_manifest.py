@@ -2,7 +2,6 @@ import collections
 import os
 import re
 
-import numpy as np
 import pytest
 
 from mims_tf.data import DataError, assign_splits, from_class_folders, from_medmnist, from_rows, read_manifest, write_manifest

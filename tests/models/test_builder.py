@@ -1,6 +1,5 @@
 import re
 
-import keras
 import numpy as np
 import pytest
 

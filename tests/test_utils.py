@@ -1,0 +1,38 @@
+import json
+import os
+
+import pytest
+
+from mims_tf.utils import atomic_open, atomic_path, write_json, write_text
+
+
+def test_atomic_path_renames_on_success(tmp_path):
+    target = tmp_path / "figure.png"
+    with atomic_path(target, suffix=".png") as tmp:
+        assert tmp.endswith(".png") and os.path.dirname(tmp) == str(tmp_path)
+        with open(tmp, "wb") as f:
+            f.write(b"data")
+        assert not target.exists()  # nothing under the real name until the block ends
+    assert target.read_bytes() == b"data"
+    assert os.listdir(tmp_path) == ["figure.png"]
+
+
+def test_atomic_path_keeps_old_file_and_removes_tmp_on_error(tmp_path):
+    target = tmp_path / "table.md"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with atomic_open(target) as f:
+            f.write("half a ta")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["table.md"]
+
+
+def test_write_text_and_json(tmp_path):
+    write_text(tmp_path / "a.txt", "line\n")
+    write_json(tmp_path / "b.json", {"auroc": 0.5})
+    assert (tmp_path / "a.txt").read_text() == "line\n"
+    assert json.loads((tmp_path / "b.json").read_text()) == {"auroc": 0.5}
+    with atomic_open(tmp_path / "c.bin", "wb") as f:
+        f.write(b"\x00\x01")
+    assert (tmp_path / "c.bin").read_bytes() == b"\x00\x01"
