@@ -83,6 +83,8 @@ class TrainConfig:
 
         get_preset(self.preset, kernels=self.kernels, **self.model_overrides()).validate()  # unknown preset / kernels / k
         preprocessing_mode(self.backbone)  # unknown backbone: "Did you mean ..."
+        if isinstance(self.weights, str) and os.path.isfile(self.weights):
+            self.weights = os.path.abspath(self.weights)  # config.yaml must find it from any folder (resume)
         if isinstance(self.instances, list):
             self.instances = tuple(self.instances)
         if isinstance(self.split_fractions, list):
