@@ -148,8 +148,10 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
                          "test_auroc": f"{result['auroc']:.4f}", "test_accuracy": f"{result['accuracy']:.4f}",
                          "seconds": f"{time.time() - start:.0f}"})
             _write_csv(rows, results_path)
+            record_bag_size(folder, os.path.join(work, name))
             write_report(folder, table, dataset, rows, presets, command, settings, time.time() - started, len(seeds))
             write_summary(out)
+    record_bag_size(folder, os.path.join(work, name))
     write_report(folder, table, dataset, rows, presets, command, settings, time.time() - started, len(seeds))
     write_summary(out)
     if failed:
@@ -168,6 +170,57 @@ def _train_and_evaluate(values):
     summary = train(TrainConfig(**values), overwrite=True, verbose=0)
     result = evaluate_run(values["out"], threshold=None)
     return summary, {k: result[k] for k in ("auroc", "accuracy")}
+
+
+def record_bag_size(folder, run_folders):
+    """`<folder>/bag_size.csv`: per seed, the test AUROC of the number of instances per bag alone.
+
+    A baseline with no model: where bag size differs by class (Kather: MSI patients have more tiles),
+    any pooling that grows with bag size gets this signal for free. Seeds are read from the run folders'
+    manifests (`<run_folders>/<preset>_s<seed>/manifest.csv`; every preset of a seed shares the split).
+    """
+    import glob
+    import re
+
+    from sklearn.metrics import roc_auc_score
+
+    from mims_tf.data import read_manifest
+    from mims_tf.train.config import load_config
+
+    path = os.path.join(folder, "bag_size.csv")
+    rows = {int(r["seed"]): r for r in (read_results(path) if os.path.isfile(path) else [])}
+    for manifest_path in sorted(glob.glob(os.path.join(run_folders, "*_s*", "manifest.csv"))):
+        seed = int(re.search(r"_s(\d+)$", os.path.dirname(manifest_path)).group(1))
+        if seed in rows:
+            continue
+        config = load_config(os.path.join(os.path.dirname(manifest_path), "config.yaml"))
+        manifest = read_manifest(manifest_path, classes=config.classes, check_files=False)  # classes in the run's order
+        counts, labels = {}, {}
+        for row in manifest.rows:
+            if row["split"] == "test":
+                counts[row["bag"]] = counts.get(row["bag"], 0) + 1
+                labels[row["bag"]] = manifest.classes.index(row["label"])
+        bags = sorted(counts)
+        y = [labels[b] for b in bags]
+        if len(set(y)) < 2:
+            continue
+        auroc = roc_auc_score(y, [counts[b] for b in bags])
+        rows[seed] = {"seed": seed, "test_bags": len(bags), "auroc": f"{auroc:.4f}"}
+    if rows:
+        with atomic_open(path) as f:
+            writer = csv.DictWriter(f, fieldnames=["seed", "test_bags", "auroc"])
+            writer.writeheader()
+            writer.writerows(rows[seed] for seed in sorted(rows))
+    return [float(rows[seed]["auroc"]) for seed in sorted(rows)]
+
+
+def _bag_size_line(folder):
+    path = os.path.join(folder, "bag_size.csv")
+    values = np.array([float(r["auroc"]) for r in read_results(path)]) if os.path.isfile(path) else np.array([])
+    if not len(values):
+        return None, None
+    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return float(values.mean()), _format_auroc(float(values.mean()), std, len(values))
 
 
 def summarize(rows, presets):
@@ -210,6 +263,12 @@ def write_report(folder, table, dataset, rows, presets, command, settings, secon
             lines.append(f"| `{preset}` | {PRESETS[preset][0]} | {_format_auroc(mean, std, n)} | {n} |")
         else:
             lines.append(f"| `{preset}` | {PRESETS[preset][0]} | not run yet | 0 |")
+    bag_size_mean, bag_size_cell = _bag_size_line(folder)
+    if bag_size_cell is not None:
+        lines += ["", f"Reference with no model: the number of instances per test bag alone scores AUROC {bag_size_cell}"
+                  + (" (all bags have one size)." if bag_size_mean == 0.5 else
+                     ". Bag size differs by class here, so pooling that grows with bag size (max, top-k over "
+                     "more candidates) gets or loses this signal for free.")]
     write_text(os.path.join(folder, "table.md"), "\n".join(lines) + "\n")
     _plot(os.path.join(folder, "table.png"), summary, f"{table} on {dataset}")
 
@@ -245,6 +304,9 @@ def write_summary(out="benchmarks/results"):
                     "" if count == 3 else f" ({count} seed{'s' if count > 1 else ''})")
                 cells.append(f"**{cell}**" if mean == best[n] else cell)
             text.append(f"| {PRESETS[preset][0]} | " + " | ".join(cells) + " |")
+        bag_size = [_bag_size_line(os.path.join(out, n))[1] or "not computed" for n in folders]
+        text.append("| *bag size alone, no model* | " + " | ".join("/" for _ in paper_columns) + " | "
+                    + " | ".join(bag_size) + " |")
         text.append("")
     write_text(os.path.join(out, "summary.md"), "\n".join(text))
     return "\n".join(text)

@@ -2,7 +2,7 @@ import csv
 
 import pytest
 
-from mims_tf.train.bench import bench
+from mims_tf.train.bench import bench, record_bag_size, write_summary
 from tests.conftest import requires_tensorflow
 
 
@@ -20,6 +20,8 @@ def test_bench_writes_results_and_skips_what_is_done(tmp_path, capsys):
     mims_row = next(line for line in summary.splitlines() if line.startswith("| MIMS |"))
     assert mims_row.startswith("| MIMS | 0.986 | 1.000 | 0.972 | 0.901 | 0.965 | ") and "not run" not in mims_row
     assert summary.index("| MI-Pre |") < summary.index("| MIMS |") and "`breastmnist`" in summary
+    assert "| *bag size alone, no model* | / | / | / | / | / | 0.500 |" in summary  # every bag is one image
+    assert "all bags have one size" in table
     capsys.readouterr()
     bench("table1", "breastmnist", **options)  # everything done: nothing retrained
     assert "[bench]" not in capsys.readouterr().err
@@ -48,3 +50,25 @@ def test_a_failing_preset_does_not_stop_the_others(tmp_path, capsys):
     rows = list(csv.DictReader(open(tmp_path / "results" / "table2_breastmnist" / "results.csv")))
     assert [r["preset"] for r in rows] == ["mims_top2"]
     assert "[bench] mims_top5 seed 0 failed: k=5 is larger" in capsys.readouterr().err
+
+
+@requires_tensorflow()
+def test_bag_size_baseline_scores_the_instance_count_per_test_bag(tmp_path):
+    from mims_tf.data import from_rows, write_manifest
+    from mims_tf.train.config import TrainConfig, save_config
+
+    # Class "msi" (second, the positive class of the run) has bigger test bags: bag size alone separates them.
+    rows = [{"path": f"{bag}_{i}.png", "label": label, "bag": bag, "split": "test"}
+            for bag, label, size in [("a", "mss", 1), ("b", "mss", 2), ("c", "msi", 3), ("d", "msi", 5)]
+            for i in range(size)]
+    for seed, order in [(0, ["mss", "msi"]), (1, ["msi", "mss"])]:
+        run = tmp_path / "work" / f"mims_s{seed}"
+        run.mkdir(parents=True)
+        write_manifest(from_rows(rows, classes=order), run / "manifest.csv")
+        save_config(TrainConfig(classes=order), str(run / "config.yaml"))
+    folder = tmp_path / "results" / "table2_kather"
+    folder.mkdir(parents=True)
+    assert record_bag_size(str(folder), str(tmp_path / "work")) == [1.0, 0.0]  # positive class as in each run
+    (folder / "results.csv").write_text("preset,seed,val_auroc,test_auroc,test_accuracy,seconds\nmims_top5,0,0.5,0.5,0.5,1\n")
+    summary = write_summary(str(tmp_path / "results"))
+    assert "| *bag size alone, no model* | / | 0.500 +- 0.707 |" in summary
