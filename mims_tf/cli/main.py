@@ -86,14 +86,15 @@ def _train(args):
 def _evaluate(args):
     from mims_tf.train.evaluate import evaluate_runs
 
-    results, summary = evaluate_runs(args.runs, split=args.split, threshold=args.threshold)
+    results, summary = evaluate_runs(args.runs, split=args.split, threshold=args.threshold, instances=args.instances)
     for r in results:
         print(
             f"{r['run']}: {r['split']} AUROC {r['auroc']:.4f}, accuracy {r['accuracy']:.4f}, sensitivity "
             f"{r['sensitivity']:.4f}, specificity {r['specificity']:.4f} at threshold {r['threshold']:.3f} "
-            f"({r['threshold_from']}; {r['bags']} bags)"
+            f"({r['threshold_from']}; {r['bags']} bags, instances per bag: {r['instances']})"
         )
-        print(f"  per-bag CSV {r['run']}/eval_{r['split']}.csv, ROC curve {r['run']}/roc_{r['split']}.png")
+        stem = r["split"] + (f"_{args.instances}inst" if args.instances else "")
+        print(f"  per-bag CSV {r['run']}/eval_{stem}.csv, ROC curve {r['run']}/roc_{stem}.png")
     if len(results) > 1:
         print(
             f"over {len(results)} runs: "
@@ -224,12 +225,16 @@ def build_parser():
         "evaluate", help="bag-level AUROC, accuracy, sensitivity, specificity of one or more runs",
         formatter_class=formatter,
         epilog="examples:\n  mims evaluate runs/adrenal\n  mims evaluate runs/a runs/b runs/c   # mean and spread\n"
-        "  mims evaluate runs/adrenal --threshold 0.5 --split val",
+        "  mims evaluate runs/adrenal --threshold 0.5 --split val\n"
+        "  mims evaluate runs/kather --instances 4   # every bag on 4 sampled tiles: bag size is no signal",
     )
     p.add_argument("runs", nargs="+", help="run folders")
     p.add_argument("--split", default="test", help="split to evaluate (default: test)")
     p.add_argument("--threshold", type=float, default=None,
                    help="decision threshold on P(positive) (default: picked on validation by Youden's J)")
+    p.add_argument("--instances", type=int, default=None,
+                   help="evaluate every bag on this many of its instances, sampled once with a fixed seed "
+                   "(e.g. the training bag size; default: whole bags, as in the paper)")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser(

@@ -145,10 +145,12 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
         training: sample instances, shuffle and augment (else every bag whole, in order).
         image_size: `(H, W)` every instance is resized to (bilinear).
         channels: 3 (grayscale repeated; for ImageNet backbones) or 1 (RGB averaged).
-        instances: training only: instances sampled per bag per step: an int, a
+        instances: in training, instances sampled per bag per step: an int, a
             range `(low, high)` drawn per step (needs `batch_size=1`), or None for
-            all (bags must then be the same size to batch). Bags with fewer
-            instances are sampled with replacement.
+            all (bags must then be the same size to batch). In evaluation, an int
+            samples that many instances of each bag once (fixed by `seed` and the
+            bag: test bags the size of training bags), None keeps every bag whole.
+            Bags with fewer instances are sampled with replacement.
         batch_size: bags per batch. In evaluation, bags of different sizes need 1.
         augment: training only: random left-right flip of a bag and a random
             brightness / contrast change, the same for every instance of a bag.
@@ -169,9 +171,11 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
             raise ValueError(f"`instances` range needs 1 <= low <= high. Received: instances={instances}")
         if batch_size != 1:
             raise ValueError(f"A range of instances per step needs batch_size=1. Received: instances={instances}, batch_size={batch_size}")
+        if not training:
+            raise ValueError(f"Evaluation samples a fixed number of instances: an int or None. Received: instances={instances}")
     elif instances is not None and (not isinstance(instances, int) or instances < 1):
         raise ValueError(f"`instances` must be a positive int, a (low, high) range or None. Received: instances={instances!r}")
-    if (not training or instances is None) and batch_size > 1 and len(set(source.instance_counts())) > 1:
+    if instances is None and batch_size > 1 and len(set(source.instance_counts())) > 1:
         raise ValueError(
             "Bags have different numbers of instances, so they cannot be batched whole: use batch_size=1"
             + (" or set `instances`" if training else "") + f". Received: batch_size={batch_size}"
@@ -214,7 +218,10 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
         return tf.clip_by_value((x - 127.5) * contrast + 127.5 + brightness, 0.0, 255.0)
 
     def eval_map(index):
-        return prepare(load(index)), labels[index]
+        x = load(index)
+        if instances is not None:
+            x = sample(x, tf.stack([tf.constant(seed, tf.int64), index]))
+        return prepare(x), labels[index]
 
     if training:
         count = len(source)

@@ -36,39 +36,47 @@ def binary_metrics(labels, scores, threshold):
     }
 
 
-def _scores(model, config, manifest, split):
+def _scores(model, config, manifest, split, instances=None):
     source = run_source(config, manifest, split)
     labels = source.labels
     if len(set(labels.tolist())) < 2:
         raise DataError(manifest.source, f"split {split!r} holds only one class: AUROC is undefined")
-    probs = predict_bags(model, config, source)
+    probs = predict_bags(model, config, source, instances)
     return source, labels, probs
 
 
-def evaluate_run(run_dir, split="test", threshold=None, write=True):
-    """Evaluates `best.keras` of a run on a split; writes the per-bag CSV, ROC PNG and metrics JSON."""
+def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=None):
+    """Evaluates `best.keras` of a run on a split; writes the per-bag CSV, ROC PNG and metrics JSON.
+
+    `instances`: evaluate every bag on that many of its instances, sampled once (fixed seed), e.g. the
+    training bag size, so bag size cannot act as a signal; the files then end in `_<instances>inst`.
+    Default: whole bags, as in the paper.
+    """
+    if instances is not None and (not isinstance(instances, int) or isinstance(instances, bool) or instances < 1):
+        raise ValueError(f"`instances` must be a positive integer or None. Received: instances={instances!r}")
     model, config, manifest = load_run(run_dir)
     if len(manifest.classes) != 2:
         raise ValueError(f"{run_dir}: evaluate supports two classes; this run has {len(manifest.classes)}")
-    source, labels, probs = _scores(model, config, manifest, split)
+    source, labels, probs = _scores(model, config, manifest, split, instances)
     scores = probs[:, 1]
     picked_on = "given"
     if threshold is None:
-        _, val_labels, val_probs = _scores(model, config, manifest, "val")
+        _, val_labels, val_probs = _scores(model, config, manifest, "val", instances)
         threshold, picked_on = youden_threshold(val_labels, val_probs[:, 1]), "validation (Youden's J)"
     metrics = binary_metrics(labels, scores, threshold)
-    result = {"run": run_dir, "split": split, "bags": int(len(labels)), "threshold": threshold,
-              "threshold_from": picked_on, **metrics}
+    result = {"run": run_dir, "split": split, "bags": int(len(labels)), "instances": instances or "all",
+              "threshold": threshold, "threshold_from": picked_on, **metrics}
     if write:
-        _write_per_bag(os.path.join(run_dir, f"eval_{split}.csv"), source, labels, probs, threshold, manifest.classes)
-        _plot_roc(os.path.join(run_dir, f"roc_{split}.png"), [(labels, scores, os.path.basename(run_dir.rstrip("/")))])
-        write_json(os.path.join(run_dir, f"eval_{split}.json"), result)
+        stem = split + (f"_{instances}inst" if instances else "")
+        _write_per_bag(os.path.join(run_dir, f"eval_{stem}.csv"), source, labels, probs, threshold, manifest.classes)
+        _plot_roc(os.path.join(run_dir, f"roc_{stem}.png"), [(labels, scores, os.path.basename(run_dir.rstrip("/")))])
+        write_json(os.path.join(run_dir, f"eval_{stem}.json"), result)
     return result
 
 
-def evaluate_runs(run_dirs, split="test", threshold=None):
+def evaluate_runs(run_dirs, split="test", threshold=None, instances=None):
     """Evaluates each run and returns `(results, summary)`; summary holds mean and std per metric."""
-    results = [evaluate_run(run, split, threshold) for run in run_dirs]
+    results = [evaluate_run(run, split, threshold, instances=instances) for run in run_dirs]
     summary = {}
     for name in METRICS:
         values = np.array([r[name] for r in results])

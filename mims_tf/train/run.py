@@ -260,9 +260,10 @@ def unlabelled_source(config, classes, rows, skip_unreadable=False):
     return run_source(config, from_rows(rows, classes=classes), "predict", skip_unreadable)
 
 
-def eval_batches(config, source):
-    """Every bag of `source` whole, in order, sized as the run's model expects."""
-    return make_dataset(source, False, image_size=(config.image_size,) * 2, channels=config.channels)
+def eval_batches(config, source, instances=None):
+    """Every bag of `source` in order, sized as the run's model expects: whole, or `instances` sampled per bag."""
+    return make_dataset(source, False, image_size=(config.image_size,) * 2, channels=config.channels,
+                        instances=instances)
 
 
 def sample_bags(config, manifest, count=2):
@@ -275,6 +276,6 @@ def sample_bags(config, manifest, count=2):
     return next(iter(data))[0].numpy()
 
 
-def predict_bags(model, config, source):
-    """Class probabilities `(bags, classes)` for every bag of a `BagSource`, in order."""
-    return model.predict(eval_batches(config, source), verbose=0)
+def predict_bags(model, config, source, instances=None):
+    """Class probabilities `(bags, classes)` for every bag of a `BagSource`, in order (see `eval_batches`)."""
+    return model.predict(eval_batches(config, source, instances), verbose=0)

@@ -73,6 +73,24 @@ def test_evaluation_yields_every_bag_whole_in_order(tmp_path):
         make_dataset(source, True, instances=(2, 3), batch_size=2)
 
 
+def test_evaluation_can_sample_a_fixed_number_of_instances_per_bag(tmp_path):
+    source = BagSource(_volumes(tmp_path, [3, 9, 2]), normalize="none", progress=False)
+
+    def slices(seed):
+        data = make_dataset(source, False, image_size=(6, 5), instances=4, batch_size=3, seed=seed)
+        (x, y), = list(data)  # equal sizes now: the bags batch together, still in order
+        assert x.shape[:2] == (3, 4) and y.numpy().tolist() == [0, 1, 0]
+        return x.numpy()[:, :, 0, 0, 0]
+
+    first = slices(0)
+    assert np.array_equal(first, slices(0))  # sampled once per (seed, bag): the same every call
+    assert not np.array_equal(first, slices(1))
+    assert set(first[1]) <= set(range(9)) and len(set(first[1])) == 4  # distinct where the bag is large enough
+    assert set(first[2]) <= {0.0, 1.0}  # with replacement where it is not
+    with pytest.raises(ValueError, match=re.escape("an int or None. Received: instances=(2, 3)")):
+        make_dataset(source, False, instances=(2, 3))
+
+
 def test_small_bags_are_sampled_with_replacement(tmp_path):
     source = BagSource(_volumes(tmp_path, [2]), normalize="none", progress=False)
     (x, _), = list(make_dataset(source, True, image_size=(6, 5), instances=5, augment=False))

@@ -93,6 +93,11 @@ def test_evaluate_writes_per_bag_csv_roc_and_metrics(trained):
     assert open(os.path.join(out, "roc_test.png"), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     fixed = evaluate_runs([out], threshold=0.5)[0][0]
     assert fixed["threshold"] == 0.5 and fixed["threshold_from"] == "given"
+    sampled = evaluate_runs([out], instances=2)[0][0]  # every bag on 2 sampled instances, own files
+    assert sampled["instances"] == 2 and r["instances"] == "all" and 0 <= sampled["auroc"] <= 1
+    assert os.path.isfile(os.path.join(out, "eval_test_2inst.json")) and os.path.isfile(os.path.join(out, "eval_test.json"))
+    with pytest.raises(ValueError, match="Received: instances=0"):
+        evaluate_runs([out], instances=0)
 
 
 def test_predict_files_and_manifest_to_csv_and_json(trained, tmp_path):
