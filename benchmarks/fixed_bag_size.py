@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from mims_tf.models.config import PRESETS  # noqa: E402
-from mims_tf.train.bench import _format_auroc, read_results  # noqa: E402
+from mims_tf.train.bench import format_aurocs, read_results  # noqa: E402
 from mims_tf.train.evaluate import evaluate_run  # noqa: E402
 from mims_tf.utils import write_text  # noqa: E402
 
@@ -52,17 +52,13 @@ def main():
         print(f"{r['preset']} seed {r['seed']}: whole bags {float(r['test_auroc']):.3f}, "
               f"{args.instances} per bag {result['auroc']:.3f}", flush=True)
 
-    def cell(values):
-        values = np.array(values)
-        return _format_auroc(values.mean(), values.std(ddof=1) if len(values) > 1 else 0.0, len(values))
-
     lines = [f"# {args.folder}: whole test bags against {args.instances} instances per bag",
              "", f"- command: `python benchmarks/fixed_bag_size.py {args.folder} --instances {args.instances}`",
              f"- every val and test bag sampled once to {args.instances} instances (fixed seed, with replacement "
              "where a bag is smaller); validation picks the threshold the same way; no retraining",
              f"- {len(rows)} runs re-evaluated in {(time.time() - start) / 60:.1f} min", "",
              f"| method | paper name | whole bags (the table) | {args.instances} per bag | seeds |", "|---|---|---|---|---|"]
-    lines += [f"| `{p}` | {PRESETS[p][0]} | {cell(whole[p])} | {cell(fixed[p])} | {len(fixed[p])} |" for p in presets]
+    lines += [f"| `{p}` | {PRESETS[p][0]} | {format_aurocs(whole[p])} | {format_aurocs(fixed[p])} | {len(fixed[p])} |" for p in presets]
     write_text(os.path.join(args.results, args.folder, f"fixed_bags_{args.instances}.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     for p in presets:

@@ -84,7 +84,7 @@ def _train(args):
 
 
 def _evaluate(args):
-    from mims_tf.train.evaluate import evaluate_runs
+    from mims_tf.train.evaluate import evaluate_runs, output_stem
 
     results, summary = evaluate_runs(args.runs, split=args.split, threshold=args.threshold, instances=args.instances)
     for r in results:
@@ -93,7 +93,7 @@ def _evaluate(args):
             f"{r['sensitivity']:.4f}, specificity {r['specificity']:.4f} at threshold {r['threshold']:.3f} "
             f"({r['threshold_from']}; {r['bags']} bags, instances per bag: {r['instances']})"
         )
-        stem = r["split"] + (f"_{args.instances}inst" if args.instances else "")
+        stem = output_stem(r["split"], args.instances)
         print(f"  per-bag CSV {r['run']}/eval_{stem}.csv, ROC curve {r['run']}/roc_{stem}.png")
     if len(results) > 1:
         print(

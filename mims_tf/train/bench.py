@@ -80,6 +80,17 @@ def _format_auroc(mean, std, n):
     return f"{mean:.3f} +- {std:.3f}" if n > 1 else f"{mean:.3f}"
 
 
+def mean_std(values):
+    """(mean, sample std (0 for one value), count) of AUROC values over seeds."""
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0, len(values)
+
+
+def format_aurocs(values):
+    """AUROC values over seeds as one table cell: `0.850 +- 0.009`, or `0.850` for one."""
+    return _format_auroc(*mean_std(values))
+
+
 def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0, 1, 2), fresh=False,
           data_root=None, presets=None, command=None, tag=None, **settings):
     """Runs the presets of `table` on `dataset`; returns the results folder.
@@ -188,7 +199,7 @@ def record_bag_size(folder, run_folders):
     from mims_tf.train.config import load_config
 
     path = os.path.join(folder, "bag_size.csv")
-    rows = {int(r["seed"]): r for r in (read_results(path) if os.path.isfile(path) else [])}
+    rows = {int(r["seed"]): r for r in read_results(path)}
     for manifest_path in sorted(glob.glob(os.path.join(run_folders, "*_s*", "manifest.csv"))):
         seed = int(re.search(r"_s(\d+)$", os.path.dirname(manifest_path)).group(1))
         if seed in rows:
@@ -204,32 +215,32 @@ def record_bag_size(folder, run_folders):
         y = [labels[b] for b in bags]
         if len(set(y)) < 2:
             continue
-        auroc = roc_auc_score(y, [counts[b] for b in bags])
-        rows[seed] = {"seed": seed, "test_bags": len(bags), "auroc": f"{auroc:.4f}"}
+        sizes = [counts[b] for b in bags]
+        rows[seed] = {"seed": seed, "test_bags": len(bags), "min_size": min(sizes), "max_size": max(sizes),
+                      "auroc": f"{roc_auc_score(y, sizes):.4f}"}
     if rows:
         with atomic_open(path) as f:
-            writer = csv.DictWriter(f, fieldnames=["seed", "test_bags", "auroc"])
+            writer = csv.DictWriter(f, fieldnames=["seed", "test_bags", "min_size", "max_size", "auroc"])
             writer.writeheader()
             writer.writerows(rows[seed] for seed in sorted(rows))
     return [float(rows[seed]["auroc"]) for seed in sorted(rows)]
 
 
-def _bag_size_line(folder):
-    path = os.path.join(folder, "bag_size.csv")
-    values = np.array([float(r["auroc"]) for r in read_results(path)]) if os.path.isfile(path) else np.array([])
-    if not len(values):
+def _bag_size_cell(folder):
+    """(AUROC cell, whether every test bag has one size) from `<folder>/bag_size.csv`; (None, None) if absent."""
+    rows = read_results(os.path.join(folder, "bag_size.csv"))
+    if not rows:
         return None, None
-    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-    return float(values.mean()), _format_auroc(float(values.mean()), std, len(values))
+    return format_aurocs([float(r["auroc"]) for r in rows]), all(r["min_size"] == r["max_size"] for r in rows)
 
 
 def summarize(rows, presets):
     """{preset: (mean, std, n)} of the test AUROC."""
     summary = {}
     for preset in presets:
-        values = np.array([float(r["test_auroc"]) for r in rows if r["preset"] == preset])
-        if len(values):
-            summary[preset] = (float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0, len(values))
+        values = [float(r["test_auroc"]) for r in rows if r["preset"] == preset]
+        if values:
+            summary[preset] = mean_std(values)
     return summary
 
 
@@ -263,10 +274,10 @@ def write_report(folder, table, dataset, rows, presets, command, settings, secon
             lines.append(f"| `{preset}` | {PRESETS[preset][0]} | {_format_auroc(mean, std, n)} | {n} |")
         else:
             lines.append(f"| `{preset}` | {PRESETS[preset][0]} | not run yet | 0 |")
-    bag_size_mean, bag_size_cell = _bag_size_line(folder)
+    bag_size_cell, one_size = _bag_size_cell(folder)
     if bag_size_cell is not None:
         lines += ["", f"Reference with no model: the number of instances per test bag alone scores AUROC {bag_size_cell}"
-                  + (" (all bags have one size)." if bag_size_mean == 0.5 else
+                  + (" (all bags have one size)." if one_size else
                      ". Bag size differs by class here, so pooling that grows with bag size (max, top-k over "
                      "more candidates) gets or loses this signal for free.")]
     write_text(os.path.join(folder, "table.md"), "\n".join(lines) + "\n")
@@ -304,7 +315,7 @@ def write_summary(out="benchmarks/results"):
                     "" if count == 3 else f" ({count} seed{'s' if count > 1 else ''})")
                 cells.append(f"**{cell}**" if mean == best[n] else cell)
             text.append(f"| {PRESETS[preset][0]} | " + " | ".join(cells) + " |")
-        bag_size = [_bag_size_line(os.path.join(out, n))[1] or "not computed" for n in folders]
+        bag_size = [_bag_size_cell(os.path.join(out, n))[0] or "not computed" for n in folders]
         text.append("| *bag size alone, no model* | " + " | ".join("/" for _ in paper_columns) + " | "
                     + " | ".join(bag_size) + " |")
         text.append("")

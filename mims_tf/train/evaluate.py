@@ -45,6 +45,11 @@ def _scores(model, config, manifest, split, instances=None):
     return source, labels, probs
 
 
+def output_stem(split, instances=None):
+    """Stem of an evaluation's files: `eval_<stem>.csv|json`, `roc_<stem>.png` (`test`, `test_4inst`)."""
+    return split + (f"_{instances}inst" if instances else "")
+
+
 def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=None):
     """Evaluates `best.keras` of a run on a split; writes the per-bag CSV, ROC PNG and metrics JSON.
 
@@ -52,8 +57,6 @@ def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=No
     training bag size, so bag size cannot act as a signal; the files then end in `_<instances>inst`.
     Default: whole bags, as in the paper.
     """
-    if instances is not None and (not isinstance(instances, int) or isinstance(instances, bool) or instances < 1):
-        raise ValueError(f"`instances` must be a positive integer or None. Received: instances={instances!r}")
     model, config, manifest = load_run(run_dir)
     if len(manifest.classes) != 2:
         raise ValueError(f"{run_dir}: evaluate supports two classes; this run has {len(manifest.classes)}")
@@ -67,7 +70,7 @@ def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=No
     result = {"run": run_dir, "split": split, "bags": int(len(labels)), "instances": instances or "all",
               "threshold": threshold, "threshold_from": picked_on, **metrics}
     if write:
-        stem = split + (f"_{instances}inst" if instances else "")
+        stem = output_stem(split, instances)
         _write_per_bag(os.path.join(run_dir, f"eval_{stem}.csv"), source, labels, probs, threshold, manifest.classes)
         _plot_roc(os.path.join(run_dir, f"roc_{stem}.png"), [(labels, scores, os.path.basename(run_dir.rstrip("/")))])
         write_json(os.path.join(run_dir, f"eval_{stem}.json"), result)

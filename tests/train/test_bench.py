@@ -69,6 +69,8 @@ def test_bag_size_baseline_scores_the_instance_count_per_test_bag(tmp_path):
     folder = tmp_path / "results" / "table2_kather"
     folder.mkdir(parents=True)
     assert record_bag_size(str(folder), str(tmp_path / "work")) == [1.0, 0.0]  # positive class as in each run
+    sizes = [(r["min_size"], r["max_size"]) for r in csv.DictReader(open(folder / "bag_size.csv"))]
+    assert sizes == [("1", "5"), ("1", "5")]
     (folder / "results.csv").write_text("preset,seed,val_auroc,test_auroc,test_accuracy,seconds\nmims_top5,0,0.5,0.5,0.5,1\n")
     summary = write_summary(str(tmp_path / "results"))
     assert "| *bag size alone, no model* | / | 0.500 +- 0.707 |" in summary
