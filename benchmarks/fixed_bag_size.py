@@ -5,7 +5,7 @@ tile count alone scores test AUROC 0.85 to 0.91), whole-bag AUROC mixes what a m
 many tiles a patient has. Here every val and test bag is `--instances` tiles sampled once (fixed
 seed; with replacement where a patient has fewer), the size of the training bags, so bag size
 carries no signal. No retraining: the run folders of the bench (`runs/bench/<table>_<dataset>...`)
-are evaluated again with `mims_tf.train.evaluate.evaluate_run(..., instances=N)`.
+are evaluated again with `mims_tf.runs.evaluate.evaluate_run(..., instances=N)`.
 
     mims bench table2 --dataset kather-crc-msi ...        # first: the runs (see README)
     python benchmarks/fixed_bag_size.py table2_kather-crc-msi_pretrained --instances 4
@@ -23,9 +23,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from mims_tf.models.config import PRESETS  # noqa: E402
-from mims_tf.train.bench import format_aurocs, read_results  # noqa: E402
-from mims_tf.train.evaluate import evaluate_run  # noqa: E402
+from mims_tf.bench.report import format_aurocs, read_results  # noqa: E402
+from mims_tf.models.config import paper_name  # noqa: E402
+from mims_tf.runs.evaluate import evaluate_run  # noqa: E402
 from mims_tf.utils import write_text  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def main():
              "where a bag is smaller); validation picks the threshold the same way; no retraining",
              f"- {len(rows)} runs re-evaluated in {(time.time() - start) / 60:.1f} min", "",
              f"| method | paper name | whole bags (the table) | {args.instances} per bag | seeds |", "|---|---|---|---|---|"]
-    lines += [f"| `{p}` | {PRESETS[p][0]} | {format_aurocs(whole[p])} | {format_aurocs(fixed[p])} | {len(fixed[p])} |" for p in presets]
+    lines += [f"| `{p}` | {paper_name(p)} | {format_aurocs(whole[p])} | {format_aurocs(fixed[p])} | {len(fixed[p])} |" for p in presets]
     write_text(os.path.join(args.results, args.folder, f"fixed_bags_{args.instances}.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
     for p in presets:

@@ -126,9 +126,9 @@ def main():
     parser.add_argument("--precision", default=None, help="model step precision (default: `mims train`'s here)")
     args = parser.parse_args()
     if args.precision is None:
-        from mims_tf.train.config import TrainConfig
+        from mims_tf.runs.config import default_precision
 
-        args.precision = TrainConfig().resolved_precision()
+        args.precision = default_precision()
     print(f"pipeline_throughput: instances={args.instances} image=224x224 cores={os.cpu_count()}", flush=True)
 
     with tempfile.TemporaryDirectory() as folder:

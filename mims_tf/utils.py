@@ -1,4 +1,4 @@
-"""Small helpers shared by every concern: atomic file writes and a quiet Keras import.
+"""Small helpers shared by every concern: atomic file writes, choice checks, a quiet Keras import.
 
 Every file mims-tf writes (models, configs, manifests, tables, plots, exports) is
 written to a temporary file beside its target and renamed onto it, so an
@@ -6,6 +6,7 @@ interrupted run never leaves a half-written file under the real name.
 """
 
 import contextlib
+import difflib
 import json
 import os
 import sys
@@ -55,6 +56,36 @@ def write_json(path, values):
     """Writes `values` as indented JSON to `path` atomically."""
     with atomic_open(path) as f:
         json.dump(values, f, indent=2)
+
+
+def did_you_mean(value, valid):
+    """` Did you mean 'x'?` for the valid choice closest to `value`, or an empty string."""
+    close = difflib.get_close_matches(str(value), [str(v) for v in valid], n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def check_choice(name, value, valid, what=None):
+    """Raises `ValueError` naming the nearest valid choice when `value` is not one of `valid`.
+
+    Args:
+        name: the argument's name, as the caller knows it (`"pooling"`).
+        value: the value received.
+        valid: the allowed values.
+        what: how to call the thing in the message (default: `name`), e.g. `"config key"`.
+
+    Example:
+
+    >>> check_choice("pooling", "topk", ("topk", "mean"))
+    'topk'
+
+    The message reads `Unknown pooling 'tpok'. Did you mean 'topk'? Valid: topk, mean. Received: pooling='tpok'`.
+    """
+    if value in valid:
+        return value
+    raise ValueError(
+        f"Unknown {what or name} {value!r}.{did_you_mean(value, valid)} Valid: {', '.join(map(str, valid))}. "
+        f"Received: {name}={value!r}"
+    )
 
 
 def import_keras_quietly():

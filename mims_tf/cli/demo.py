@@ -5,7 +5,8 @@ small lesions; the test split's lesions are twice as large, a scale shift the
 models never saw), trains `mims` and the `mi_pre` baseline with the tiny
 backbone, evaluates both on the test split, exports the better one (SavedModel
 and TFLite, both verified) and writes heatmaps for a positive test volume, and
-prints where everything went.
+prints where everything went. It calls the same library functions as `mims
+train`, `mims evaluate`, `mims export` and `mims explain`.
 """
 
 import os
@@ -14,9 +15,11 @@ import sys
 import numpy as np
 
 from mims_tf.data.synthetic import write_dataset
-from mims_tf.train.config import TrainConfig
-from mims_tf.train.evaluate import evaluate_run
-from mims_tf.train.run import train
+from mims_tf.runs.config import RunConfig
+from mims_tf.runs.evaluate import evaluate_run
+from mims_tf.runs.explain import explain_file
+from mims_tf.runs.export import export_run
+from mims_tf.runs.fit import train
 
 PRESETS = ("mims", "mi_pre")
 
@@ -31,10 +34,12 @@ def demo(out, epochs=25, presets=PRESETS, verbose=2):
     results = {}
     for preset in presets:
         print(f"training {preset} ({epochs} epochs) ...", file=sys.stderr, flush=True)
-        config = TrainConfig(
-            data=data, preset=preset, backbone="tiny", image_size=64, instances=8, batch_size=8,
-            epochs=epochs, learning_rate=3e-3, out=os.path.join(out, preset), checkpoint_steps=1000,
-        )
+        config = RunConfig.from_dict({
+            "model": {"preset": preset, "backbone": "tiny", "weights": None},
+            "data": {"source": data, "image_size": 64, "instances": 8},
+            "training": {"batch_size": 8, "epochs": epochs, "learning_rate": 3e-3, "checkpoint_steps": 1000},
+            "out": os.path.join(out, preset),
+        })
         train(config, overwrite=True, verbose=verbose)
         results[preset] = evaluate_run(config.out)
     print("\nresults on the test split (lesions twice the training size):")
@@ -42,29 +47,16 @@ def demo(out, epochs=25, presets=PRESETS, verbose=2):
     for preset, r in results.items():
         print(f"  {preset:<8} {r['auroc']:>6.3f} {r['accuracy']:>9.3f} {r['sensitivity']:>12.3f} {r['specificity']:>12.3f}")
     best = max(results, key=lambda p: results[p]["auroc"])
-    exported, tflite, overlays = _export_and_explain(os.path.join(out, best), data)
-    print(f"\nbest: {best} -> {out}/{best}/best.keras")
-    print(f"  SavedModel (TF Serving layout): {exported}")
+    run_dir = os.path.join(out, best)
+    saved = export_run(run_dir, "saved_model", out=os.path.join(run_dir, "export", "saved_models"))
+    tflite = export_run(run_dir, "tflite")
+    arrays = np.load(data)
+    positive = int(np.flatnonzero(arrays["test_labels"][:, 0])[0])
+    overlays, _ = explain_file(run_dir, f"{data}#test_images/{positive}", slices=3)
+    print(f"\nbest: {best} -> {run_dir}/best.keras")
+    print(f"  SavedModel (TF Serving layout): {saved['path']}")
     print(f"  TFLite: {tflite['path']} ({tflite['bytes']:,} bytes, verified)")
     print(f"  heatmaps of a positive test volume: {overlays}/index.md")
     print(f"each run folder ({', '.join(f'{out}/{p}' for p in presets)}) holds config.yaml, manifest.csv,")
     print("best.keras, last.keras, log.csv, tensorboard/, eval_test.csv (per bag) and roc_test.png")
     return 0
-
-
-def _export_and_explain(run_dir, data):
-    from mims_tf.explain.heatmap import explain_bag
-    from mims_tf.export import export_saved_model, export_tflite
-    from mims_tf.train.run import load_run, sample_bags
-
-    model, config, manifest = load_run(run_dir)
-    sample = sample_bags(config, manifest)
-    name = os.path.basename(os.path.normpath(run_dir))
-    exported = export_saved_model(model, os.path.join(run_dir, "export", "saved_models"), name=name, sample=sample)
-    tflite = export_tflite(model, os.path.join(run_dir, "export", f"{name}.tflite"), sample=sample[:1])
-    arrays = np.load(data)
-    positive = int(np.flatnonzero(arrays["test_labels"][:, 0])[0])
-    bag = np.repeat(arrays["test_images"][positive][None, ..., None].astype(np.float32), 3, axis=-1)
-    folder = os.path.join(run_dir, "explain", f"test_{positive}")
-    explain_bag(model, bag, folder, slices=3, name=f"test_{positive}")
-    return exported, tflite, folder

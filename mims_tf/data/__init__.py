@@ -12,7 +12,8 @@ from mims_tf.data.manifest import (
     write_manifest,
 )
 from mims_tf.data.pipeline import BagSource, make_dataset, normalize_volume
-from mims_tf.data.readers import Volume, read_volume
+from mims_tf.data.readers import read_volume
+from mims_tf.data.volume import Volume
 
 __all__ = [
     "Bag",

@@ -27,7 +27,7 @@ import struct
 import numpy as np
 
 from mims_tf.data.errors import DataError
-from mims_tf.data.readers import Volume
+from mims_tf.data.volume import Volume
 
 # Cirrus scan protocols: (B-scans, A-scans per B-scan, depth). A file holds
 # B-scans * A-scans * depth bytes, B-scan after B-scan, each A-scan's depth

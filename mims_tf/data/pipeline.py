@@ -12,12 +12,15 @@ skipped) and kept in memory when `cache=True`: volumes as uint8 (8-bit sources)
 or float16, before resizing.
 """
 
-import sys
+import logging
 
 import numpy as np
 
 from mims_tf.data.errors import DataError
 from mims_tf.data.readers import read_volume
+from mims_tf.data.transforms import augment_bag, prepare_instances, sample_instances
+
+logger = logging.getLogger("mims_tf")
 
 NORMALIZE = ("auto", "minmax", "none")
 
@@ -65,7 +68,7 @@ class BagSource:
         cache: keep every bag in memory (read once, up front).
         skip_unreadable: drop bags with unreadable files instead of failing;
             `skipped` lists `(path, reason)` and a summary goes to stderr.
-        progress: print progress while reading.
+        progress: log progress while reading (the `mims_tf` logger).
     """
 
     def __init__(self, manifest, split=None, central=None, normalize="auto", cache=True,
@@ -84,7 +87,7 @@ class BagSource:
         self.bags = []
         for number, bag in enumerate(bags, start=1):
             if progress and (number % 200 == 0 or number == len(bags)) and len(bags) >= 200:
-                print(f"reading {split or 'all'} bags: {number}/{len(bags)}", file=sys.stderr, flush=True)
+                logger.info("reading %s bags: %d/%d", split or "all", number, len(bags))
             if not cache and not skip_unreadable:
                 self.bags.append(bag)
                 continue
@@ -101,7 +104,7 @@ class BagSource:
         if self.skipped:
             names = "; ".join(f"{p} ({r})" for p, r in self.skipped[:10])
             more = f" and {len(self.skipped) - 10} more" if len(self.skipped) > 10 else ""
-            print(f"skipped {len(self.skipped)} unreadable file(s): {names}{more}", file=sys.stderr, flush=True)
+            logger.warning("skipped %d unreadable file(s): %s%s", len(self.skipped), names, more)
         if not self.bags:
             raise DataError(manifest.source, f"no readable bags in split {split!r}")
 
@@ -160,6 +163,11 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
             at its data position: the batches are the ones an uninterrupted run sees).
         pad_last: evaluation only: fill the last batch by repeating bags, so every
             batch is full (needed to split batches over several devices).
+
+    Each bag goes through `sample_instances`, `prepare_instances` and, in
+    training, `augment_bag` (`mims_tf.data.transforms`), with the stateless seed
+    pair `(seed * 1_000_003 + epoch, bag index)` in training (epochs count from 1)
+    and `(seed, bag index)` in evaluation.
     """
     import tensorflow as tf
 
@@ -180,48 +188,17 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
             "Bags have different numbers of instances, so they cannot be batched whole: use batch_size=1"
             + (" or set `instances`" if training else "") + f". Received: batch_size={batch_size}"
         )
-    height, width = image_size
     labels = tf.constant(source.labels)
 
     def load(index):
         array = tf.numpy_function(lambda i: source.load(int(i)), [index], tf.float32, stateful=False)
         return tf.ensure_shape(array, [None, None, None, None])
 
-    def prepare(x):
-        x = tf.image.resize(x, (height, width), method="bilinear")
-        depth = tf.shape(x)[-1]
-        if channels == 3:
-            x = tf.cond(tf.equal(depth, 1), lambda: tf.repeat(x, 3, axis=-1), lambda: x[..., :3])
-        else:
-            x = tf.reduce_mean(x[..., :3], axis=-1, keepdims=True)
-        return tf.ensure_shape(x, [None, height, width, channels])
-
-    def sample(x, seed_pair):
-        count_total = tf.shape(x)[0]
-        if instances is None:
-            return x
-        if isinstance(instances, (tuple, list)):
-            count = tf.random.stateless_uniform([], seed_pair + 1, instances[0], instances[1] + 1, dtype=tf.int32)
-        else:
-            count = tf.constant(instances, tf.int32)
-        shuffled = tf.random.experimental.stateless_shuffle(tf.range(count_total), seed_pair)
-        with_replacement = tf.random.stateless_uniform([count], seed_pair + 2, 0, count_total, dtype=tf.int32)
-        index = tf.cond(count_total >= count, lambda: shuffled[:count], lambda: with_replacement)
-        return tf.gather(x, tf.sort(index))
-
-    def augment_bag(x, seed_pair):
-        flip = tf.random.stateless_uniform([], seed_pair + 3) < 0.5
-        x = tf.cond(flip, lambda: tf.reverse(x, axis=[2]), lambda: x)
-        contrast = tf.random.stateless_uniform([], seed_pair + 4, 0.8, 1.2)
-        brightness = tf.random.stateless_uniform([], seed_pair + 5, -20.0, 20.0)
-        # Contrast about mid-grey, not the bag mean: a parallel reduction is not bit-reproducible.
-        return tf.clip_by_value((x - 127.5) * contrast + 127.5 + brightness, 0.0, 255.0)
-
     def eval_map(index):
         x = load(index)
         if instances is not None:
-            x = sample(x, tf.stack([tf.constant(seed, tf.int64), index]))
-        return prepare(x), labels[index]
+            x = sample_instances(x, instances, tf.stack([tf.constant(seed, tf.int64), index]))
+        return prepare_instances(x, image_size, channels), labels[index]
 
     if training:
         count = len(source)
@@ -232,8 +209,8 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
 
         def train_map(index, current):
             seed_pair = tf.stack([tf.constant(seed, tf.int64) * 1_000_003 + current, index])
-            x = sample(load(index), seed_pair)
-            x = prepare(x)
+            x = sample_instances(load(index), instances, seed_pair)
+            x = prepare_instances(x, image_size, channels)
             if augment:
                 x = augment_bag(x, seed_pair)
             return x, labels[index]

@@ -17,7 +17,6 @@ Every reader rejects bad input with a `DataError` naming the file and the cause:
 missing, unreadable or truncated files, wrong dimensions, empty volumes, NaN/Inf.
 """
 
-import dataclasses
 import functools
 import os
 import re
@@ -25,25 +24,12 @@ import re
 import numpy as np
 
 from mims_tf.data.errors import DataError
+from mims_tf.data.oct import read_oct
+from mims_tf.data.volume import Volume
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
 OCT_SUFFIXES = (".vol", ".e2e", ".fda", ".fds", ".img")
-
-
-@dataclasses.dataclass
-class Volume:
-    """A bag's instances read from one file.
-
-    Attributes:
-        array: `(S, H, W)` or `(S, H, W, C)` array.
-        spacing: `(slice, row, column)` spacing in mm where the format has it, else None.
-        meta: format-specific metadata.
-    """
-
-    array: np.ndarray
-    spacing: tuple = None
-    meta: dict = dataclasses.field(default_factory=dict)
 
 
 def read_volume(path):
@@ -69,9 +55,7 @@ def read_volume(path):
         elif lower.endswith(IMAGE_SUFFIXES):
             volume = Volume(_read_image(file_path)[None])
         elif lower.endswith(OCT_SUFFIXES):
-            from mims_tf.data import oct as oct_readers
-
-            volume = oct_readers.read_oct(file_path)
+            volume = read_oct(file_path)
         else:
             raise DataError(file_path, f"unknown file type (supported: {supported_suffixes()})")
     except DataError:

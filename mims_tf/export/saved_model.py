@@ -15,6 +15,8 @@ import shutil
 
 import numpy as np
 
+from mims_tf.export.verify import verify_outputs
+
 
 def float32_copy(model):
     """The same model with every layer computing in float32 (weights copied).
@@ -70,7 +72,7 @@ def next_version(folder):
     return max(versions, default=0) + 1
 
 
-def export_saved_model(model, base_dir, name="mims", version=None, sample=None, tolerance=1e-4):
+def export_saved_model(model, base_dir, name="mims", version=None, sample=None, tolerance=1e-4, metadata=None):
     """Writes `<base_dir>/<name>/<version>/` and returns its path.
 
     The SavedModel is written to a temporary folder beside it, reloaded and
@@ -84,7 +86,8 @@ def export_saved_model(model, base_dir, name="mims", version=None, sample=None, 
         name: the model name (a folder).
         version: an int; default the next free one.
         sample: float32 bags `(B, S, H, W, C)` for the check.
-        tolerance: largest allowed absolute difference of probabilities.
+        tolerance: largest allowed absolute difference of probabilities
+            (above it: a `VerificationError`, see `verify_outputs`; nothing is written).
     """
     import tensorflow as tf
 
@@ -92,7 +95,7 @@ def export_saved_model(model, base_dir, name="mims", version=None, sample=None, 
     version = next_version(folder) if version is None else int(version)
     final = os.path.join(folder, str(version))
     if os.path.exists(final):
-        raise ValueError(f"{final}: version {version} exists; pick another --version or leave it out for the next free one")
+        raise ValueError(f"{final}: version {version} exists; choose another version or leave it out for the next free one")
     model = as_float32(model)
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".tmp-{version}-{os.getpid()}")
@@ -105,10 +108,12 @@ def export_saved_model(model, base_dir, name="mims", version=None, sample=None, 
             sample = np.random.default_rng(0).uniform(0, 255, (2, 3, height or 64, width or 64, channels))
         sample = np.asarray(sample, np.float32)
         served = tf.saved_model.load(tmp).signatures["serving_default"]
-        difference = float(np.abs(served(bags=tf.constant(sample))["probabilities"].numpy()
-                                  - model.predict(sample, verbose=0)).max())
-        if difference > tolerance:
-            raise RuntimeError(f"exported model differs from the Keras model by {difference:.2e} (> {tolerance})")
+        verify_outputs(model.predict(sample, verbose=0), served(bags=tf.constant(sample))["probabilities"].numpy(),
+                       tolerance, final)
+        if metadata is not None:  # TF Serving ignores assets.extra; clients and people read it
+            os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
+            with open(os.path.join(tmp, "assets.extra", "mims_tf.json"), "w", encoding="utf-8") as f:
+                json.dump(metadata, f, indent=2)
         os.rename(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

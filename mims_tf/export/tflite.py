@@ -5,6 +5,7 @@ import tempfile
 
 import numpy as np
 
+from mims_tf.export.verify import verify_outputs
 from mims_tf.utils import atomic_open
 
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -19,7 +20,8 @@ def export_tflite(model, path, quantize="none", sample=None, tolerance=None):
         quantize: `"none"`, `"float16"` (float16 weights) or `"int8"` (dynamic-range int8 weights).
         sample: float32 bags for the check (random pixels if None).
         tolerance: largest allowed absolute difference of probabilities
-            (default 1e-4 unquantised, 0.05 quantised).
+            (default 1e-4 unquantised, 0.05 quantised); above it a
+            `VerificationError` (see `verify_outputs`) and nothing is written.
 
     Returns:
         `{"path", "bytes", "max_abs_difference"}`.
@@ -47,10 +49,8 @@ def export_tflite(model, path, quantize="none", sample=None, tolerance=None):
     if sample is None:
         sample = np.random.default_rng(0).uniform(0, 255, (1, 3, height, width, channels))
     sample = np.asarray(sample, np.float32)
-    difference = float(np.abs(run_tflite(blob, sample) - model.predict(sample, verbose=0)).max())
     limit = tolerance if tolerance is not None else (1e-4 if quantize == "none" else 0.05)
-    if difference > limit:
-        raise RuntimeError(f"TFLite model differs from the Keras model by {difference:.2e} (> {limit})")
+    difference = verify_outputs(model.predict(sample, verbose=0), run_tflite(blob, sample), limit, path)
     with atomic_open(path, "wb") as f:
         f.write(blob)
     return {"path": path, "bytes": len(blob), "max_abs_difference": difference}

@@ -3,11 +3,11 @@
 import keras
 from keras import ops
 
-from mims_tf.layers import bag_utils
+from mims_tf.layers.bag_pooling import BagPooling
 
 
 @keras.saving.register_keras_serializable(package="mims_tf")
-class AttentionPooling(keras.layers.Layer):
+class AttentionPooling(BagPooling):
     """Attention-weighted average of a bag's elements (attention-based deep MIL).
 
     For elements `h_n` (every position, instance and scale of a bag):
@@ -49,8 +49,7 @@ class AttentionPooling(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     def build(self, input_shape):
-        shapes = bag_utils.as_shape_list(input_shape)
-        channels = bag_utils.check_bag_shapes(shapes, "AttentionPooling")
+        channels = self.candidates_shape(input_shape)[-1]
         init = self.kernel_initializer
         self.v_kernel = self.add_weight(name="v_kernel", shape=(channels, self.units), initializer=init)
         if self.gated:
@@ -59,20 +58,17 @@ class AttentionPooling(keras.layers.Layer):
 
     def attention_scores(self, inputs):
         """Returns the attention weights `a`, shape `(B, N)`, summing to 1 per bag."""
-        x = bag_utils.flatten_bag(inputs)
-        hidden = ops.tanh(ops.matmul(x, self.v_kernel))
+        return self._scores(self.candidates(inputs))
+
+    def pool(self, candidates):
+        scores = self._scores(candidates)
+        return ops.sum(candidates * ops.expand_dims(scores, -1), axis=1)
+
+    def _scores(self, candidates):
+        hidden = ops.tanh(ops.matmul(candidates, self.v_kernel))
         if self.gated:
-            hidden = hidden * ops.sigmoid(ops.matmul(x, self.u_kernel))
+            hidden = hidden * ops.sigmoid(ops.matmul(candidates, self.u_kernel))
         return ops.softmax(ops.squeeze(ops.matmul(hidden, self.w_kernel), -1), axis=-1)
-
-    def call(self, inputs):
-        x = bag_utils.flatten_bag(inputs)
-        scores = self.attention_scores(x)
-        return ops.sum(x * ops.expand_dims(scores, -1), axis=1)
-
-    def compute_output_shape(self, input_shape):
-        shapes = bag_utils.as_shape_list(input_shape)
-        return (shapes[0][0], shapes[0][-1])
 
     def get_config(self):
         config = super().get_config()

@@ -3,13 +3,13 @@
 import keras
 from keras import ops
 
-from mims_tf.layers import bag_utils
+from mims_tf.layers.bag_pooling import BagPooling
 
 MODES = ("mean", "max")
 
 
 @keras.saving.register_keras_serializable(package="mims_tf")
-class GlobalBagPooling(keras.layers.Layer):
+class GlobalBagPooling(BagPooling):
     """Mean or max of each channel over all positions, instances and scales of a bag.
 
     The sibling of `TopKPooling` for the paper's "mean" and "max" aggregators
@@ -40,16 +40,8 @@ class GlobalBagPooling(keras.layers.Layer):
             raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
         self.mode = mode
 
-    def build(self, input_shape):
-        bag_utils.check_bag_shapes(bag_utils.as_shape_list(input_shape), "GlobalBagPooling")
-
-    def call(self, inputs):
-        x = bag_utils.flatten_bag(inputs)
-        return ops.mean(x, axis=1) if self.mode == "mean" else ops.max(x, axis=1)
-
-    def compute_output_shape(self, input_shape):
-        shapes = bag_utils.as_shape_list(input_shape)
-        return (shapes[0][0], shapes[0][-1])
+    def pool(self, candidates):
+        return ops.mean(candidates, axis=1) if self.mode == "mean" else ops.max(candidates, axis=1)
 
     def get_config(self):
         config = super().get_config()

@@ -4,11 +4,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from mims_tf.layers import bag_utils
+from mims_tf.layers.bag_pooling import BagPooling
 
 
 @keras.saving.register_keras_serializable(package="mims_tf")
-class TopKPooling(keras.layers.Layer):
+class TopKPooling(BagPooling):
     """Weighted average of the k highest activations of each channel in a bag.
 
     For every channel j, `a_1 >= ... >= a_k` are the k largest values over all
@@ -58,9 +58,8 @@ class TopKPooling(keras.layers.Layer):
         self.per_channel = bool(per_channel)
 
     def build(self, input_shape):
-        shapes = bag_utils.as_shape_list(input_shape)
-        channels = bag_utils.check_bag_shapes(shapes, "TopKPooling")
-        _check_k(self.k, bag_utils.static_pool_size(shapes))
+        _, num_candidates, channels = self.candidates_shape(input_shape)
+        _check_k(self.k, num_candidates)
         shape = (self.k, channels) if self.per_channel else (self.k,)
         init = np.arange(self.k, dtype="float32") * np.log(self.decay)
         init = np.broadcast_to(init.reshape((self.k,) + (1,) * (len(shape) - 1)), shape)
@@ -76,18 +75,13 @@ class TopKPooling(keras.layers.Layer):
         e = ops.exp(self.logits - ops.max(self.logits, axis=0, keepdims=True))
         return e / ops.sum(e, axis=0, keepdims=True)
 
-    def call(self, inputs):
-        x = bag_utils.flatten_bag(inputs)  # (B, N, F)
-        _check_k(self.k, ops.shape(x)[1])
-        top, _ = ops.top_k(ops.transpose(x, (0, 2, 1)), self.k, sorted=True)
+    def pool(self, candidates):
+        _check_k(self.k, ops.shape(candidates)[1])
+        top, _ = ops.top_k(ops.transpose(candidates, (0, 2, 1)), self.k, sorted=True)
         weights = ops.cast(self.pooling_weights(), top.dtype)  # (k,) or (k, F)
         if self.per_channel:
             weights = ops.transpose(weights)
         return ops.sum(top * weights, axis=-1)
-
-    def compute_output_shape(self, input_shape):
-        shapes = bag_utils.as_shape_list(input_shape)
-        return (shapes[0][0], shapes[0][-1])
 
     def get_config(self):
         config = super().get_config()

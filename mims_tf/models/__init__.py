@@ -3,6 +3,8 @@
 from mims_tf.models.backbones import backbone_names, build_backbone, resnet34, tiny
 from mims_tf.models.builder import HEAD_PREFIX, build_model
 from mims_tf.models.config import (
+    paper_name,
+    presets_in_table,
     KERNEL_SETTINGS,
     PRESETS,
     TABLE1,
@@ -24,6 +26,8 @@ __all__ = [
     "build_model",
     "get_preset",
     "list_presets",
+    "paper_name",
+    "presets_in_table",
     "resnet34",
     "tiny",
 ]

@@ -5,6 +5,8 @@ import re
 
 import keras
 
+from mims_tf.utils import did_you_mean
+
 # keras.applications constructor name -> its preprocessing mode (see BackbonePreprocessing).
 _APPLICATIONS = {
     "ResNet50": "caffe", "ResNet101": "caffe", "ResNet152": "caffe",
@@ -43,13 +45,9 @@ def _resolve(name):
     key = _key(name)
     if key in _BY_KEY:
         return _BY_KEY[key]
-    import difflib
-
-    close = difflib.get_close_matches(name.lower(), backbone_names(), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
     raise ValueError(
-        f"Unknown backbone {name!r}.{hint} Valid: {', '.join(backbone_names())}. "
-        f"Received: backbone={name!r}"
+        f"Unknown backbone {name!r}.{did_you_mean(name.lower(), backbone_names())} "
+        f"Valid: {', '.join(backbone_names())}. Received: backbone={name!r}"
     )
 
 

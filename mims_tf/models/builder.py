@@ -4,18 +4,18 @@ import keras
 
 from mims_tf import layers as mlayers
 from mims_tf.models.backbones import build_backbone, preprocessing_mode
-from mims_tf.models.config import ModelConfig, get_preset
-
-# Every layer after the backbone is named with this prefix; the optimizer's
-# per-variable learning rate tells head from backbone by it.
-HEAD_PREFIX = "head_"
+from mims_tf.models.config import HEAD_PREFIX, ModelConfig, get_preset
 
 
-def build_model(preset="mims", **overrides):
+
+def build_model(preset="mims", dtype=None, **overrides):
     """Builds a MIMS-CNN (or a baseline) taking bags `(B, S, H, W, C)`.
 
     Args:
         preset: a preset name (`list_presets()`) or a `ModelConfig`.
+        dtype: the dtype policy of the model's layers (`"float32"`, `"mixed_bfloat16"`,
+            `"mixed_float16"`); None: Keras's global policy. The pooling layers and the
+            classifier always compute in float32. The global policy is left as it was.
         **overrides: `ModelConfig` fields to change, e.g. `backbone="resnet50"`,
             `weights=None`, `image_size=(224, 224)`, `kernels="crc"`, `k=3`.
 
@@ -31,6 +31,17 @@ def build_model(preset="mims", **overrides):
     """
     config = preset if isinstance(preset, ModelConfig) else get_preset(preset)
     config = config.replace(**overrides).validate()
+    if dtype is None:
+        return _build(config)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype)  # keras.applications backbones take no dtype argument
+    try:
+        return _build(config)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _build(config):
 
     height, width = config.image_size or (None, None)
     bags = keras.Input((None, height, width, config.channels), name="bags")

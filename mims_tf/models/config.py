@@ -1,7 +1,8 @@
 """Model configuration and the named presets of the paper's Table 1 and Table 2."""
 
 import dataclasses
-import difflib
+
+from mims_tf.utils import check_choice, did_you_mean
 
 # Supplement A: MSConv kernels per dataset, {kernel_size: filters}.
 KERNEL_SETTINGS = {
@@ -10,6 +11,9 @@ KERNEL_SETTINGS = {
     "crc": {1: 20, 2: 40},
 }
 HEADS = ("none", "msconv")
+# Every layer after the backbone is named with this prefix; the optimizer's
+# per-variable learning rate tells head from backbone by it.
+HEAD_PREFIX = "head_"
 POOLINGS = ("topk", "mean", "max", "attention", "gated_attention", "instance_mean", "instance_max")
 PAPER_SCALES = (0.5, 0.75, 1.0)
 
@@ -17,6 +21,9 @@ PAPER_SCALES = (0.5, 0.75, 1.0)
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Everything `build_model` needs. Presets are named instances of this.
+
+    A field with a `help` in its metadata is also a command-line option of `mims train` (its
+    `type` there is `str` unless the metadata names another), so a new model option is one edit.
 
     Attributes:
         name: model name.
@@ -41,33 +48,34 @@ class ModelConfig:
     """
 
     name: str = "mims"
-    backbone: str = "resnet101"
-    weights: object = "imagenet"
+    backbone: str = dataclasses.field(default="resnet101", metadata={
+        "help": "backbone: a keras.applications name, resnet34 or tiny"})
+    weights: object = dataclasses.field(default="imagenet", metadata={
+        "help": "backbone weights: imagenet, a .h5 path, or none (from scratch)"})
     backbone_kwargs: dict = dataclasses.field(default_factory=dict)
     feature_layers: tuple = None
     image_size: tuple = None
     channels: int = 3
     pyramid_scales: tuple = (1.0,)
     head: str = "msconv"
-    kernels: object = "oct"
+    kernels: object = dataclasses.field(default="oct", metadata={
+        "help": "MSConv kernels: oct, fundus or crc (supplement A)"})
     scales: tuple = PAPER_SCALES
     dilations: tuple = None
     magnitude_norm: bool = True
     pooling: str = "topk"
-    k: int = 5
+    k: int = dataclasses.field(default=5, metadata={"help": "top-k size", "type": int})
     attention_units: int = 64
     classes: int = 2
 
     def replace(self, **overrides):
         """Returns a copy with `overrides`; unknown keys name the nearest valid one."""
         fields = [f.name for f in dataclasses.fields(self)]
-        for key in overrides:
+        for key, value in overrides.items():
             if key not in fields:
-                close = difflib.get_close_matches(key, fields, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
                 raise ValueError(
-                    f"Unknown model option {key!r}.{hint} Valid: {', '.join(fields)}. "
-                    f"Received: {key}={overrides[key]!r}"
+                    f"Unknown model option {key!r}.{did_you_mean(key, fields)} Valid: {', '.join(fields)}. "
+                    f"Received: {key}={value!r}"
                 )
         return dataclasses.replace(self, **overrides)
 
@@ -85,8 +93,8 @@ class ModelConfig:
 
     def validate(self):
         """Raises ValueError naming the first bad option."""
-        _choice("head", self.head, HEADS)
-        _choice("pooling", self.pooling, POOLINGS)
+        check_choice("head", self.head, HEADS)
+        check_choice("pooling", self.pooling, POOLINGS)
         for key in ("k", "classes", "channels", "attention_units"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -112,57 +120,58 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
 
-def _choice(key, value, valid):
-    if value not in valid:
-        close = difflib.get_close_matches(str(value), valid, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown {key} {value!r}.{hint} Valid: {', '.join(valid)}. Received: {key}={value!r}")
-
-
-_MIMS = {}  # the defaults are MIMS
 _MSCONV_SINGLE = {"head": "msconv", "scales": (1.0,)}
 
-# name -> (the paper's name for it, overrides of the defaults)
+
+def _preset(paper_name, tables=(), **config):
+    """A preset as data: its `ModelConfig` overrides and metadata (keras-hub style)."""
+    return {"metadata": {"paper_name": paper_name, "tables": tuple(tables)}, "config": config}
+
+
+# name -> preset; Table 1's rows in the paper's order, then Table 2's, then extras. The defaults are MIMS.
 PRESETS = {
-    "mims": ("MIMS", _MIMS),
-    "mi_pre": ("MI-Pre", {"head": "none"}),
-    "pyramid_mi_pre": ("Pyramid MI-Pre", {"head": "none", "pyramid_scales": PAPER_SCALES}),
-    "mi_pre_conv": ("MI-Pre-Conv", {**_MSCONV_SINGLE, "magnitude_norm": False}),
-    "mims_noresizing": ("MIMS-NoResizing", _MSCONV_SINGLE),
-    "pyramid_mims": ("Pyramid MIMS", {**_MSCONV_SINGLE, "pyramid_scales": PAPER_SCALES}),
-    "mi_pre_trident": (
-        "MI-Pre-Trident",
-        {**_MSCONV_SINGLE, "dilations": (1, 2, 3), "magnitude_norm": False},
+    "mi_pre": _preset("MI-Pre", ["table1"], head="none"),
+    "pyramid_mi_pre": _preset("Pyramid MI-Pre", ["table1"], head="none", pyramid_scales=PAPER_SCALES),
+    "mi_pre_conv": _preset("MI-Pre-Conv", ["table1"], **_MSCONV_SINGLE, magnitude_norm=False),
+    "mims_noresizing": _preset("MIMS-NoResizing", ["table1"], **_MSCONV_SINGLE),
+    "pyramid_mims": _preset("Pyramid MIMS", ["table1"], **_MSCONV_SINGLE, pyramid_scales=PAPER_SCALES),
+    "mi_pre_trident": _preset(
+        "MI-Pre-Trident", ["table1"], **_MSCONV_SINGLE, dilations=(1, 2, 3), magnitude_norm=False
     ),
-    "si_cnn": ("SI-CNN", {"magnitude_norm": False}),
-    "featpyra_45": (
-        "FeatPyra-4,5",
-        {**_MSCONV_SINGLE, "magnitude_norm": False, "feature_layers": ("conv4", "conv5")},
+    "si_cnn": _preset("SI-CNN", ["table1"], magnitude_norm=False),
+    "featpyra_45": _preset(
+        "FeatPyra-4,5", ["table1"], **_MSCONV_SINGLE, magnitude_norm=False, feature_layers=("conv4", "conv5")
     ),
-    "resnet34_scratch": ("ResNet34-scratch", {"backbone": "resnet34", "weights": None, "head": "none"}),
-    "mims_patchcls": ("MIMS-patchcls", {"pooling": "instance_mean"}),
-    "mi_pre_conv_patchcls": (
-        "MI-Pre-Conv-patchcls",
-        {**_MSCONV_SINGLE, "magnitude_norm": False, "pooling": "instance_mean"},
+    "resnet34_scratch": _preset("ResNet34-scratch", ["table1"], backbone="resnet34", weights=None, head="none"),
+    "mims": _preset("MIMS", ["table1"]),
+    "mims_patchcls": _preset("MIMS-patchcls", ["table1"], pooling="instance_mean"),
+    "mi_pre_conv_patchcls": _preset(
+        "MI-Pre-Conv-patchcls", ["table1"], **_MSCONV_SINGLE, magnitude_norm=False, pooling="instance_mean"
     ),
-    "mims_mean": ("mean", {"pooling": "mean"}),
-    "mims_max": ("max", {"pooling": "max"}),
-    "mims_maxinst": ("max-inst", {"pooling": "instance_max"}),
-    "mims_top2": ("k = 2", {"k": 2}),
-    "mims_top3": ("k = 3", {"k": 3}),
-    "mims_top4": ("k = 4", {"k": 4}),
-    "mims_top5": ("k = 5", {"k": 5}),
-    "mims_attention": ("MIMS + attention MIL (not in the paper)", {"pooling": "attention"}),
-    "mims_gated_attention": (
-        "MIMS + gated attention MIL (not in the paper)",
-        {"pooling": "gated_attention"},
-    ),
+    "mims_mean": _preset("mean", ["table2"], pooling="mean"),
+    "mims_max": _preset("max", ["table2"], pooling="max"),
+    "mims_maxinst": _preset("max-inst", ["table2"], pooling="instance_max"),
+    "mims_top2": _preset("k = 2", ["table2"], k=2),
+    "mims_top3": _preset("k = 3", ["table2"], k=3),
+    "mims_top4": _preset("k = 4", ["table2"], k=4),
+    "mims_top5": _preset("k = 5", ["table2"], k=5),
+    "mims_attention": _preset("MIMS + attention MIL (not in the paper)", pooling="attention"),
+    "mims_gated_attention": _preset("MIMS + gated attention MIL (not in the paper)", pooling="gated_attention"),
 }
-TABLE1 = (
-    "mi_pre", "pyramid_mi_pre", "mi_pre_conv", "mims_noresizing", "pyramid_mims", "mi_pre_trident",
-    "si_cnn", "featpyra_45", "resnet34_scratch", "mims", "mims_patchcls", "mi_pre_conv_patchcls",
-)
-TABLE2 = ("mims_mean", "mims_max", "mims_maxinst", "mims_top2", "mims_top3", "mims_top4", "mims_top5")
+
+
+def presets_in_table(table):
+    """The presets that are rows of the paper's `table` (`"table1"`, `"table2"`), in the paper's order."""
+    return tuple(name for name, preset in PRESETS.items() if table in preset["metadata"]["tables"])
+
+
+def paper_name(preset):
+    """The paper's name for a preset (`"mi_pre"` -> `"MI-Pre"`)."""
+    return PRESETS[preset]["metadata"]["paper_name"]
+
+
+TABLE1 = presets_in_table("table1")
+TABLE2 = presets_in_table("table2")
 
 
 def list_presets():
@@ -172,8 +181,5 @@ def list_presets():
 
 def get_preset(name, **overrides):
     """Returns the `ModelConfig` of a preset, with optional overrides."""
-    if name not in PRESETS:
-        close = difflib.get_close_matches(str(name), list(PRESETS), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown preset {name!r}.{hint} Valid: {', '.join(PRESETS)}. Received: preset={name!r}")
-    return ModelConfig(name=name, **PRESETS[name][1]).replace(**overrides)
+    check_choice("preset", name, list(PRESETS))
+    return ModelConfig(name=name, **PRESETS[name]["config"]).replace(**overrides)

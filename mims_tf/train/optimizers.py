@@ -5,7 +5,7 @@ import re
 import keras
 from keras import ops
 
-from mims_tf.models.builder import HEAD_PREFIX
+from mims_tf.models.config import HEAD_PREFIX
 
 # Matches every variable that is not in a layer named by the builder's head prefix.
 BACKBONE_PATTERN = rf"^(?!{HEAD_PREFIX})"

@@ -1,3 +1,4 @@
+import json
 import os
 import re
 
@@ -56,7 +57,7 @@ def test_an_output_folder_holding_another_run_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "config.yaml").write_text("data: synthetic\n")
-    _fails(capsys, ["train", "--out", str(out)] + FAST, "holds another run (config.yaml); pass --resume")
+    _fails(capsys, ["train", "--out", str(out)] + FAST, "holds another run (config.yaml); resume it or overwrite it")
     _fails(capsys, ["train", "--out", str(tmp_path / "none"), "--resume"], "no run to resume")
 
 
@@ -80,15 +81,22 @@ def run_folder(tmp_path_factory):
     return out
 
 
-def test_export_formats_and_bad_input(run_folder, tmp_path, capsys):
+def test_export_formats_and_bad_input(run_folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", run_folder]) == 0  # where TF Serving looks: saved_models/<preset>/<version>
+    assert (tmp_path / "saved_models" / "mims" / "1" / "saved_model.pb").is_file()
+    metadata = json.loads((tmp_path / "saved_models" / "mims" / "1" / "assets.extra" / "mims_tf.json").read_text())
+    assert metadata["data"]["image_size"] == [32, 32] and metadata["classes"] == ["0", "1"]
     out = str(tmp_path / "exp")
-    assert main(["export", run_folder, "--format", "saved_model", "--out", out]) == 0
-    assert os.path.isdir(os.path.join(out, "saved_models", "mims", "1"))
+    assert main(["export", run_folder, "--format", "saved_model", "--out", out, "--name", "adrenal"]) == 0
+    assert os.path.isdir(os.path.join(out, "adrenal", "1"))
     assert main(["export", run_folder, "--format", "tflite", "--quantize", "float16", "--out", out]) == 0
     assert os.path.isfile(os.path.join(out, "mims_float16.tflite"))
+    assert json.load(open(os.path.join(out, "mims_float16.json")))["positive_class"] == "1"
     assert main(["export", run_folder, "--format", "keras", "--out", out]) == 0
     capsys.readouterr()
-    _fails(capsys, ["export", run_folder, "--format", "saved_model", "--out", out, "--version", "1"], "version 1 exists")
+    _fails(capsys, ["export", run_folder, "--format", "saved_model", "--out", out, "--name", "adrenal", "--version", "1"],
+           "version 1 exists")
     empty = tmp_path / "norun"
     empty.mkdir()
     (empty / "config.yaml").write_text("data: synthetic\n")

@@ -250,3 +250,33 @@ def test_stack_of_different_sizes_and_empty_folder(tmp_path):
     Image.fromarray(np.zeros((5, 4), np.uint8)).save(folder / "b.png")
     with _error(folder, "images of different sizes"):
         read_volume(folder)
+
+
+# --- module structure -------------------------------------------------------------------------
+
+
+def test_readers_and_oct_do_not_import_each_other_in_a_cycle():
+    import ast
+    import subprocess
+    import sys
+
+    import mims_tf.data
+
+    def imported(name):
+        tree = ast.parse(open(os.path.join(os.path.dirname(mims_tf.data.__file__), f"{name}.py")).read())
+        found = set()
+        for node in ast.walk(tree):  # module level and inside functions
+            if isinstance(node, ast.ImportFrom):
+                found.add(node.module)
+                found.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+        return found
+
+    assert "mims_tf.data.readers" not in imported("oct")
+    assert not {"mims_tf.data.readers", "mims_tf.data.oct"} & imported("volume")
+    assert "mims_tf.data.oct" in imported("readers")  # one direction only
+    for first, second in [("readers", "oct"), ("oct", "readers")]:
+        code = f"import mims_tf.data.{first}, mims_tf.data.{second}; from mims_tf.data import Volume; " \
+               "from mims_tf.data.readers import Volume as V; from mims_tf.data.oct import Volume as W; assert Volume is V is W"
+        subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, PYTHONPATH=os.getcwd()))

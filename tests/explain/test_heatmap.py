@@ -10,13 +10,14 @@ pytestmark = requires_tensorflow()
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     from mims_tf.data.synthetic import write_dataset
-    from mims_tf.train.config import TrainConfig
-    from mims_tf.train.run import load_run, train
+    from mims_tf.runs.config import RunConfig
+    from mims_tf.runs.fit import train
+    from mims_tf.runs.folder import RunFolder
 
     folder = tmp_path_factory.mktemp("explain")
     path = write_dataset(folder / "data", seed=0, instances=16, size=64, contrast=0.25, lesion_size=(6, 12))
-    train(TrainConfig(data=path, out=str(folder / "run"), epochs=15, batch_size=8, learning_rate=3e-3), verbose=0)
-    model, _, _ = load_run(str(folder / "run"))
+    train(RunConfig.from_dict(dict(data=path, out=str(folder / "run"), epochs=15, batch_size=8, learning_rate=3e-3)), verbose=0)
+    model, _, _ = RunFolder(str(folder / "run")).load()
     return model, np.load(path)
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from mims_tf.layers import AttentionPooling
 from tests import reference
-from tests.conftest import roundtrip
+from tests.layers.harness import run_layer_test
 
 
 @pytest.mark.parametrize("gated", [False, True])
@@ -23,15 +23,16 @@ def test_attention_pooling_matches_ilse_et_al(gated):
     assert len(layer.trainable_weights) == (3 if gated else 2)
 
 
-def test_list_input_and_roundtrip():
-    rng = np.random.default_rng(1)
-    inputs = [rng.normal(size=(2, 2, h, h, 3)).astype("float32") for h in (1, 3)]
-    layer = AttentionPooling(units=4, gated=True)
-    y = keras.ops.convert_to_numpy(layer(inputs))
-    clone = roundtrip(layer)
-    clone.set_weights(layer.get_weights())
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(clone(inputs)), y, atol=1e-6)
-    assert y.shape == (2, 3)
+@pytest.mark.parametrize("gated", [False, True])
+def test_layer_contract_with_a_list_of_scales(gated):
+    run_layer_test(
+        AttentionPooling,
+        {"units": 4, "gated": gated, "kernel_initializer": "he_normal"},
+        input_shape=[(2, 2, 1, 1, 3), (2, 2, 3, 3, 3)],
+        expected_output_shape=(2, 3),
+        expected_num_trainable_weights=3 if gated else 2,
+        expected_num_non_trainable_weights=0,
+    )
 
 
 def test_bad_units():

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from mims_tf.layers import GlobalBagPooling, TopKPooling
-from tests.conftest import roundtrip
+from tests.layers.harness import run_layer_test
 
 
 @pytest.mark.parametrize("mode", ["mean", "max"])
@@ -14,8 +14,19 @@ def test_mean_and_max_over_every_element_of_a_list(mode):
     expected = flat.mean(axis=1) if mode == "mean" else flat.max(axis=1)
     layer = GlobalBagPooling(mode)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(inputs)), expected, atol=1e-6)
-    assert roundtrip(layer).mode == mode
-    assert layer.compute_output_shape([x.shape for x in inputs]) == (2, 4)
+
+
+@pytest.mark.parametrize("mode", ["mean", "max"])
+@pytest.mark.parametrize("input_shape", [(2, 3, 4, 4, 5), [(2, 3, 2, 2, 5), (2, 3, 5, 5, 5)]])
+def test_layer_contract(mode, input_shape):
+    run_layer_test(
+        GlobalBagPooling,
+        {"mode": mode},
+        input_shape=input_shape,
+        expected_output_shape=(2, 5),
+        expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=0,
+    )
 
 
 def test_max_equals_top_1():

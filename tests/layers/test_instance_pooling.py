@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from mims_tf.layers import InstancePooling
-from tests.conftest import roundtrip
+from tests.layers.harness import run_layer_test
 
 
 def _probs(classes, seed=0):
@@ -32,10 +32,20 @@ def test_max_for_several_classes_follows_the_mil_assumption():
     np.testing.assert_allclose(got, raw / raw.sum(-1, keepdims=True), atol=1e-6)
 
 
-def test_roundtrip_shape_and_errors():
-    layer = InstancePooling("max")
-    assert roundtrip(layer).mode == "max"
-    assert layer.compute_output_shape((None, None, 2)) == (None, 2)
+@pytest.mark.parametrize("mode", ["mean", "max"])
+def test_layer_contract(mode):
+    run_layer_test(
+        InstancePooling,
+        {"mode": mode},
+        input_data=_probs(3, 3),
+        expected_output_shape=(3, 3),
+        expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=0,
+    )
+
+
+def test_dynamic_shape_and_errors():
+    assert InstancePooling("max").compute_output_shape((None, None, 2)) == (None, 2)
     with pytest.raises(ValueError, match="Received: mode='median'"):
         InstancePooling("median")
     with pytest.raises(ValueError, match="Received: input_shape"):

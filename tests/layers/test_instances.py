@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from mims_tf.layers import FoldInstances, UnfoldInstances
-from tests.conftest import roundtrip
+from tests.layers.harness import run_layer_test
 
 
 def test_fold_then_unfold_restores_bags():
@@ -17,11 +17,25 @@ def test_fold_then_unfold_restores_bags():
     np.testing.assert_array_equal(unfolded[1, 0], [6, 7])
 
 
-def test_shapes_roundtrip_and_errors():
-    assert FoldInstances().compute_output_shape((2, 3, 8, 8, 1)) == (6, 8, 8, 1)
+def test_layer_contract():
+    run_layer_test(
+        FoldInstances,
+        input_shape=(2, 3, 8, 8, 1),
+        expected_output_shape=(6, 8, 8, 1),
+        expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=0,
+    )
+    run_layer_test(
+        UnfoldInstances,
+        input_shape=[(6, 4, 4, 5), (2, 3, 8, 8, 1)],
+        expected_output_shape=(2, 3, 4, 4, 5),
+        expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=0,
+    )
+
+
+def test_dynamic_shapes_and_errors():
     assert FoldInstances().compute_output_shape((None, None, 8, 8, 1)) == (None, 8, 8, 1)
     assert UnfoldInstances().compute_output_shape([(None, 4), (None, None, 8, 8, 1)]) == (None, None, 4)
-    roundtrip(FoldInstances())
-    roundtrip(UnfoldInstances())
     with pytest.raises(ValueError, match="Received: input_shape"):
         FoldInstances()(keras.ops.ones((2, 8, 8, 1)))

@@ -4,7 +4,8 @@ import pytest
 
 from mims_tf.layers import MagnitudeNorm
 from tests import reference
-from tests.conftest import gradient, roundtrip
+from tests.conftest import gradient
+from tests.layers.harness import run_layer_test
 
 
 def _inputs(seed=0):
@@ -57,14 +58,22 @@ def test_training_updates_moving_statistics_per_scale():
         np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean), y.mean(axis=(0, 1, 2)), atol=1e-4)
 
 
-def test_roundtrip_and_errors():
+def test_layer_contract():
     ys = _inputs(4)
-    layer = MagnitudeNorm(momentum=0.9, epsilon=1e-4, activation="relu")
-    out = layer(ys)
-    clone = roundtrip(layer)
-    clone.set_weights(layer.get_weights())
-    for a, b in zip(out, clone(ys)):
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), atol=1e-6)
+    run_layer_test(
+        MagnitudeNorm,
+        {"momentum": 0.9, "epsilon": 1e-4, "activation": "relu"},
+        input_data=ys,
+        expected_output_shape=[y.shape for y in ys],
+        expected_num_trainable_weights=7,  # gamma and beta per scale, scale_weights
+        expected_num_non_trainable_weights=6,  # moving mean and variance per scale
+    )
+
+
+def test_errors():
+    ys = _inputs(4)
+    layer = MagnitudeNorm()
+    layer(ys)
     with pytest.raises(ValueError, match="expects a list of tensors"):
         MagnitudeNorm()(keras.ops.ones((2, 3, 3, 4)))
     with pytest.raises(ValueError, match="same, known number of channels"):

@@ -7,6 +7,7 @@ import pytest
 from mims_tf.layers import MSConv
 from tests import reference
 from tests.conftest import roundtrip
+from tests.layers.harness import run_layer_test
 
 
 def _run(layer, x):
@@ -69,16 +70,28 @@ def test_ms_conv_activation_and_bias_options(activation, use_bias):
         np.testing.assert_allclose(g, e, atol=1e-4)
 
 
-def test_ms_conv_serialization_roundtrip_keeps_int_kernel_sizes():
-    layer = MSConv({2: 8, 3: 10}, scales=(0.5, 1.0), activation="relu", kernel_regularizer="l2")
-    x = np.random.default_rng(3).normal(size=(2, 6, 6, 4)).astype("float32")
-    y = layer(x)
-    clone = roundtrip(layer)
-    assert clone.kernels == {2: 8, 3: 10}
-    assert clone.built  # build_config is part of the serialized layer
-    clone.set_weights(layer.get_weights())
-    for a, b in zip(y, clone(x)):
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+def test_ms_conv_layer_contract_and_int_kernel_sizes_after_json():
+    layer = run_layer_test(
+        MSConv,
+        {"kernels": {2: 8, 3: 10}, "scales": (0.5, 1.0), "activation": "relu", "kernel_regularizer": "l2"},
+        input_shape=(2, 6, 6, 4),
+        expected_output_shape=[(2, 3, 3, 18), (2, 6, 6, 18)],
+        expected_num_trainable_weights=4,
+        expected_num_non_trainable_weights=0,
+        expected_num_losses=2,
+    )
+    assert roundtrip(layer).kernels == {2: 8, 3: 10}
+
+
+def test_ms_conv_layer_contract_with_dilations():
+    run_layer_test(
+        MSConv,
+        {"kernels": {3: 4}, "scales": (1.0,), "dilations": (1, 2), "use_bias": False},
+        input_shape=(2, 7, 5, 3),
+        expected_output_shape=[(2, 7, 5, 4)] * 2,
+        expected_num_trainable_weights=1,
+        expected_num_non_trainable_weights=0,
+    )
 
 
 @pytest.mark.parametrize(

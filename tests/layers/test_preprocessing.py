@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from mims_tf.layers import BackbonePreprocessing
-from tests.conftest import roundtrip
+from tests.layers.harness import run_layer_test
 
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])
@@ -20,7 +20,19 @@ def test_modes_match_keras_applications_conventions(mode):
     x = np.random.default_rng(0).uniform(0, 255, size=(2, 3, 3, 3)).astype("float32")
     layer = BackbonePreprocessing(mode)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), EXPECTED[mode](x), rtol=1e-5, atol=1e-4)
-    assert roundtrip(layer).mode == mode
+
+
+@pytest.mark.parametrize("mode", sorted(EXPECTED))
+def test_layer_contract(mode):
+    x = np.random.default_rng(2).uniform(0, 255, size=(2, 4, 5, 3)).astype("float32")
+    run_layer_test(
+        BackbonePreprocessing,
+        {"mode": mode},
+        input_data=x,
+        expected_output_shape=(2, 4, 5, 3),
+        expected_num_trainable_weights=0,
+        expected_num_non_trainable_weights=0,
+    )
 
 
 @pytest.mark.parametrize("mode", ["caffe", "torch"])

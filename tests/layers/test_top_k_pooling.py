@@ -6,7 +6,8 @@ import pytest
 
 from mims_tf.layers import TopKPooling
 from tests import reference
-from tests.conftest import gradient, roundtrip
+from tests.conftest import gradient
+from tests.layers.harness import run_layer_test
 
 
 def _scales(seed=0):
@@ -107,10 +108,18 @@ def test_bad_inputs():
         TopKPooling(k=1)([keras.ops.ones((2, 3, 4)), keras.ops.ones((2, 3, 5))])
 
 
-def test_serialization_roundtrip():
-    layer = TopKPooling(k=3, decay=0.7, per_channel=True)
-    inputs = _scales(3)
-    y = keras.ops.convert_to_numpy(layer(inputs))
-    clone = roundtrip(layer)
-    clone.set_weights(layer.get_weights())
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(clone(inputs)), y)
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_layer_contract(per_channel):
+    layer = run_layer_test(
+        TopKPooling,
+        {"k": 3, "decay": 0.7, "per_channel": per_channel},
+        input_data=_scales(3),
+        expected_output_shape=(2, 6),
+        expected_num_trainable_weights=1,
+        expected_num_non_trainable_weights=0,
+    )
+    assert tuple(layer.logits.shape) == ((3, 6) if per_channel else (3,))
+
+
+def test_layer_contract_with_one_tensor():
+    run_layer_test(TopKPooling, {"k": 5}, input_shape=(2, 4, 3, 3, 6), expected_output_shape=(2, 6))

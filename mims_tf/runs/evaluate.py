@@ -1,12 +1,12 @@
 """Bag-level evaluation of one or several runs (the paper's protocol: mean and spread over runs)."""
 
 import csv
-import os
 
 import numpy as np
 
 from mims_tf.data import DataError
-from mims_tf.train.run import load_run, predict_bags, run_source
+from mims_tf.runs.folder import RunFolder
+from mims_tf.runs.inputs import bag_source, predict_bags
 from mims_tf.utils import atomic_open, atomic_path, write_json
 
 METRICS = ("auroc", "accuracy", "sensitivity", "specificity")
@@ -37,7 +37,7 @@ def binary_metrics(labels, scores, threshold):
 
 
 def _scores(model, config, manifest, split, instances=None):
-    source = run_source(config, manifest, split)
+    source = bag_source(config, manifest, split)
     labels = source.labels
     if len(set(labels.tolist())) < 2:
         raise DataError(manifest.source, f"split {split!r} holds only one class: AUROC is undefined")
@@ -57,7 +57,8 @@ def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=No
     training bag size, so bag size cannot act as a signal; the files then end in `_<instances>inst`.
     Default: whole bags, as in the paper.
     """
-    model, config, manifest = load_run(run_dir)
+    run = RunFolder(run_dir)
+    model, config, manifest = run.load()
     if len(manifest.classes) != 2:
         raise ValueError(f"{run_dir}: evaluate supports two classes; this run has {len(manifest.classes)}")
     source, labels, probs = _scores(model, config, manifest, split, instances)
@@ -70,10 +71,10 @@ def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=No
     result = {"run": run_dir, "split": split, "bags": int(len(labels)), "instances": instances or "all",
               "threshold": threshold, "threshold_from": picked_on, **metrics}
     if write:
-        stem = output_stem(split, instances)
-        _write_per_bag(os.path.join(run_dir, f"eval_{stem}.csv"), source, labels, probs, threshold, manifest.classes)
-        _plot_roc(os.path.join(run_dir, f"roc_{stem}.png"), [(labels, scores, os.path.basename(run_dir.rstrip("/")))])
-        write_json(os.path.join(run_dir, f"eval_{stem}.json"), result)
+        paths = run.evaluation_paths(output_stem(split, instances))
+        _write_per_bag(paths["csv"], source, labels, probs, threshold, manifest.classes)
+        _plot_roc(paths["roc"], [(labels, scores, run.name)])
+        write_json(paths["json"], result)
     return result
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import mims_tf
-from mims_tf.train.config import TrainConfig
-from mims_tf.train.evaluate import evaluate_runs
-from mims_tf.train.predict import predict
-from mims_tf.train.run import train
+from mims_tf.runs.config import RunConfig
+from mims_tf.runs.evaluate import evaluate_runs
+from mims_tf.runs.predict import predict
+from mims_tf.runs.fit import train
 from tests.conftest import requires_tensorflow
 
 pytestmark = requires_tensorflow()
@@ -21,15 +21,15 @@ KILL_DRIVER = """
 import os, signal, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import keras
-from mims_tf.train.config import TrainConfig
-from mims_tf.train.run import train
+from mims_tf.runs.config import RunConfig
+from mims_tf.runs.fit import train
 
 class KillAt(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if int(self.model.optimizer.iterations) == int(sys.argv[2]):
             os.kill(os.getpid(), signal.SIGKILL)
 
-config = TrainConfig(out=sys.argv[1], epochs=3, batch_size=8, checkpoint_steps=5, learning_rate=3e-3, image_size=32, instances=6)
+config = RunConfig.from_dict(dict(out=sys.argv[1], epochs=3, batch_size=8, checkpoint_steps=5, learning_rate=3e-3, image_size=32, instances=6))
 train(config, verbose=0, callbacks=[KillAt()])
 """
 
@@ -37,7 +37,7 @@ train(config, verbose=0, callbacks=[KillAt()])
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("runs") / "a")
-    summary = train(TrainConfig(out=out, **TINY), verbose=0)
+    summary = train(RunConfig.from_dict(dict(out=out, **TINY)), verbose=0)
     return out, summary
 
 
@@ -56,7 +56,7 @@ def test_a_run_folder_holds_everything(trained):
 
 def test_same_seed_same_config_same_auroc(trained, tmp_path):
     out, summary = trained
-    again = train(TrainConfig(out=str(tmp_path / "b"), **TINY), verbose=0)
+    again = train(RunConfig.from_dict(dict(out=str(tmp_path / "b"), **TINY)), verbose=0)
     assert again["best_val_auroc"] == summary["best_val_auroc"]
     results, _ = evaluate_runs([out, str(tmp_path / "b")])
     assert results[0]["auroc"] == results[1]["auroc"]
@@ -122,11 +122,11 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from mims_tf.train.config import TrainConfig
-from mims_tf.train.run import train
-summary = train(TrainConfig(out=sys.argv[1], epochs=2, batch_size=8, image_size=32, instances=4,
-                            strategy="mirrored", learning_rate=3e-3), verbose=0)
-print("replicas", tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")]).num_replicas_in_sync)
+from mims_tf.runs.config import RunConfig
+from mims_tf.runs.fit import train
+summary = train(RunConfig.from_dict(dict(out=sys.argv[1], epochs=2, batch_size=8, image_size=32, instances=4,
+                            strategy="mirrored", learning_rate=3e-3)), verbose=0)
+print("replicas", summary["replicas"])  # what train() used, not what this driver computes
 """
 
 
@@ -146,11 +146,13 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 index, ports, out = int(sys.argv[1]), sys.argv[2].split(","), sys.argv[3]
 os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                                       "task": {"type": "worker", "index": index}})
-from mims_tf.train.config import TrainConfig
-from mims_tf.train.run import train
-summary = train(TrainConfig(out=out, epochs=2, batch_size=8, image_size=32, instances=4,
-                            strategy="multi_worker", learning_rate=3e-3), verbose=0)
-print("BEST", summary["best_val_auroc"])
+from mims_tf.runs.config import RunConfig
+from mims_tf.runs.fit import train
+# Each worker has its own seed: two independent runs would end with different weights; workers that
+# trained one model together (initial values broadcast, gradients all-reduced) end with the same.
+summary = train(RunConfig.from_dict(dict(out=out, epochs=2, batch_size=8, image_size=32, instances=4, seed=index,
+                            strategy="multi_worker", learning_rate=3e-3)), verbose=0)
+print("REPLICAS", summary["replicas"])
 """
 
 
@@ -177,6 +179,9 @@ def test_multi_worker_strategy_with_two_workers_on_loopback(tmp_path):
     outputs = [w.communicate(timeout=300) for w in workers]
     for worker, (out, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-2000:]
-    best = [float(out.split("BEST")[1]) for out, _ in outputs]
-    assert best[0] == best[1]  # one model, trained together
+    assert all("REPLICAS 2" in out for out, _ in outputs)
     assert json.load(open(tmp_path / "w0" / "state.json"))["epochs_done"] == 2
+    a, b = (mims_tf.load_model(str(tmp_path / f"w{i}" / "last.keras")) for i in range(2))
+    assert int(a.optimizer.iterations) == int(b.optimizer.iterations) > 0
+    for x, y in zip(a.trainable_weights, b.trainable_weights):  # one model, trained together
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=x.path)

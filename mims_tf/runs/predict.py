@@ -4,10 +4,10 @@ import contextlib
 import csv
 import json
 import os
-import sys
 
 from mims_tf.data import read_manifest
-from mims_tf.train.run import load_run, predict_bags, unlabelled_source
+from mims_tf.runs.folder import RunFolder
+from mims_tf.runs.inputs import predict_bags, unlabelled_source
 from mims_tf.utils import atomic_open
 
 
@@ -18,7 +18,7 @@ def predict(run_dir, paths=(), manifest_path=None, out=None, fmt="csv", skip_unr
         run_dir: a run folder (its `best.keras`, `config.yaml`).
         paths: files or folders, one bag each.
         manifest_path: a manifest CSV instead (labels optional; every row is used).
-        out: output file (default: standard output).
+        out: output file to write (None: none; see `write_predictions`).
         fmt: `"csv"` or `"json"`.
         skip_unreadable: skip unreadable files (reported) instead of failing.
 
@@ -28,8 +28,8 @@ def predict(run_dir, paths=(), manifest_path=None, out=None, fmt="csv", skip_unr
     if fmt not in ("csv", "json"):
         raise ValueError(f"`format` must be csv or json. Received: format={fmt!r}")
     if bool(paths) == bool(manifest_path):
-        raise ValueError("give either input files or --manifest")
-    model, config, run_manifest = load_run(run_dir)
+        raise ValueError("give either input files (paths) or a manifest (manifest_path), not both")
+    model, config, run_manifest = RunFolder(run_dir).load()
     classes = run_manifest.classes
     if manifest_path:
         rows = read_manifest(manifest_path, require_labels=False).rows
@@ -41,12 +41,14 @@ def predict(run_dir, paths=(), manifest_path=None, out=None, fmt="csv", skip_unr
         {"bag": bag.bag, "paths": bag.paths, "probabilities": {c: float(p) for c, p in zip(classes, row)}}
         for bag, row in zip(source.bags, probs)
     ]
-    _write(results, classes, out, fmt)
+    if out:
+        write_predictions(results, classes, out, fmt)
     return results
 
 
-def _write(results, classes, out, fmt):
-    with atomic_open(out) if out else contextlib.nullcontext(sys.stdout) as stream:
+def write_predictions(results, classes, out, fmt="csv"):
+    """Writes `predict`'s results as CSV or JSON to a path (atomically) or an open text stream."""
+    with atomic_open(out) if isinstance(out, (str, os.PathLike)) else contextlib.nullcontext(out) as stream:
         if fmt == "json":
             json.dump(results, stream, indent=2)
             stream.write("\n")

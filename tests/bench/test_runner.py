@@ -1,15 +1,21 @@
 import csv
+import logging
+import os
 
 import pytest
 
-from mims_tf.train.bench import bench, record_bag_size, write_summary
-from tests.conftest import requires_tensorflow
+from mims_tf.bench.runner import bench, record_bag_size, write_summary
+from tests.conftest import SHARED, requires_tensorflow
+
+DATA_ROOT = os.path.join(SHARED, "data")
 
 
 @requires_tensorflow()
-def test_bench_writes_results_and_skips_what_is_done(tmp_path, capsys):
+def test_bench_writes_results_and_skips_what_is_done(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="mims_tf")
     options = dict(out=str(tmp_path / "results"), work=str(tmp_path / "work"), seeds=(0,),
-                   presets=["mi_pre", "mims"], image_size=32, epochs=1, batch_size=32, command="mims bench test")
+                   presets=["mi_pre", "mims"], image_size=32, epochs=1, batch_size=32, command="mims bench test",
+                   data_root=DATA_ROOT)
     folder = bench("table1", "breastmnist", **options)
     rows = list(csv.DictReader(open(f"{folder}/results.csv")))
     assert [(r["preset"], r["seed"]) for r in rows] == [("mi_pre", "0"), ("mims", "0")]
@@ -22,9 +28,10 @@ def test_bench_writes_results_and_skips_what_is_done(tmp_path, capsys):
     assert summary.index("| MI-Pre |") < summary.index("| MIMS |") and "`breastmnist`" in summary
     assert "| *bag size alone, no model* | / | / | / | / | / | 0.500 |" in summary  # every bag is one image
     assert "all bags have one size" in table
-    capsys.readouterr()
+    assert "[bench] table1 breastmnist: mims seed 0" in caplog.text  # progress goes to the mims_tf logger
+    caplog.clear()
     bench("table1", "breastmnist", **options)  # everything done: nothing retrained
-    assert "[bench]" not in capsys.readouterr().err
+    assert "[bench]" not in caplog.text
 
 
 @requires_tensorflow()
@@ -34,28 +41,29 @@ def test_bench_keeps_each_presets_k_and_tags_the_folder(tmp_path):
     from mims_tf.layers import TopKPooling
 
     folder = bench("table2", "breastmnist", out=str(tmp_path / "results"), work=str(tmp_path / "work"), seeds=(0,),
-                   presets=["mims_top2"], image_size=32, epochs=1, batch_size=64, tag="small", command="mims bench t")
+                   presets=["mims_top2"], image_size=32, epochs=1, batch_size=64, tag="small", command="mims bench t",
+                   data_root=DATA_ROOT)
     assert folder.endswith("table2_breastmnist_small")
     model = keras.saving.load_model(str(tmp_path / "work" / "table2_breastmnist_small" / "mims_top2_s0" / "best.keras"))
     assert [layer.k for layer in model.layers if isinstance(layer, TopKPooling)] == [2]
 
 
 @requires_tensorflow()
-def test_a_failing_preset_does_not_stop_the_others(tmp_path, capsys):
+def test_a_failing_preset_does_not_stop_the_others(tmp_path, caplog):
     # At 8x8 the tiny backbone gives 1x1 positions, 2 with the two MSConv scales: k=5 cannot fit, k=2 can.
     options = dict(out=str(tmp_path / "results"), work=str(tmp_path / "work"), seeds=(0,), image_size=8, epochs=1,
-                   batch_size=64, command="mims bench t")
+                   batch_size=64, command="mims bench t", data_root=DATA_ROOT)
     with pytest.raises(RuntimeError, match=r"1 run\(s\) failed.*mims_top5 seed 0"):
         bench("table2", "breastmnist", presets=["mims_top5", "mims_top2"], **options)
     rows = list(csv.DictReader(open(tmp_path / "results" / "table2_breastmnist" / "results.csv")))
     assert [r["preset"] for r in rows] == ["mims_top2"]
-    assert "[bench] mims_top5 seed 0 failed: k=5 is larger" in capsys.readouterr().err
+    assert "[bench] mims_top5 seed 0 failed: k=5 is larger" in caplog.text
 
 
 @requires_tensorflow()
 def test_bag_size_baseline_scores_the_instance_count_per_test_bag(tmp_path):
     from mims_tf.data import from_rows, write_manifest
-    from mims_tf.train.config import TrainConfig, save_config
+    from mims_tf.runs.config import RunConfig, save_config
 
     # Class "msi" (second, the positive class of the run) has bigger test bags: bag size alone separates them.
     rows = [{"path": f"{bag}_{i}.png", "label": label, "bag": bag, "split": "test"}
@@ -65,7 +73,7 @@ def test_bag_size_baseline_scores_the_instance_count_per_test_bag(tmp_path):
         run = tmp_path / "work" / f"mims_s{seed}"
         run.mkdir(parents=True)
         write_manifest(from_rows(rows, classes=order), run / "manifest.csv")
-        save_config(TrainConfig(classes=order), str(run / "config.yaml"))
+        save_config(RunConfig.from_dict(dict(classes=order)), str(run / "config.yaml"))
     folder = tmp_path / "results" / "table2_kather"
     folder.mkdir(parents=True)
     assert record_bag_size(str(folder), str(tmp_path / "work")) == [1.0, 0.0]  # positive class as in each run
@@ -74,3 +82,32 @@ def test_bag_size_baseline_scores_the_instance_count_per_test_bag(tmp_path):
     (folder / "results.csv").write_text("preset,seed,val_auroc,test_auroc,test_accuracy,seconds\nmims_top5,0,0.5,0.5,0.5,1\n")
     summary = write_summary(str(tmp_path / "results"))
     assert "| *bag size alone, no model* | / | 0.500 +- 0.707 |" in summary
+
+
+def test_bench_needs_a_data_root_and_known_names(tmp_path):
+    with pytest.raises(ValueError, match="Unknown table 'table3'. Did you mean"):
+        bench("table3", "breastmnist", data_root=DATA_ROOT)
+    with pytest.raises(ValueError, match="Unknown dataset 'breastmnst'. Did you mean 'breastmnist'?"):
+        bench("table1", "breastmnst", data_root=DATA_ROOT)
+    with pytest.raises(ValueError, match="`data_root` is required"):
+        bench("table1", "breastmnist")
+    with pytest.raises(ValueError, match="dataset not found"):
+        bench("table1", "breastmnist", data_root=str(tmp_path))
+
+
+def test_committed_tables_regenerate_byte_identical_from_their_results(tmp_path):
+    import shutil
+
+    from mims_tf.bench import regenerate
+
+    results = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "results")
+    for name in sorted(os.listdir(results)):
+        if not name.startswith("table"):
+            continue
+        copy = tmp_path / name
+        shutil.copytree(os.path.join(results, name), copy)
+        regenerate(str(copy))
+        assert (copy / "table.md").read_bytes() == open(os.path.join(results, name, "table.md"), "rb").read(), name
+    shutil.copy(os.path.join(results, "summary.md"), tmp_path / "committed_summary.md")
+    write_summary(str(tmp_path))
+    assert (tmp_path / "summary.md").read_text() == (tmp_path / "committed_summary.md").read_text()

@@ -1,0 +1,190 @@
+"""The bench's reports: `results.csv`, `table.md`, `table.png` per table, and `summary.md` beside the paper.
+
+Everything here reads and writes files only; `regenerate` rewrites a results folder's reports from its
+`results.csv` (and the header of its existing `table.md`, which records how the runs were made).
+"""
+
+import csv
+import os
+import platform
+
+import numpy as np
+
+from mims_tf.bench.tables import DATASETS, PAPER, TABLES
+from mims_tf.models.config import paper_name
+from mims_tf.utils import atomic_open, atomic_path, write_text
+
+COLUMNS = ["preset", "seed", "val_auroc", "test_auroc", "test_accuracy", "seconds"]
+
+
+def read_results(path):
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def write_results(rows, path):
+    """Writes the bench's `results.csv` (one row per preset and seed), atomically."""
+    with atomic_open(path) as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _format_auroc(mean, std, n):
+    """`0.850 +- 0.009`, or `0.850` for one seed (no spread)."""
+    return f"{mean:.3f} +- {std:.3f}" if n > 1 else f"{mean:.3f}"
+
+
+def mean_std(values):
+    """(mean, sample std (0 for one value), count) of AUROC values over seeds."""
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0, len(values)
+
+
+def format_aurocs(values):
+    """AUROC values over seeds as one table cell: `0.850 +- 0.009`, or `0.850` for one."""
+    return _format_auroc(*mean_std(values))
+
+
+def _bag_size_cell(folder):
+    """(AUROC cell, whether every test bag has one size) from `<folder>/bag_size.csv`; (None, None) if absent."""
+    rows = read_results(os.path.join(folder, "bag_size.csv"))
+    if not rows:
+        return None, None
+    return format_aurocs([float(r["auroc"]) for r in rows]), all(r["min_size"] == r["max_size"] for r in rows)
+
+
+def summarize(rows, presets):
+    """{preset: (mean, std, n)} of the test AUROC."""
+    summary = {}
+    for preset in presets:
+        values = [float(r["test_auroc"]) for r in rows if r["preset"] == preset]
+        if values:
+            summary[preset] = mean_std(values)
+    return summary
+
+
+def header_lines(table, dataset, rows, presets, command, settings, n_seeds=3):
+    """The header of table.md: how the runs were made (command, versions, machine, budget, progress)."""
+    import keras
+    import tensorflow as tf
+
+    import mims_tf
+
+    total = sum(float(r["seconds"]) for r in rows)
+    return [
+        f"# {table} on {dataset}",
+        "",
+        f"- command: `{command}`",
+        f"- versions: mims-tf {mims_tf.__version__}, TensorFlow {tf.__version__}, Keras {keras.__version__}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}",
+        f"- budget, the same for every preset: backbone {settings.get('backbone', 'tiny')} (weights: "
+        f"{settings.get('weights') or 'none, from scratch'}; resnet34_scratch: ResNet-34 from scratch), "
+        f"instances {settings.get('instances', DATASETS[dataset][1].get('instances'))}, kernels {DATASETS[dataset][1].get('kernels')}, {settings}",
+        f"- runs done: {len(rows)} of {len(presets) * n_seeds} ({n_seeds} seeds); training and evaluation time {total / 60:.1f} min",
+        "- metric: bag-level test AUROC (scikit-learn), mean +- std over seeds",
+    ]
+
+
+def body_lines(folder, rows, presets):
+    """The table of table.md (one row per preset) and the bag-size reference, from the results."""
+    summary = summarize(rows, presets)
+    lines = ["", "| method | paper name | test AUROC | seeds |", "|---|---|---|---|"]
+    for preset in presets:
+        if preset in summary:
+            mean, std, n = summary[preset]
+            lines.append(f"| `{preset}` | {paper_name(preset)} | {_format_auroc(mean, std, n)} | {n} |")
+        else:
+            lines.append(f"| `{preset}` | {paper_name(preset)} | not run yet | 0 |")
+    bag_size_cell, one_size = _bag_size_cell(folder)
+    if bag_size_cell is not None:
+        lines += ["", f"Reference with no model: the number of instances per test bag alone scores AUROC {bag_size_cell}"
+                  + (" (all bags have one size)." if one_size else
+                     ". Bag size differs by class here, so pooling that grows with bag size (max, top-k over "
+                     "more candidates) gets or loses this signal for free.")]
+    return lines
+
+
+def write_report(folder, table, dataset, rows, presets, header):
+    """table.md (`header` lines, then the table) and table.png from the results so far."""
+    write_text(os.path.join(folder, "table.md"), "\n".join([*header, *body_lines(folder, rows, presets)]) + "\n")
+    _plot(os.path.join(folder, "table.png"), summarize(rows, presets), f"{table} on {dataset}")
+
+
+def regenerate(folder):
+    """Rewrites `<folder>/table.md` and `table.png` from its `results.csv`, keeping table.md's header.
+
+    The folder is named `<table>_<dataset>[_<tag>]`; the header (command, versions, machine, budget) is
+    the record of how the runs were made and is kept as written.
+    """
+    name = os.path.basename(os.path.normpath(folder))
+    table, _, rest = name.partition("_")
+    dataset = next((d for d in sorted(DATASETS, key=len, reverse=True) if rest == d or rest.startswith(d + "_")), None)
+    if table not in TABLES or dataset is None:
+        raise ValueError(f"{folder}: not a bench results folder (<table>_<dataset>[_<tag>])")
+    with open(os.path.join(folder, "table.md"), encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    header = lines[:next(i for i, line in enumerate(lines) if line.startswith("- metric:")) + 1]
+    write_report(folder, table, dataset, read_results(os.path.join(folder, "results.csv")), TABLES[table], header)
+
+
+def write_summary(out="benchmarks/results"):
+    """`<out>/summary.md`: every results folder of `out` side by side with the paper, in the paper's row order.
+
+    Returns the Markdown text. Our columns are the folders `<table>_<dataset>[_<tag>]`; the best mean of each
+    column is in bold. Each folder's table.md gives its command and budget.
+    """
+    names = sorted(os.listdir(out)) if os.path.isdir(out) else []
+    text = ["# Paper tables on public data: summary", "",
+            "Bag-level test AUROC, mean +- std over 3 seeds (`mims bench`). Paper: ResNet-101 pretrained on "
+            "ImageNet, private data, mean of 3 runs. Each column's folder (its table.md) gives the command, "
+            "budget, versions and machine. Best mean of each column in bold.", ""]
+    for table, presets in TABLES.items():
+        folders = [n for n in names if n.startswith(f"{table}_") and os.path.isfile(os.path.join(out, n, "results.csv"))]
+        paper_columns, paper = PAPER[table]
+        summaries = {n: summarize(read_results(os.path.join(out, n, "results.csv")), presets) for n in folders}
+        best = {n: max((v[0] for v in summary.values()), default=None) for n, summary in summaries.items()}
+        text += [f"## Table {table[-1]}", "",
+                 "| method | " + " | ".join(f"paper {c}" for c in paper_columns) + " | "
+                 + " | ".join(f"`{n[len(table) + 1:]}`" for n in folders) + " |",
+                 "|---" * (1 + len(paper_columns) + len(folders)) + "|"]
+        for preset in presets:
+            cells = ["/" if v is None else f"{v:.3f}" for v in paper[preset]]
+            for n in folders:
+                if preset not in summaries[n]:
+                    cells.append("not run")
+                    continue
+                mean, std, count = summaries[n][preset]
+                cell = _format_auroc(mean, std, count) + (
+                    "" if count == 3 else f" ({count} seed{'s' if count > 1 else ''})")
+                cells.append(f"**{cell}**" if mean == best[n] else cell)
+            text.append(f"| {paper_name(preset)} | " + " | ".join(cells) + " |")
+        bag_size = [_bag_size_cell(os.path.join(out, n))[0] or "not computed" for n in folders]
+        text.append("| *bag size alone, no model* | " + " | ".join("/" for _ in paper_columns) + " | "
+                    + " | ".join(bag_size) + " |")
+        text.append("")
+    write_text(os.path.join(out, "summary.md"), "\n".join(text))
+    return "\n".join(text)
+
+
+def _plot(path, summary, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not summary:
+        return
+    names = list(summary)
+    figure, axis = plt.subplots(figsize=(max(4, 0.6 * len(names) + 1), 3.5), dpi=110)
+    axis.bar(range(len(names)), [summary[n][0] for n in names], yerr=[summary[n][1] for n in names], capsize=3)
+    axis.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("test AUROC")
+    axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp)
+    plt.close(figure)

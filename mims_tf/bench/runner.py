@@ -1,0 +1,158 @@
+"""`bench`: every preset of one of the paper's tables on one dataset, several seeds, one budget.
+
+Each (preset, seed) result is appended to `results.csv` as soon as it is done,
+so an interrupted bench continues where it stopped when the same command runs
+again (`fresh=True` redoes everything). The Markdown table, the CSV and a plot
+are rewritten after every result; their header records the exact command,
+versions, machine, settings and wall time. Run folders (models) go to a
+scratch folder, not into the results. Progress goes to the `mims_tf` logger.
+"""
+
+import concurrent.futures
+import csv
+import logging
+import multiprocessing
+import os
+import time
+
+from mims_tf.bench.report import header_lines, read_results, write_report, write_results, write_summary
+from mims_tf.bench.tables import DATASETS, TABLES
+from mims_tf.utils import atomic_open, check_choice, import_keras_quietly
+
+logger = logging.getLogger("mims_tf")
+
+
+def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0, 1, 2), fresh=False,
+          data_root=None, presets=None, command=None, tag=None, **settings):
+    """Runs the presets of `table` on `dataset`; returns the results folder.
+
+    A run that fails (bad settings for one preset, say) is reported and skipped;
+    the others go on, and a RuntimeError naming the failed runs comes at the end.
+
+    Args:
+        table: "table1" or "table2".
+        dataset: a name in `DATASETS`.
+        out: where `<table>_<dataset>/` (results.csv, table.md, table.png) goes.
+        work: scratch folder for the run folders.
+        seeds: one run per preset and seed; seed s also fixes the split (where the data has none).
+        fresh: redo results that exist.
+        data_root: folder holding the datasets (e.g. `../shared/data`).
+        presets: a subset of the table's presets (default: all).
+        command: the command line to record in table.md (default: the Python call).
+        tag: suffix of the results folder, `<table>_<dataset>_<tag>` (default: "pretrained" when
+            `weights` is given, else none), so settings with different budgets never share a CSV.
+        **settings: the budget, the same for every preset: `RunConfig` keys, flat
+            (backbone, weights, backbone_kwargs, image_size, epochs, batch_size, learning_rate, ...).
+    """
+    check_choice("table", table, list(TABLES))
+    check_choice("dataset", dataset, list(DATASETS))
+    relative, dataset_settings = DATASETS[dataset]
+    if data_root is None:
+        raise ValueError("`data_root` is required: the folder holding the datasets")
+    data = os.path.join(data_root, relative)
+    if not os.path.exists(data):
+        raise ValueError(f"{data}: dataset not found under data_root={data_root!r}")
+    presets = list(presets or TABLES[table])
+    if tag is None and settings.get("weights"):
+        tag = "pretrained"
+    name = f"{table}_{dataset}" + (f"_{tag}" if tag else "")
+    folder = os.path.join(out, name)
+    os.makedirs(folder, exist_ok=True)
+    results_path = os.path.join(folder, "results.csv")
+    rows = [] if fresh else read_results(results_path)
+    done = {(r["preset"], int(r["seed"])) for r in rows}
+    command = command or f"mims_tf.bench.bench({table!r}, {dataset!r}, **{settings!r})"
+    failed = []
+    for seed in seeds:
+        for preset in presets:
+            if (preset, seed) in done:
+                continue
+            options = {**dataset_settings, **settings}
+            if preset == "resnet34_scratch":  # the from-scratch baseline keeps its own backbone
+                options.update(backbone="resnet34", weights=None, backbone_kwargs={})
+            run_dir = os.path.join(work, name, f"{preset}_s{seed}")
+            logger.info("[bench] %s %s: %s seed %s", table, dataset, preset, seed)
+            start = time.time()
+            values = dict(data=data, preset=preset, seed=seed, split_seed=seed, out=run_dir,
+                          checkpoint_steps=10**6, **options)
+            # Each run in a fresh process: memory (cached bags, TF state) goes back after every run, and a
+            # crashed or killed run costs only itself.
+            try:
+                with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    summary, result = pool.submit(_train_and_evaluate, values).result()
+            except (ValueError, RuntimeError, OSError, concurrent.futures.process.BrokenProcessPool) as error:
+                message = str(error).splitlines()[0] if str(error) else type(error).__name__
+                logger.warning("[bench] %s seed %s failed: %s", preset, seed, message)
+                failed.append(f"{preset} seed {seed} ({message})")
+                continue
+            rows.append({"preset": preset, "seed": seed, "val_auroc": f"{summary['best_val_auroc']:.4f}",
+                         "test_auroc": f"{result['auroc']:.4f}", "test_accuracy": f"{result['accuracy']:.4f}",
+                         "seconds": f"{time.time() - start:.0f}"})
+            write_results(rows, results_path)
+            record_bag_size(folder, os.path.join(work, name))
+            write_report(folder, table, dataset, rows, presets, header_lines(table, dataset, rows, presets, command, settings, len(seeds)))
+            write_summary(out)
+    record_bag_size(folder, os.path.join(work, name))
+    write_report(folder, table, dataset, rows, presets, header_lines(table, dataset, rows, presets, command, settings, len(seeds)))
+    write_summary(out)
+    if failed:
+        raise RuntimeError(f"{len(failed)} run(s) failed, the others are in {folder}: {'; '.join(failed)}")
+    return folder
+
+
+def _train_and_evaluate(values):
+    """One (preset, seed) run: trains, evaluates the best model on the test split (in a child process)."""
+
+    import_keras_quietly()
+    from mims_tf.runs.config import RunConfig
+    from mims_tf.runs.evaluate import evaluate_run
+    from mims_tf.runs.fit import train
+
+    summary = train(RunConfig.from_dict(values), overwrite=True, verbose=0)
+    result = evaluate_run(values["out"], threshold=None)
+    return summary, {k: result[k] for k in ("auroc", "accuracy")}
+
+
+def record_bag_size(folder, run_folders):
+    """`<folder>/bag_size.csv`: per seed, the test AUROC of the number of instances per bag alone.
+
+    A baseline with no model: where bag size differs by class (Kather: MSI patients have more tiles),
+    any pooling that grows with bag size gets this signal for free. Seeds are read from the run folders'
+    manifests (`<run_folders>/<preset>_s<seed>/manifest.csv`; every preset of a seed shares the split).
+    """
+    import glob
+    import re
+
+    from sklearn.metrics import roc_auc_score
+
+    from mims_tf.data import read_manifest
+    from mims_tf.runs.config import load_config
+
+    path = os.path.join(folder, "bag_size.csv")
+    rows = {int(r["seed"]): r for r in read_results(path)}
+    for manifest_path in sorted(glob.glob(os.path.join(run_folders, "*_s*", "manifest.csv"))):
+        seed = int(re.search(r"_s(\d+)$", os.path.dirname(manifest_path)).group(1))
+        if seed in rows:
+            continue
+        config = load_config(os.path.join(os.path.dirname(manifest_path), "config.yaml"))
+        manifest = read_manifest(manifest_path, classes=config.data.classes, check_files=False)  # classes in the run's order
+        counts, labels = {}, {}
+        for row in manifest.rows:
+            if row["split"] == "test":
+                counts[row["bag"]] = counts.get(row["bag"], 0) + 1
+                labels[row["bag"]] = manifest.classes.index(row["label"])
+        bags = sorted(counts)
+        y = [labels[b] for b in bags]
+        if len(set(y)) < 2:
+            continue
+        sizes = [counts[b] for b in bags]
+        rows[seed] = {"seed": seed, "test_bags": len(bags), "min_size": min(sizes), "max_size": max(sizes),
+                      "auroc": f"{roc_auc_score(y, sizes):.4f}"}
+    if rows:
+        with atomic_open(path) as f:
+            writer = csv.DictWriter(f, fieldnames=["seed", "test_bags", "min_size", "max_size", "auroc"])
+            writer.writeheader()
+            writer.writerows(rows[seed] for seed in sorted(rows))
+    return [float(rows[seed]["auroc"]) for seed in sorted(rows)]
+
+

@@ -1,0 +1,78 @@
+"""The one table from command-line flags to `RunConfig` keys.
+
+Each flag names where its value goes (`data.source`, `training.epochs`, `model.k`, `seed`). The model
+block's flags come from the `ModelConfig` fields that carry a `help` in their metadata, so a new model
+option gets its flag without an edit here.
+"""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """A flag `--<dest>` whose value goes to the config key `key` (`block.name` or a top-level name)."""
+
+    dest: str
+    key: str
+    type: type
+    help: str
+
+
+_FLAGS = (
+    Flag("data", "data.source", str, "manifest .csv, MedMNIST-style .npz, folder of class folders, or 'synthetic'"),
+    Flag("bag_pattern", "data.bag_pattern", str,
+         "regex naming the bag in each file name (class folders), e.g. 'TCGA-\\w\\w-\\w\\w\\w\\w'"),
+    Flag("preset", "model.preset", str, "model preset (see `mims presets`); default mims"),
+    Flag("image_size", "data.image_size", int, "instance height and width; default 64"),
+    Flag("instances", "data.instances", int, "instances sampled per bag per training step; default 8"),
+    Flag("central", "data.central", int, "use only the central N instances of each volume (paper OCT: 30)"),
+    Flag("batch_size", "training.batch_size", int, "bags per training step; default 4"),
+    Flag("epochs", "training.epochs", int, "epochs; default 10"),
+    Flag("steps_per_epoch", "training.steps_per_epoch", int, "training steps per epoch; default one pass over the bags"),
+    Flag("learning_rate", "training.learning_rate", float, "head learning rate (backbone: half); default 1e-3"),
+    Flag("checkpoint_steps", "training.checkpoint_steps", int, "save last.keras every N steps (and every epoch); default 50"),
+    Flag("seed", "seed", int, "seed for initialisation, data order, sampling, augmentation; default 0"),
+    Flag("precision", "precision", str,
+         "float32, mixed_bfloat16 or mixed_float16; default: fp16 on GPU, bf16 on AMX CPUs, else fp32"),
+    Flag("strategy", "strategy", str, "none, mirrored (one host, all devices) or multi_worker (TF_CONFIG); default none"),
+    Flag("out", "out", str, "run folder; default runs/mims"),
+    Flag("alpha", "model.backbone_kwargs.alpha", float, "MobileNet width multiplier (config: model: {backbone_kwargs: {alpha: A}})"),
+)
+
+
+def train_flags():
+    """Every flag of `mims train`: the table above and one per documented `ModelConfig` field."""
+    from mims_tf.models.config import ModelConfig
+    from mims_tf.runs.config import MODEL_DEFAULTS
+
+    def default(name):
+        return f"; default {MODEL_DEFAULTS[name] or 'none'}" if name in MODEL_DEFAULTS else "; default: the preset's"
+
+    model = tuple(
+        Flag(f.name, f"model.{f.name}", f.metadata.get("type", str), f.metadata["help"] + default(f.name))
+        for f in dataclasses.fields(ModelConfig) if "help" in f.metadata
+    )
+    return _FLAGS[:3] + model + _FLAGS[3:]
+
+
+def add_flags(parser, flags):
+    for flag in flags:
+        parser.add_argument(f"--{flag.dest.replace('_', '-')}", dest=flag.dest, type=flag.type, default=None,
+                            help=flag.help)
+
+
+def build_overrides(args, flags):
+    """The nested config overrides of the flags that were given (`{"data": {"source": ...}, "seed": 1}`)."""
+    overrides = {}
+    for flag in flags:
+        value = getattr(args, flag.dest)
+        if value is None:
+            continue
+        if flag.key == "model.weights" and value == "none":
+            value = None
+        *path, name = flag.key.split(".")
+        node = overrides
+        for part in path:
+            node = node.setdefault(part, {})
+        node[name] = value
+    return overrides

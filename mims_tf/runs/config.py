@@ -1,0 +1,330 @@
+"""The configuration of a run: one nested object, mirrored by `config.yaml`.
+
+    model:      preset and `ModelConfig` overrides (validated by `ModelConfig`)
+    data:       source, classes, splits, image size (H, W), channels, central slices, normalisation,
+                instances per bag, augmentation
+    training:   batch size, epochs, steps per epoch, learning rate, backbone multiplier, checkpoint steps
+    seed, precision, strategy, out
+
+Adding a model option is one edit: a field of `ModelConfig` (with a `help` in its metadata, which gives
+it a command-line flag too). A flat mapping (every key at the top, as config files before 0.2 were
+written) is accepted: each known key goes to its block.
+"""
+
+import dataclasses
+import math
+import os
+
+from mims_tf.utils import atomic_open, check_choice, did_you_mean
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("none", "mirrored", "multi_worker")
+# The model block's defaults: the preset mims on the tiny backbone, from scratch (runs on any CPU).
+MODEL_DEFAULTS = {"preset": "mims", "backbone": "tiny", "weights": None}
+# Options that come from the data, not the model block.
+_FROM_DATA = ("image_size", "channels", "classes", "name")
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where the bags come from and how each is prepared for the model.
+
+    Attributes:
+        source: a manifest CSV, a MedMNIST-style `.npz`, a folder of class folders, or `"synthetic"`.
+        classes: class names in order (the last is the positive class); None: from the data.
+        bag_pattern: regex naming the bag in each file name (class folders).
+        split_fractions: train, validation, test fractions where the data has no split.
+        split_seed: seed of that split.
+        image_size: instance `(height, width)`; an int means a square.
+        channels: input channels.
+        central: use only the central N instances of each volume (None: all).
+        normalize: intensity normalisation (`"auto"`, or see `normalize_volume`).
+        instances: instances sampled per bag in training: an int, `(min, max)` or None (the whole bag).
+        augment: random flips (and the augmentation of `make_dataset`) in training.
+    """
+
+    source: str = "synthetic"
+    classes: list = None
+    bag_pattern: str = None
+    split_fractions: tuple = (0.7, 0.15, 0.15)
+    split_seed: int = 0
+    image_size: tuple = (64, 64)
+    channels: int = 3
+    central: int = None
+    normalize: object = "auto"
+    instances: object = 8
+    augment: bool = True
+
+    def validate(self):
+        if not isinstance(self.source, str) or not self.source:
+            raise ValueError(f"`data.source` must be a path or 'synthetic'. Received: source={self.source!r}")
+        if isinstance(self.image_size, int) and not isinstance(self.image_size, bool):
+            self.image_size = (self.image_size, self.image_size)
+        self.image_size = tuple(self.image_size) if isinstance(self.image_size, (list, tuple)) else self.image_size
+        if not isinstance(self.image_size, tuple) or len(self.image_size) != 2 or not all(
+            _positive_int(v) for v in self.image_size
+        ):
+            raise ValueError(f"`image_size` must be a positive integer or (height, width). "
+                             f"Received: image_size={self.image_size!r}")
+        _check_positive_int("channels", self.channels)
+        _check_positive_int("split_seed", self.split_seed, minimum=0)
+        if self.central is not None:
+            _check_positive_int("central", self.central)
+        if isinstance(self.instances, list):
+            self.instances = tuple(self.instances)
+        if self.instances is not None:
+            values = self.instances if isinstance(self.instances, tuple) else (self.instances,)
+            if len(values) not in (1, 2) or not all(_positive_int(v) for v in values):
+                raise ValueError(f"`instances` must be a positive integer, (min, max) or None. "
+                                 f"Received: instances={self.instances!r}")
+        if isinstance(self.split_fractions, list):
+            self.split_fractions = tuple(self.split_fractions)
+        if self.classes is not None and not isinstance(self.classes, (list, tuple)):
+            raise ValueError(f"`classes` must be a list of class names. Received: classes={self.classes!r}")
+        return self
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    """How the model is optimised.
+
+    Attributes:
+        batch_size: bags per training step.
+        epochs: epochs.
+        steps_per_epoch: steps per epoch (None: one pass over the training bags).
+        learning_rate: the head's learning rate.
+        backbone_multiplier: the backbone's share of it (paper: 0.5).
+        checkpoint_steps: save `last.keras` every N steps (and every epoch).
+    """
+
+    batch_size: int = 4
+    epochs: int = 10
+    steps_per_epoch: int = None
+    learning_rate: float = 1e-3
+    backbone_multiplier: float = 0.5
+    checkpoint_steps: int = 50
+
+    def validate(self):
+        for key in ("batch_size", "epochs", "checkpoint_steps"):
+            _check_positive_int(key, getattr(self, key))
+        if self.steps_per_epoch is not None:
+            _check_positive_int("steps_per_epoch", self.steps_per_epoch)
+        for key in ("learning_rate", "backbone_multiplier"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"`{key}` must be a finite number >= 0. Received: {key}={value!r}")
+        if self.learning_rate == 0:
+            raise ValueError(f"`learning_rate` must be positive. Received: learning_rate={self.learning_rate!r}")
+        return self
+
+
+BLOCKS = {"data": DataConfig, "training": TrainingConfig}
+TOP_LEVEL = ("seed", "precision", "strategy", "out")
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything a run needs; `config.yaml` in a run folder holds it.
+
+    Example:
+
+    >>> config = RunConfig.from_dict({"model": {"preset": "mi_pre"}, "data": {"source": "adrenal.npz"},
+    ...                               "training": {"epochs": 20}, "out": "runs/adrenal"})
+    >>> config.model_config(classes=2)  # the ModelConfig to build
+    """
+
+    model: dict = dataclasses.field(default_factory=lambda: dict(MODEL_DEFAULTS))
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    seed: int = 0
+    precision: str = None
+    strategy: str = "none"
+    out: str = "runs/mims"
+
+    @classmethod
+    def from_dict(cls, values, source="config"):
+        """Builds and validates a config from a nested mapping (or a flat one, each key placed in its block).
+
+        An unknown key is an error naming the nearest valid key.
+        """
+        if not isinstance(values, dict):
+            raise ValueError(f"{source}: a config is a mapping of keys to values. Received: {type(values).__name__}")
+        nested = {"model": dict(MODEL_DEFAULTS), "data": {}, "training": {}}
+        for key, value in values.items():
+            if key == "model":
+                nested["model"].update(_mapping(source, key, value))
+            elif key == "data" and isinstance(value, str):  # `data: path` is short for `data: {source: path}`
+                nested["data"]["source"] = value
+            elif key in BLOCKS:
+                nested[key].update(_mapping(source, key, value))
+            elif key in TOP_LEVEL:
+                nested[key] = value
+            else:  # a flat key: its block
+                block = block_of(key, source)
+                nested[block][key] = value
+        for block, kind in BLOCKS.items():
+            known = [f.name for f in dataclasses.fields(kind)]
+            for key in nested[block]:
+                if key not in known:
+                    raise ValueError(f"{source}: unknown config key {block}.{key!r}.{did_you_mean(key, known)} "
+                                     f"Valid keys of {block}: {', '.join(known)}")
+        config = cls(model=nested.pop("model"), data=DataConfig(**nested.pop("data")),
+                     training=TrainingConfig(**nested.pop("training")), **nested)
+        return config.validate()
+
+    def validate(self):
+        if self.precision is not None:
+            check_choice("precision", self.precision, PRECISIONS)
+        check_choice("strategy", self.strategy, STRATEGIES)
+        _check_positive_int("seed", self.seed, minimum=0)
+        if not isinstance(self.out, str) or not self.out:
+            raise ValueError(f"`out` must be a folder path. Received: out={self.out!r}")
+        self.data.validate()
+        self.training.validate()
+        for key in _FROM_DATA:
+            if key in self.model:
+                raise ValueError(f"`model.{key}` comes from the data (data.image_size, data.channels, the classes); "
+                                 f"remove it from the model block. Received: {key}={self.model[key]!r}")
+        weights = self.model.get("weights")
+        if isinstance(weights, str) and os.path.isfile(weights):
+            self.model["weights"] = os.path.abspath(weights)  # config.yaml must find it from any folder (resume)
+        if isinstance(self.data.source, str) and self.data.source != "synthetic" and os.path.exists(self.data.source):
+            self.data.source = os.path.abspath(self.data.source)
+        self.model_config(classes=2)  # unknown preset / option / kernels / k / backbone: one clear error
+        return self
+
+    @property
+    def preset(self):
+        return self.model.get("preset", MODEL_DEFAULTS["preset"])
+
+    def model_overrides(self):
+        """The model block's `ModelConfig` overrides of the preset (everything but `preset`)."""
+        return {k: v for k, v in self.model.items() if k != "preset"}
+
+    def model_config(self, classes):
+        """The `ModelConfig` to build: the preset, the model block, and the data's image size and channels."""
+        from mims_tf.models import get_preset
+        from mims_tf.models.backbones import preprocessing_mode
+
+        overrides = {k: v for k, v in self.model_overrides().items() if not (k == "k" and v is None)}
+        if isinstance(overrides.get("kernels"), dict):
+            overrides["kernels"] = {int(size): filters for size, filters in overrides["kernels"].items()}
+        config = get_preset(self.preset, **overrides).replace(
+            image_size=self.data.image_size, channels=self.data.channels, classes=classes
+        ).validate()
+        preprocessing_mode(config.backbone)  # unknown backbone: "Did you mean ..."
+        return config
+
+    def to_dict(self):
+        """A nested, YAML-friendly dict (tuples as lists)."""
+        return _plain(dataclasses.asdict(self))
+
+    def resolved_precision(self):
+        """The precision to use: as set, else `default_precision()`."""
+        return self.precision or default_precision()
+
+
+def default_precision():
+    """mixed_float16 on a GPU, mixed_bfloat16 on a CPU with AMX, float32 on other CPUs.
+
+    Measured on this project's CPUs (AVX-512 BF16, no AMX): mixed_bfloat16 trains ResNet-50 about 1.4x
+    slower than float32, and float16 convolutions about 1000x slower, so bfloat16 is the CPU default
+    only where AMX tiles do the matrix work.
+    """
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return "mixed_float16"
+    return "mixed_bfloat16" if cpu_has_amx() else "float32"
+
+
+def cpu_has_amx():
+    """True where /proc/cpuinfo lists the amx_bf16 flag (Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return any("amx_bf16" in line for line in f if line.startswith("flags"))
+    except OSError:
+        return False
+
+
+def block_of(key, source="config"):
+    """The block (`"model"`, `"data"`, `"training"`) or top level (`""`) a flat key belongs to."""
+    from mims_tf.models import ModelConfig
+
+    if key in TOP_LEVEL:
+        return ""
+    for block, kind in BLOCKS.items():
+        if key in [f.name for f in dataclasses.fields(kind)]:
+            return block
+    model_keys = ["preset"] + [f.name for f in dataclasses.fields(ModelConfig) if f.name not in _FROM_DATA]
+    if key in model_keys:
+        return "model"
+    valid = [*TOP_LEVEL, "model", *BLOCKS, *model_keys,
+             *[f.name for kind in BLOCKS.values() for f in dataclasses.fields(kind)]]
+    raise ValueError(f"{source}: unknown config key {key!r}.{did_you_mean(key, valid)} Valid keys: {', '.join(valid)}")
+
+
+def load_config(path=None, overrides=None):
+    """Reads a YAML config (optional) and applies `overrides`, a flat or nested mapping of given values.
+
+    Flat values that are None are ignored (options not given); a block's mapping is applied as given.
+    """
+    values = read_yaml(path) if path else {}
+    nested = RunConfig.from_dict(values, source=path or "config").to_dict()
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and key in ("model", *BLOCKS):
+            nested[key].update(value)
+            continue
+        block = block_of(key, "overrides")
+        (nested[block] if block else nested)[key] = value
+    return RunConfig.from_dict(nested, source=path or "config")
+
+
+def read_yaml(path):
+    """A YAML mapping from `path` (safe loader: no tags, no code); errors name the file."""
+    import yaml
+
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: config file not found")
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            values = yaml.safe_load(f) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a config file is a mapping of keys to values")
+    return values
+
+
+def save_config(config, path):
+    """Writes the config as nested YAML, atomically."""
+    import yaml
+
+    with atomic_open(path) as f:
+        yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+
+
+def _mapping(source, key, value):
+    if not isinstance(value, dict):
+        raise ValueError(f"{source}: `{key}` must be a mapping of keys to values. Received: {key}={value!r}")
+    return value
+
+
+def _positive_int(value, minimum=1):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _check_positive_int(key, value, minimum=1):
+    if not _positive_int(value, minimum):
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"`{key}` must be {kind}. Received: {key}={value!r}")
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

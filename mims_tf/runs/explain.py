@@ -1,0 +1,47 @@
+"""Heatmaps of a run's decision on one file: the file read as the run reads bags, then `explain_bag`."""
+
+import os
+import re
+
+from mims_tf.runs.folder import RunFolder
+from mims_tf.runs.inputs import eval_batches, unlabelled_source
+
+
+def explain_file(run_dir, path, out=None, layer_name=None, class_index=1, slices=3):
+    """Ranks the slices of one file (a bag) by their contribution and writes overlays and `index.md`.
+
+    Args:
+        run_dir: the run folder.
+        path: a volume, image or folder (one bag).
+        out: output folder (default `<run>/explain/<file name>`).
+        layer_name: layer whose input is explained (default: the backbone, pixel level).
+        class_index: the class to explain.
+        slices: overlays for the top N slices.
+
+    Returns:
+        `(out, [(slice, contribution, png path), ...])`.
+    """
+    from mims_tf.explain.heatmap import explain_bag
+
+    if not isinstance(slices, int) or isinstance(slices, bool) or slices < 1:
+        raise ValueError(f"`slices` must be a positive integer. Received: slices={slices!r}")
+    run = RunFolder(run_dir)
+    model, config, manifest = run.load()
+    source = unlabelled_source(config, manifest.classes, [{"path": os.path.abspath(path)}])
+    bag = next(iter(eval_batches(config, source)))[0]
+    name = item_name(path)
+    out = out or run.explain_dir(name)
+    written = explain_bag(model, bag.numpy(), out, layer_name=layer_name, class_index=class_index, slices=slices,
+                          name=name)
+    return out, written
+
+
+def item_name(path):
+    """A folder name for a file or `.npz` item: `scan.nii.gz` -> `scan`, `set.npz#test_images/2` -> `set_test_images_2`."""
+    base, _, item = os.fspath(path).partition("#") if ".npz#" in os.fspath(path) else (os.fspath(path), "", "")
+    stem = os.path.basename(os.path.normpath(base))
+    for suffix in (".nii.gz", ".npz", ".npy", ".nii", ".tiff", ".tif", ".png", ".jpg", ".jpeg", ".dcm"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return re.sub(r"[^\w.-]+", "_", f"{stem}_{item}" if item else stem).strip("_") or "bag"

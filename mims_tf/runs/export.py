@@ -1,0 +1,72 @@
+"""Export a run's best model (SavedModel for TF Serving, TFLite, or a `.keras` copy), with the run's
+preparation metadata beside it, so an exported file says how its input must be prepared."""
+
+import os
+import shutil
+
+from mims_tf.runs.folder import RunFolder
+from mims_tf.runs.inputs import sample_bags
+from mims_tf.utils import atomic_path, check_choice, write_json
+
+FORMATS = ("saved_model", "tflite", "keras")
+SAVED_MODELS = "saved_models"  # TF Serving's --model_base_path parent, in the working directory
+
+
+def export_metadata(config, classes):
+    """What a client needs to prepare an input and read the output of an exported run."""
+    import mims_tf
+
+    return {
+        "mims_tf_version": mims_tf.__version__,
+        "preset": config.preset,
+        "classes": list(classes),
+        "positive_class": classes[-1],
+        "input": {"shape": "(bags, instances, height, width, channels)", "dtype": "float32",
+                  "pixel_range": [0, 255]},
+        "data": config.to_dict()["data"],
+        "precision_trained": config.precision,
+        "output": "probabilities (bags, classes), softmax",
+    }
+
+
+def export_run(run_dir, fmt="saved_model", out=None, name=None, version=None, quantize="none"):
+    """Exports `best.keras` of a run, verified against Keras on real bags of the run; returns a summary.
+
+    Args:
+        run_dir: the run folder.
+        fmt: `"saved_model"`, `"tflite"` or `"keras"`.
+        out: for a SavedModel, the base folder holding `<name>/<version>/` (default `saved_models/` in the
+            working directory, where TF Serving's `--model_base_path=saved_models/<name>` finds it); for
+            the others, the folder of the file (default `<run>/export`).
+        name: the model name (default: the run's preset).
+        version: the SavedModel version (default: the next free one).
+        quantize: TFLite weights: `"none"`, `"float16"` or `"int8"`.
+
+    Returns:
+        `{"path", "format", "metadata"}`, plus `"bytes"` and `"max_abs_difference"` for TFLite.
+    """
+    from mims_tf.export import export_saved_model, export_tflite
+
+    check_choice("format", fmt, FORMATS)
+    run = RunFolder(run_dir)
+    model, config, manifest = run.load()
+    name = name or config.preset
+    metadata = export_metadata(config, manifest.classes)
+    if fmt == "saved_model":
+        base = out or SAVED_MODELS
+        path = export_saved_model(model, base, name=name, version=version, sample=sample_bags(config, manifest),
+                                  metadata=metadata)
+        return {"path": path, "format": fmt, "metadata": metadata}
+    out = out or run.export_dir
+    os.makedirs(out, exist_ok=True)
+    if fmt == "tflite":
+        suffix = "" if quantize == "none" else f"_{quantize}"
+        info = export_tflite(model, os.path.join(out, f"{name}{suffix}.tflite"), quantize,
+                             sample=sample_bags(config, manifest)[:1])
+        write_json(os.path.splitext(info["path"])[0] + ".json", metadata)
+        return {**info, "format": fmt, "metadata": metadata}
+    path = os.path.join(out, f"{name}.keras")
+    with atomic_path(path) as tmp:
+        shutil.copyfile(run.model_path("best"), tmp)
+    write_json(os.path.splitext(path)[0] + ".json", metadata)
+    return {"path": path, "format": fmt, "metadata": metadata}

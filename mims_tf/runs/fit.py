@@ -1,0 +1,162 @@
+"""Train a run, and resume it after a crash.
+
+The global step is the optimizer's `iterations`, saved inside `last.keras`, so model, optimizer and data
+position always agree: a resumed run restarts the data stream at that step (`make_dataset(start_step=...)`)
+and ends bit-identical to an uninterrupted one.
+"""
+
+import logging
+import math
+import os
+import shutil
+
+import keras
+import numpy as np
+
+from mims_tf.data import BagSource
+from mims_tf.runs.folder import RunFolder
+from mims_tf.runs.inputs import build_manifest, eval_batches, train_batches
+
+logger = logging.getLogger("mims_tf")
+
+
+def _step(model):
+    """The global step: the optimizer's iteration count (a mirrored variable under a strategy)."""
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations.value.read_value()))
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Saves `last.keras` every `every` steps and each epoch, and `best.keras` by validation AUROC."""
+
+    def __init__(self, run, every, state):
+        super().__init__()
+        self.run, self.every, self.state = run, every, state
+
+    def on_train_batch_end(self, batch, logs=None):
+        if _step(self.model) % self.every == 0:
+            self.run.save_model(self.model, "last")
+
+    def on_epoch_end(self, epoch, logs=None):
+        auroc = (logs or {}).get("val_auroc")
+        if auroc is not None and auroc > self.state["best_val_auroc"]:
+            self.run.save_model(self.model, "best")
+            self.state.update(best_val_auroc=float(auroc), best_epoch=epoch + 1)
+        self.run.save_model(self.model, "last")
+        self.state["epochs_done"] = epoch + 1
+        self.run.save_state(self.state)
+
+
+def prepare_run_folder(config, resume=False, overwrite=False):
+    """`(config, resuming)`: the stored config when resuming (only `epochs` may grow), else `config`
+    written into a new (or emptied) run folder with its resolved precision."""
+    run = RunFolder(config.out)
+    if run.exists():
+        if resume:
+            stored = run.config()
+            if config.training.epochs != stored.training.epochs:  # the one setting a resumed run may change
+                stored.training.epochs = config.training.epochs
+                run.save_config(stored)
+            return stored, True
+        if not overwrite:
+            raise ValueError(f"{run.path}: holds another run (config.yaml); resume it or overwrite it")
+        shutil.rmtree(run.path)
+    elif resume:
+        raise ValueError(f"{run.path}: no run to resume (no config.yaml)")
+    elif os.path.isdir(run.path) and os.listdir(run.path) and not overwrite:
+        raise ValueError(f"{run.path}: folder is not empty; overwrite it or choose another output folder")
+    os.makedirs(run.path, exist_ok=True)
+    config.precision = config.resolved_precision()
+    run.save_config(config)
+    return config, False
+
+
+def train(config, resume=False, overwrite=False, verbose="auto", callbacks=()):
+    """Trains as `config` says, in the run folder `config.out`; returns a summary dict.
+
+    Args:
+        config: a `RunConfig`.
+        resume: continue the run in `config.out` (its stored config; `training.epochs` may grow).
+        overwrite: replace the run in `config.out`.
+        verbose: Keras progress output (`"auto"`, 0, 1, 2).
+        callbacks: extra Keras callbacks, run after the run's own.
+
+    Returns:
+        `{"run", "precision", "replicas", "best_val_auroc", "best_epoch", "epochs_done", "best_model"}`.
+    """
+    from mims_tf.models import build_model
+    from mims_tf.train import compile_model
+    from mims_tf.train.strategy import get_strategy
+
+    config, resuming = prepare_run_folder(config, resume, overwrite)
+    run = RunFolder(config.out)
+    keras.utils.set_random_seed(config.seed)
+    if resuming and os.path.exists(run.manifest_path):
+        manifest = run.manifest(config.data.classes)
+    else:
+        manifest = build_manifest(config, run.path)
+        run.save_manifest(manifest)
+    options = dict(central=config.data.central, normalize=config.data.normalize)
+    train_source = BagSource(manifest, "train", **options)
+    val_source = BagSource(manifest, "val", **options)
+    state = run.state() if resuming else {"best_val_auroc": -1.0, "best_epoch": None, "epochs_done": 0}
+
+    strategy = get_strategy(config.strategy)
+    replicas = strategy.num_replicas_in_sync
+    with strategy.scope():
+        if resuming and os.path.exists(run.model_path("last")):
+            model = run.load_model("last")
+        else:
+            model = build_model(config.model_config(len(manifest.classes)), dtype=config.precision)
+            compile_model(model, config.training.learning_rate, config.training.backbone_multiplier)
+    _check_k_fits(model, train_source, config)
+    logger.info("classes: %s (positive class: %s); %d training and %d validation bags",
+                ", ".join(manifest.classes), manifest.classes[-1], len(train_source), len(val_source))
+
+    training = config.training
+    steps_per_epoch = training.steps_per_epoch or math.ceil(len(train_source) / training.batch_size)
+    # Several devices split each batch: validation batches then hold one bag per device, the
+    # last one filled by repeating bags (a device with an empty batch fails in Keras/TF).
+    val_data = eval_batches(config, val_source, batch_size=replicas, pad_last=replicas > 1)
+    callbacks = [
+        RunCheckpoint(run, training.checkpoint_steps, state),
+        keras.callbacks.CSVLogger(run.log_path, append=True),
+        keras.callbacks.TensorBoard(run.tensorboard_dir, write_graph=False),
+        *callbacks,
+    ]
+    if config.strategy == "multi_worker":
+        from mims_tf.train.multi_worker import patch_keras_for_multi_worker
+
+        patch_keras_for_multi_worker(model, strategy, train_batches(config, train_source))
+    step = _step(model)
+    epoch, offset = divmod(step, steps_per_epoch)
+    fit = dict(validation_data=val_data, callbacks=callbacks, verbose=verbose, shuffle=False)
+    if offset and epoch < training.epochs:  # a run stopped mid-epoch: finish that epoch first
+        model.fit(train_batches(config, train_source, step), initial_epoch=epoch, epochs=epoch + 1,
+                  steps_per_epoch=steps_per_epoch - offset, **fit)
+        epoch += 1
+    if epoch < training.epochs:
+        model.fit(train_batches(config, train_source, epoch * steps_per_epoch), initial_epoch=epoch,
+                  epochs=training.epochs, steps_per_epoch=steps_per_epoch, **fit)
+    logger.info("%s: best validation AUROC %.4f at epoch %s; run folder %s",
+                config.preset, state["best_val_auroc"], state["best_epoch"], run.path)
+    return {"run": run.path, "precision": config.precision, "replicas": replicas, **state,
+            "best_model": run.model_path("best")}
+
+
+def _check_k_fits(model, source, config):
+    """Fails early (one line) when top-k asks for more elements than the smallest bag gives."""
+    instances = config.data.instances
+    if instances is None:
+        smallest = min(source.instance_counts())
+    else:
+        smallest = instances[0] if isinstance(instances, tuple) else instances
+    try:
+        model(np.zeros((1, smallest, *config.data.image_size, config.data.channels), np.float32), training=False)
+    except ValueError as error:
+        message = str(error)
+        if "needs at least k=" in message:
+            raise ValueError(
+                f"k={message.split('k=')[1].split()[0]} is larger than what a bag of {smallest} instance(s) gives: "
+                + message[message.index("needs at least"):].split(". Use")[0]
+            ) from None
+        raise

@@ -1,0 +1,156 @@
+"""The run folder: one object knows its layout and reads and writes every file in it.
+
+    config.yaml      the run's configuration (`RunConfig`, nested), with the resolved precision
+    manifest.csv     the manifest with the splits used
+    last.keras       model and optimizer state, every `checkpoint_steps` steps and every epoch
+    best.keras       the model of the epoch with the best validation AUROC
+    state.json       best validation AUROC and its epoch, epochs done
+    log.csv          one row of metrics per epoch
+    tensorboard/     TensorBoard logs
+    eval_<stem>.*    evaluation outputs (per-bag CSV, metrics JSON), roc_<stem>.png
+    explain/         heatmaps
+    export/          TFLite and .keras exports
+
+Every file is written to a temporary name and renamed into place, so a crash never leaves half a file.
+"""
+
+import json
+import os
+
+from mims_tf.runs.config import load_config, save_config
+from mims_tf.utils import atomic_path, write_json
+
+
+class RunFolder:
+    """A run folder on disk (see the module docstring for its layout).
+
+    Args:
+        path: the folder.
+
+    Example:
+
+    >>> run = RunFolder("runs/adrenal")
+    >>> model = run.load_model("best")
+    >>> config, manifest = run.config(), run.manifest()
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+
+    def __repr__(self):
+        return f"RunFolder({self.path!r})"
+
+    def file(self, name):
+        """The path of `name` inside the run folder."""
+        return os.path.join(self.path, name)
+
+    @property
+    def name(self):
+        return os.path.basename(os.path.normpath(self.path))
+
+    @property
+    def config_path(self):
+        return self.file("config.yaml")
+
+    @property
+    def manifest_path(self):
+        return self.file("manifest.csv")
+
+    @property
+    def state_path(self):
+        return self.file("state.json")
+
+    @property
+    def log_path(self):
+        return self.file("log.csv")
+
+    @property
+    def tensorboard_dir(self):
+        return self.file("tensorboard")
+
+    def model_path(self, which="best"):
+        """`best.keras` or `last.keras`."""
+        if which not in ("best", "last"):
+            raise ValueError(f"`which` must be 'best' or 'last'. Received: which={which!r}")
+        return self.file(f"{which}.keras")
+
+    def exists(self):
+        """True where the folder holds a run (a config.yaml)."""
+        return os.path.isfile(self.config_path)
+
+    def check(self, which="best"):
+        """Raises ValueError unless the folder holds a run with `<which>.keras`."""
+        if not os.path.isdir(self.path):
+            raise ValueError(f"{self.path}: run folder not found")
+        if not self.exists():
+            raise ValueError(f"{self.path}: not a run folder (no config.yaml)")
+        if not os.path.isfile(self.model_path(which)):
+            raise ValueError(f"{self.path}: no {which}.keras (was the run trained for at least one epoch?)")
+        return self
+
+    # --- configuration, manifest, state -------------------------------------------------------------
+
+    def config(self):
+        """The stored `RunConfig`."""
+        return load_config(self.config_path)
+
+    def save_config(self, config):
+        save_config(config, self.config_path)
+
+    def manifest(self, classes=None):
+        """The stored manifest, with the run's classes in order."""
+        from mims_tf.data import read_manifest
+
+        if classes is None:
+            classes = self.config().data.classes
+        return read_manifest(self.manifest_path, classes=classes, check_files=False)
+
+    def save_manifest(self, manifest):
+        from mims_tf.data import write_manifest
+
+        write_manifest(manifest, self.manifest_path)
+
+    def state(self):
+        """The stored state (best validation AUROC, its epoch, epochs done); defaults where absent."""
+        state = {"best_val_auroc": -1.0, "best_epoch": None, "epochs_done": 0}
+        if os.path.isfile(self.state_path):
+            with open(self.state_path, encoding="utf-8") as f:
+                state.update(json.load(f))
+        return state
+
+    def save_state(self, state):
+        write_json(self.state_path, state)
+
+    # --- models ---------------------------------------------------------------------------------------
+
+    def save_model(self, model, which):
+        """Saves `model` as `best.keras` or `last.keras`, atomically."""
+        with atomic_path(self.model_path(which), suffix=".keras") as tmp:
+            model.save(tmp)
+
+    def load_model(self, which="best"):
+        """The run's `best.keras` or `last.keras` (safe mode: no code from the file runs)."""
+        import keras
+
+        self.check(which)
+        return keras.saving.load_model(self.model_path(which), safe_mode=True)
+
+    def load(self, which="best"):
+        """`(model, config, manifest)` of the run."""
+        self.check(which)
+        config = self.config()
+        return self.load_model(which), config, self.manifest(config.data.classes)
+
+    # --- outputs --------------------------------------------------------------------------------------
+
+    def evaluation_paths(self, stem):
+        """Paths of an evaluation's per-bag CSV, metrics JSON and ROC plot (`stem`: `test`, `test_4inst`)."""
+        return {"csv": self.file(f"eval_{stem}.csv"), "json": self.file(f"eval_{stem}.json"),
+                "roc": self.file(f"roc_{stem}.png")}
+
+    def explain_dir(self, name):
+        return os.path.join(self.path, "explain", name)
+
+    @property
+    def export_dir(self):
+        return self.file("export")

@@ -1,0 +1,76 @@
+"""From the run's data block to bags: the manifest of a new run, and bag sources and batches read the way
+the run was trained (central slices, normalisation, image size, channels)."""
+
+import os
+
+from mims_tf.data import BagSource, assign_splits, from_class_folders, from_medmnist, from_rows, make_dataset
+from mims_tf.data import read_manifest
+from mims_tf.data.synthetic import write_dataset
+
+
+def build_manifest(config, run_dir):
+    """The manifest named by `config.data.source`, with splits (assigned by bag where missing)."""
+    data = config.data
+    source = data.source
+    if source == "synthetic":
+        path = write_dataset(os.path.join(run_dir, "data"), seed=config.seed, instances=16, size=64)
+        manifest = from_medmnist(path, classes=data.classes)
+    elif source.lower().endswith(".csv"):
+        manifest = read_manifest(source, classes=data.classes)
+    elif source.lower().endswith(".npz"):
+        manifest = from_medmnist(source, classes=data.classes)
+    elif os.path.isdir(source):
+        manifest = from_class_folders(source, bag_pattern=data.bag_pattern, classes=data.classes)
+    else:
+        raise ValueError(
+            f"{source}: the data source must be a manifest .csv, a MedMNIST-style .npz, a folder of class "
+            "folders, or 'synthetic'"
+        )
+    if any(not row["split"] for row in manifest.rows):
+        manifest = assign_splits(manifest, data.split_fractions, seed=data.split_seed)
+    return manifest
+
+
+def bag_source(config, manifest, split=None, skip_unreadable=False, progress=False):
+    """A `BagSource` that reads bags the way the run was trained (central slices, normalisation)."""
+    return BagSource(manifest, split, central=config.data.central, normalize=config.data.normalize,
+                     skip_unreadable=skip_unreadable, progress=progress)
+
+
+def unlabelled_source(config, classes, rows, skip_unreadable=False):
+    """A `bag_source` over unlabelled rows (dicts with `path`, optional `bag`), e.g. files to predict."""
+    rows = [dict(row, label=classes[0], split="predict") for row in rows]
+    return bag_source(config, from_rows(rows, classes=classes), "predict", skip_unreadable)
+
+
+def eval_batches(config, source, instances=None, batch_size=1, pad_last=False, seed=0):
+    """Every bag of `source` in order, sized as the run's model expects: whole, or `instances` sampled per bag
+    (the same instances for the same `seed`)."""
+    return make_dataset(source, False, image_size=config.data.image_size, channels=config.data.channels,
+                        instances=instances, batch_size=batch_size, pad_last=pad_last, seed=seed)
+
+
+def train_batches(config, source, start_step=0):
+    """The endless, shuffled, augmented training stream of the run, from global step `start_step`."""
+    data = config.data
+    return make_dataset(
+        source, True, image_size=data.image_size, channels=data.channels, instances=data.instances,
+        batch_size=config.training.batch_size, augment=data.augment, seed=config.seed, repeat=True,
+        start_step=start_step,
+    )
+
+
+def sample_bags(config, manifest, count=2):
+    """A few real bags of the test split (else any split) as float32 `(count, S, H, W, C)`, for export checks."""
+    split = "test" if "test" in {row["split"] for row in manifest.rows} else None
+    source = bag_source(config, manifest, split)
+    instances = config.data.instances
+    instances = instances[0] if isinstance(instances, tuple) else (instances or 4)
+    data = make_dataset(source, True, image_size=config.data.image_size, channels=config.data.channels,
+                        instances=instances, batch_size=count, augment=False, seed=0)
+    return next(iter(data))[0].numpy()
+
+
+def predict_bags(model, config, source, instances=None):
+    """Class probabilities `(bags, classes)` for every bag of a `BagSource`, in order (see `eval_batches`)."""
+    return model.predict(eval_batches(config, source, instances), verbose=0)

@@ -1,0 +1,81 @@
+import pytest
+import yaml
+
+from mims_tf.runs.config import RunConfig, load_config, save_config
+
+
+def test_k_defaults_to_the_presets_own():
+    assert "k" not in RunConfig.from_dict({"preset": "mims_top2"}).model_overrides()
+    assert RunConfig.from_dict({"preset": "mims_top2"}).model_config(classes=2).k == 2
+    assert RunConfig.from_dict({"preset": "mims_top2", "k": 4}).model_config(classes=2).k == 4
+
+
+def test_bad_k_is_a_clear_error():
+    with pytest.raises(ValueError, match="Received: k=0"):
+        RunConfig.from_dict({"k": 0})
+
+
+def test_local_weights_path_is_stored_absolute(tmp_path, monkeypatch):
+    (tmp_path / "backbone.h5").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    config = RunConfig.from_dict({"model": {"weights": "backbone.h5"}})
+    assert config.model["weights"] == str(tmp_path / "backbone.h5")  # a resume from another folder still finds it
+    assert RunConfig.from_dict({"weights": "imagenet"}).model["weights"] == "imagenet"
+
+
+def test_nested_and_flat_mappings_give_the_same_config():
+    nested = RunConfig.from_dict({
+        "model": {"preset": "mi_pre", "kernels": "crc"},
+        "data": {"source": "synthetic", "image_size": [48, 32], "instances": [4, 6]},
+        "training": {"epochs": 3, "learning_rate": 0.01},
+        "seed": 2,
+    })
+    flat = RunConfig.from_dict({"preset": "mi_pre", "kernels": "crc", "data": "synthetic", "image_size": [48, 32],
+                                "instances": [4, 6], "epochs": 3, "learning_rate": 0.01, "seed": 2})
+    assert nested == flat
+    assert nested.data.image_size == (48, 32) and nested.data.instances == (4, 6)
+    assert RunConfig.from_dict({"image_size": 40}).data.image_size == (40, 40)
+    model = nested.model_config(classes=3)
+    assert (model.name, model.image_size, model.classes, model.backbone, model.kernels) == (
+        "mi_pre", (48, 32), 3, "tiny", "crc")
+
+
+def test_yaml_round_trip_is_nested(tmp_path):
+    config = RunConfig.from_dict({"preset": "mims", "epochs": 2})
+    save_config(config, tmp_path / "config.yaml")
+    stored = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert set(stored) == {"model", "data", "training", "seed", "precision", "strategy", "out"}
+    assert stored["training"]["epochs"] == 2 and stored["data"]["image_size"] == [64, 64]
+    assert load_config(str(tmp_path / "config.yaml")) == config
+
+
+def test_overrides_apply_over_a_file(tmp_path):
+    (tmp_path / "c.yaml").write_text("model: {preset: mi_pre}\ntraining: {epochs: 7}\n")
+    config = load_config(str(tmp_path / "c.yaml"), {"training": {"learning_rate": 0.5}, "model": {"weights": None},
+                                                    "seed": None})
+    assert (config.preset, config.training.epochs, config.training.learning_rate, config.seed) == ("mi_pre", 7, 0.5, 0)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"lerning_rate": 0.01}, "unknown config key 'lerning_rate'. Did you mean 'learning_rate'?"),
+        ({"training": {"epoch": 3}}, "unknown config key training.'epoch'. Did you mean 'epochs'?"),
+        ({"data": 123}, "`data` must be a mapping"),
+        ({"model": {"image_size": 32}}, "`model.image_size` comes from the data"),
+        ({"model": {"preset": "mimz"}}, "Unknown preset 'mimz'. Did you mean 'mims'?"),
+        ({"model": {"pooling": "topK"}}, "Unknown pooling 'topK'. Did you mean 'topk'?"),
+        ({"precision": "float8"}, "Received: precision='float8'"),
+        ({"strategy": "mirorred"}, "Did you mean 'mirrored'?"),
+        ({"epochs": 0}, "Received: epochs=0"),
+        ({"image_size": [32]}, "Received: image_size=(32,)"),
+        ({"learning_rate": float("nan")}, "Received: learning_rate=nan"),
+        ({"learning_rate": -0.1}, "Received: learning_rate=-0.1"),
+        ({"steps_per_epoch": 0}, "Received: steps_per_epoch=0"),
+        ({"instances": 0}, "Received: instances=0"),
+    ],
+)
+def test_bad_config_is_one_clear_error(values, message):
+    with pytest.raises(ValueError, match=None) as error:
+        RunConfig.from_dict(values)
+    assert message in str(error.value), str(error.value)

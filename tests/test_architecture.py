@@ -1,0 +1,137 @@
+"""The package's structure: imports only go downwards, no cycles, a quiet library, files of a readable size."""
+
+import ast
+import os
+import subprocess
+import sys
+
+import mims_tf
+
+PACKAGE = os.path.dirname(mims_tf.__file__)
+# Lower ranks never import higher ones: layers < data, models, export < train, runs, explain < bench < cli.
+RANKS = {"utils": 0, "layers": 1, "data": 2, "models": 2, "export": 2, "train": 3, "runs": 3, "explain": 3,
+         "bench": 4, "cli": 5}
+
+
+def _modules():
+    for folder, _, files in os.walk(PACKAGE):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                parts = os.path.relpath(path, PACKAGE)[:-3].split(os.sep)
+                yield parts, path
+
+
+def _room(parts):
+    return parts[0]
+
+
+def _imports(path):
+    """Every `mims_tf.<room>` a module imports, at module level or inside functions."""
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "mims_tf" and len(parts) > 1 and parts[1] in RANKS:
+                yield parts[1]
+
+
+def _graph():
+    graph = {}
+    for parts, path in _modules():
+        if parts == ["__init__"]:  # the package root registers the serializable classes
+            continue
+        room = _room(parts)
+        assert room in RANKS, f"{path}: a room the architecture test does not know; add it to RANKS"
+        graph.setdefault(room, set()).update(r for r in _imports(path) if r != room)
+    return graph
+
+
+def test_imports_only_go_downwards():
+    upward = [f"{room} imports {other}" for room, others in _graph().items() for other in others
+              if RANKS[other] > RANKS[room]]
+    assert not upward, upward
+
+
+def test_no_cycle_between_rooms():
+    graph = _graph()
+    state = {}
+
+    def visit(room, path):
+        state[room] = "open"
+        for other in graph.get(room, ()):
+            assert state.get(other) != "open", f"import cycle: {' -> '.join(path + [other])}"
+            if other not in state:
+                visit(other, path + [other])
+        state[room] = "done"
+
+    for room in graph:
+        if room not in state:
+            visit(room, [room])
+
+
+def test_the_library_does_not_print_or_read_the_command_line():
+    offenders = []
+    for parts, path in _modules():
+        if parts[0] == "cli":
+            continue
+        for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
+                offenders.append(f"{path}:{node.lineno} print")
+            if isinstance(node, ast.Attribute) and node.attr == "argv" and getattr(node.value, "id", None) == "sys":
+                offenders.append(f"{path}:{node.lineno} sys.argv")
+    assert not offenders, offenders
+
+
+def test_library_messages_name_arguments_not_flags():
+    """Errors and log lines of the library (not the CLI) never tell the user to pass a `--flag`."""
+    import re
+
+    offenders = []
+    for parts, path in _modules():
+        if parts[0] == "cli":
+            continue
+        messages = [n for n in ast.walk(ast.parse(open(path, encoding="utf-8").read()))
+                    if isinstance(n, ast.Raise) or (isinstance(n, ast.Call) and getattr(n.func, "attr", "") in (
+                        "info", "warning", "error", "debug"))]
+        for message in messages:
+            for node in ast.walk(message):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.search(r"(^|[\s(])--[a-z]", node.value):
+                    offenders.append(f"{path}:{node.lineno} {node.value[:60]!r}")
+    assert not offenders, offenders
+
+
+def test_no_file_of_the_package_is_over_400_lines_without_a_reason():
+    long = []
+    for parts, path in _modules():
+        text = open(path, encoding="utf-8").read()
+        if text.count("\n") > 400 and "over 400 lines because" not in text:
+            long.append(f"{path}: {text.count(chr(10))} lines")
+    assert not long, long
+
+
+def test_import_mims_tf_is_fast_and_enough_to_load_a_model_with_plain_keras(tmp_path):
+    code = (
+        "import sys, time; t = time.perf_counter(); import mims_tf; elapsed = time.perf_counter() - t\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'import mims_tf loaded TensorFlow'\n"
+        "assert elapsed < 1.0, elapsed\n"
+        "import keras\n"
+        "model = keras.saving.load_model(sys.argv[1])\n"
+        "print(type(model.optimizer).__module__, model.get_layer('fold_instances').__class__.__name__)\n"
+    )
+    save = (
+        "import sys; from mims_tf.models import build_model; from mims_tf.train import compile_model\n"
+        "model = compile_model(build_model('mims', backbone='tiny', weights=None, image_size=(16, 16)))\n"
+        "model.save(sys.argv[1])\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.getcwd(), TF_CPP_MIN_LOG_LEVEL="3")
+    path = str(tmp_path / "m.keras")
+    subprocess.run([sys.executable, "-c", save, path], check=True, env=env, capture_output=True)
+    loaded = subprocess.run([sys.executable, "-c", code, path], env=env, capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr[-1500:]
+    assert "mims_tf.train.optimizers FoldInstances" in loaded.stdout
