@@ -52,7 +52,7 @@ def demo(out, epochs=25, presets=PRESETS, verbose=2):
     tflite = export_run(run_dir, "tflite")
     arrays = np.load(data)
     positive = int(np.flatnonzero(arrays["test_labels"][:, 0])[0])
-    overlays, _ = explain_file(run_dir, f"{data}#test_images/{positive}", slices=3)
+    overlays, _, _ = explain_file(run_dir, f"{data}#test_images/{positive}", slices=3)
     print(f"\nbest: {best} -> {run_dir}/best.keras")
     print(f"  SavedModel (TF Serving layout): {saved['path']}")
     print(f"  TFLite: {tflite['path']} ({tflite['bytes']:,} bytes, verified)")

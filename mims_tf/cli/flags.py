@@ -35,6 +35,8 @@ _FLAGS = (
     Flag("precision", "precision", str,
          "float32, mixed_bfloat16 or mixed_float16; default: fp16 on GPU, bf16 on AMX CPUs, else fp32"),
     Flag("strategy", "strategy", str, "none, mirrored (one host, all devices) or multi_worker (TF_CONFIG); default none"),
+    Flag("sensitivity", "sensitivity", float,
+         "choose the decision threshold for this validation sensitivity (e.g. 0.95); default: Youden's J"),
     Flag("out", "out", str, "run folder; default runs/mims"),
     Flag("alpha", "model.backbone_kwargs.alpha", float, "MobileNet width multiplier (config: model: {backbone_kwargs: {alpha: A}})"),
 )

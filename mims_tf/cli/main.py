@@ -94,16 +94,21 @@ def run_train(args):
 
 def evaluate_parser(sub):
     p = sub.add_parser(
-        "evaluate", help="bag-level AUROC, accuracy, sensitivity, specificity of one or more runs",
+        "evaluate", help="bag-level AUROC (95 % CI), accuracy, sensitivity, specificity, calibration of runs",
         formatter_class=FORMATTER,
-        epilog="examples:\n  mims evaluate runs/adrenal\n  mims evaluate runs/a runs/b runs/c   # mean and spread\n"
-        "  mims evaluate runs/adrenal --threshold 0.5 --split val\n"
+        epilog="examples:\n  mims evaluate runs/adrenal\n  mims evaluate runs/a runs/b runs/c   # mean and spread per preset\n"
+        "  mims evaluate runs/a runs/b            # two runs on the same bags: paired CI of the AUROC difference\n"
+        "  mims evaluate runs/adrenal --sensitivity 0.95   # store a threshold reaching 95 % sensitivity on validation\n"
         "  mims evaluate runs/kather --instances 4   # every bag on 4 sampled tiles: bag size is no signal",
     )
     p.add_argument("runs", nargs="+", help="run folders")
     p.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    p.add_argument("--model", dest="which", default="best", choices=("best", "last"),
+                   help="the best epoch's model (by validation AUROC, ties by loss) or the last (default: best)")
     p.add_argument("--threshold", type=float, default=None,
-                   help="decision threshold on P(positive) (default: picked on validation by Youden's J)")
+                   help="decision threshold on the calibrated P(positive) (default: the run's, chosen on validation)")
+    p.add_argument("--sensitivity", type=float, default=None,
+                   help="choose and store the run's threshold as the highest reaching this validation sensitivity")
     p.add_argument("--instances", type=int, default=None,
                    help="evaluate every bag on this many of its instances, sampled once with a fixed seed "
                    "(e.g. the training bag size; default: whole bags, as in the paper)")
@@ -111,20 +116,33 @@ def evaluate_parser(sub):
 
 
 def run_evaluate(args):
-    from mims_tf.runs.evaluate import evaluate_runs, output_stem
+    from mims_tf.runs.evaluate import compare_runs, evaluate_runs, output_stem
 
-    results, summary = evaluate_runs(args.runs, split=args.split, threshold=args.threshold, instances=args.instances)
+    results, groups = evaluate_runs(args.runs, split=args.split, threshold=args.threshold, instances=args.instances,
+                                    which=args.which, sensitivity=args.sensitivity)
     for r in results:
         print(
-            f"{r['run']}: {r['split']} AUROC {r['auroc']:.4f}, accuracy {r['accuracy']:.4f}, sensitivity "
-            f"{r['sensitivity']:.4f}, specificity {r['specificity']:.4f} at threshold {r['threshold']:.3f} "
-            f"({r['threshold_from']}; {r['bags']} bags, instances per bag: {r['instances']})"
+            f"{r['run']} ({r['preset']}, {r['model']} model): {r['split']} AUROC {r['auroc']:.4f} "
+            f"(95 % CI {r['auroc_low']:.3f}-{r['auroc_high']:.3f}, {r['bags']} bags); at threshold {r['threshold']:.3f} "
+            f"({r['threshold_from']}): accuracy {r['accuracy']:.4f}, sensitivity {r['sensitivity']:.4f}, "
+            f"specificity {r['specificity']:.4f}"
         )
-        stem = output_stem(r["split"], args.instances)
-        print(f"  per-bag CSV {r['run']}/eval_{stem}.csv, ROC curve {r['run']}/roc_{stem}.png")
-    if len(results) > 1:
-        print(f"over {len(results)} runs: "
-              + ", ".join(f"{name} {s['mean']:.4f} +- {s['std']:.4f}" for name, s in summary.items()))
+        print(f"  calibration (T = {r['temperature']:.3f}): ECE {r['ece']:.4f} -> {r['ece_calibrated']:.4f}, "
+              f"Brier {r['brier']:.4f} -> {r['brier_calibrated']:.4f}; instances per bag: {r['instances']}")
+        if not r["threshold_reliable"]:
+            print(f"  warning: the threshold is unreliable: {r['threshold_warning']}")
+        stem = output_stem(r["split"], args.instances, args.which)
+        print(f"  per-bag CSV {r['run']}/eval_{stem}.csv, ROC {r['run']}/roc_{stem}.png, "
+              f"reliability {r['run']}/reliability_{stem}.png")
+    for (preset, data), summary in groups.items():
+        n = summary["auroc"]["n"]
+        if n > 1:
+            print(f"{preset} over {n} runs on {data}: "
+                  + ", ".join(f"{name} {s['mean']:.4f} +- {s['std']:.4f}" for name, s in summary.items()))
+    if len(results) == 2 and results[0]["bag_ids"] == results[1]["bag_ids"]:
+        difference, low, high = compare_runs(*results)
+        print(f"AUROC {results[0]['run']} - {results[1]['run']}: {difference:+.4f} "
+              f"(paired bootstrap 95 % CI {low:+.4f} to {high:+.4f}, {results[0]['bags']} bags)")
     return 0
 
 
@@ -140,6 +158,7 @@ def predict_parser(sub):
     p.add_argument("--format", default="csv", choices=("csv", "json"), help="output format (default: csv)")
     p.add_argument("--output", help="output file (default: standard output)")
     p.add_argument("--skip-unreadable", action="store_true", help="skip unreadable files (reported) instead of failing")
+    p.add_argument("--model", dest="which", default="best", choices=("best", "last"), help="default: best")
     return p
 
 
@@ -149,7 +168,7 @@ def run_predict(args):
     if bool(args.inputs) == bool(args.manifest):
         raise ValueError("give either input files or --manifest")
     results = predict(args.run, args.inputs, manifest_path=args.manifest, out=args.output, fmt=args.format,
-                      skip_unreadable=args.skip_unreadable)
+                      skip_unreadable=args.skip_unreadable, which=args.which)
     if args.output:
         print(f"wrote {args.output}", file=sys.stderr)
     else:
@@ -247,7 +266,7 @@ def explain_parser(sub):
 def run_explain(args):
     from mims_tf.runs.explain import explain_file
 
-    out, written = explain_file(args.run, args.file, out=args.out, layer_name=args.layer,
+    out, written, _ = explain_file(args.run, args.file, out=args.out, layer_name=args.layer,
                                 class_index=args.class_index, slices=args.slices)
     for s, score, path in written:
         print(f"slice {s}: contribution {score:.4g} -> {path}")

@@ -140,7 +140,7 @@ class BagSource:
 
 
 def make_dataset(source, training, image_size=(224, 224), channels=3, instances=None, batch_size=1,
-                 augment=True, seed=0, repeat=False, start_step=0, pad_last=False):
+                 augment=True, seed=0, repeat=False, start_step=0, pad_last=False, replacement=False):
     """A `tf.data.Dataset` of `(bags, labels)`: float32 `(B, S, H, W, C)` in [0, 255], int32 `(B,)`.
 
     Args:
@@ -153,7 +153,9 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
             all (bags must then be the same size to batch). In evaluation, an int
             samples that many instances of each bag once (fixed by `seed` and the
             bag: test bags the size of training bags), None keeps every bag whole.
-            Bags with fewer instances are sampled with replacement.
+            A bag with fewer instances keeps the ones it has (each once), unless
+            `replacement`; in training, bags of different sizes then go into
+            batches of one size each (the same bags, in a deterministic order).
         batch_size: bags per batch. In evaluation, bags of different sizes need 1.
         augment: training only: random left-right flip of a bag and a random
             brightness / contrast change, the same for every instance of a bag.
@@ -163,6 +165,8 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
             at its data position: the batches are the ones an uninterrupted run sees).
         pad_last: evaluation only: fill the last batch by repeating bags, so every
             batch is full (needed to split batches over several devices).
+        replacement: sample bags smaller than `instances` with replacement, to
+            `instances` (copies of instances), as mims-tf 0.1 did.
 
     Each bag goes through `sample_instances`, `prepare_instances` and, in
     training, `augment_bag` (`mims_tf.data.transforms`), with the stateless seed
@@ -188,6 +192,12 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
             "Bags have different numbers of instances, so they cannot be batched whole: use batch_size=1"
             + (" or set `instances`" if training else "") + f". Received: batch_size={batch_size}"
         )
+    if (not training and isinstance(instances, int) and not replacement and batch_size > 1
+            and min(source.instance_counts()) < instances):
+        raise ValueError(
+            f"Some bags have fewer than {instances} instances and keep their own size, so they cannot be batched: "
+            f"use batch_size=1 or replacement=True. Received: batch_size={batch_size}"
+        )
     labels = tf.constant(source.labels)
 
     def load(index):
@@ -197,7 +207,7 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
     def eval_map(index):
         x = load(index)
         if instances is not None:
-            x = sample_instances(x, instances, tf.stack([tf.constant(seed, tf.int64), index]))
+            x = sample_instances(x, instances, tf.stack([tf.constant(seed, tf.int64), index]), replacement)
         return prepare_instances(x, image_size, channels), labels[index]
 
     if training:
@@ -209,15 +219,20 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
 
         def train_map(index, current):
             seed_pair = tf.stack([tf.constant(seed, tf.int64) * 1_000_003 + current, index])
-            x = sample_instances(load(index), instances, seed_pair)
+            x = sample_instances(load(index), instances, seed_pair, replacement)
             x = prepare_instances(x, image_size, channels)
             if augment:
                 x = augment_bag(x, seed_pair)
             return x, labels[index]
 
+        # Bags smaller than `instances` keep their own size: batches then group bags of one size.
+        ragged = (isinstance(instances, int) and not replacement and batch_size > 1
+                  and min(source.instance_counts()) < instances)
         if repeat:
             # Epochs 1, 2, ... without end; `start_step` skips whole batches cheaply (before loading).
-            order = tf.data.Dataset.range(1, 2**62).flat_map(epoch_order).skip(start_step * batch_size)
+            order = tf.data.Dataset.range(1, 2**62).flat_map(epoch_order)
+            if not ragged:
+                order = order.skip(start_step * batch_size)
         else:
             # A counter bumped each time the dataset is iterated (each Keras epoch) makes the
             # shuffling and every random op a pure function of (seed, epoch, bag): the same
@@ -226,6 +241,10 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
             epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="mims_data_epoch")
             order = tf.data.Dataset.range(1).flat_map(lambda _: epoch_order(epoch.assign_add(1)))
         dataset = order.map(train_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if ragged:
+            dataset = dataset.group_by_window(lambda x, y: tf.cast(tf.shape(x)[0], tf.int64),
+                                              lambda _, window: window.batch(batch_size), window_size=batch_size)
+            return (dataset.skip(start_step) if repeat else dataset).prefetch(tf.data.AUTOTUNE)
         if not repeat:
             dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))  # Keras knows the epoch length
     else:

@@ -64,7 +64,7 @@ def sample_indices(total, count, seed):
     return tf.sort(index)
 
 
-def sample_instances(bag, count, seed):
+def sample_instances(bag, count, seed, replacement=False):
     """`count` instances of `bag` `(S, ...)`, at `sample_indices(S, count, seed)`.
 
     Args:
@@ -72,13 +72,19 @@ def sample_instances(bag, count, seed):
         count: None (the bag as it is), an int, a scalar int tensor, or a range
             `(low, high)` (see `instance_count`).
         seed: a stateless seed pair.
+        replacement: where the bag has fewer than `count` instances, draw
+            `count` with replacement (copies of instances); by default keep the
+            bag's `S` instances (each once), so pooling sees what it sees at test.
     """
     import tensorflow as tf
 
     if count is None:
         return bag
     count = instance_count(count, seed)
-    return tf.gather(bag, sample_indices(tf.shape(bag)[0], count, seed))
+    total = tf.shape(bag)[0]
+    if not replacement:
+        count = tf.minimum(count, total)
+    return tf.gather(bag, sample_indices(total, count, seed))
 
 
 def prepare_instances(bag, image_size, channels=3):

@@ -110,34 +110,77 @@ def overlay(image, heatmap, colormap="jet"):
     return np.clip(0.6 * image + 0.3 * colour, 0, 255).astype(np.uint8)
 
 
-def explain_bag(model, bag, out_dir, layer_name=None, class_index=1, slices=3, name="bag"):
-    """Ranks the slices of one bag, writes an overlay PNG per top slice and `index.md`; returns the ranking.
+def explain_bag(model, bag, out_dir, layer_name=None, class_index=1, slices=3, name="bag", prediction=None,
+                class_name=None):
+    """Ranks the slices of one bag, writes a figure per top slice and `index.md`; returns the ranking.
+
+    Each figure shows the slice (upsampled to at least 256 px on its long side) beside its overlay, with a
+    colour bar of the contribution, and is titled with the slice, its contribution, the model's decision
+    (`prediction`) and, separately, the class being explained.
+
+    Args:
+        model: a model from `build_model` (or loaded from a run).
+        bag: float32 `(1, S, H, W, C)`.
+        out_dir: folder of the figures and `index.md`.
+        layer_name: a name from `feature_layers(model)`; default `default_layer(model)`.
+        class_index: the class whose score is explained.
+        slices: figures for the top N slices.
+        name: file name prefix and title.
+        prediction: a line saying what the model decided, e.g. `"predicted: 1 (P(1) = 0.83, threshold
+            0.42)"`; default: the model's probability of `class_index`.
+        class_name: the explained class's name (default: its index).
 
     Returns:
         A list of `(slice_index, contribution, png_path)` for the written slices, best first.
     """
-    from PIL import Image
-
+    if not isinstance(slices, int) or isinstance(slices, bool) or slices < 1:
+        raise ValueError(f"`slices` must be a positive integer. Received: slices={slices!r}")
     t, probs = contributions(model, bag, layer_name, class_index)
+    explained = f"explained: class {class_name if class_name is not None else class_index}"
+    prediction = prediction or f"P(class {class_index}) = {probs[class_index]:.4f}"
     scores = np.maximum(t, 0).sum(axis=(1, 2))
-    order = np.argsort(-scores, kind="stable")[: max(1, slices)]
+    order = np.argsort(-scores, kind="stable")[:slices]
     maps = heatmaps(t, bag.shape[2:4])
     os.makedirs(out_dir, exist_ok=True)
     written = []
-    for rank, s in enumerate(order, start=1):
+    for s in order:
         path = os.path.join(out_dir, f"{name}_slice{int(s):03d}.png")
-        with atomic_path(path, suffix=".png") as tmp:
-            Image.fromarray(overlay(bag[0, s], maps[s])).save(tmp)
+        title = f"{name}, slice {int(s)}: contribution {scores[s]:.4g}\n{prediction} | {explained}"
+        _figure(path, bag[0, s], maps[s], title)
         written.append((int(s), float(scores[s]), path))
     lines = [
-        f"# {name}: class {class_index}, probability {probs[class_index]:.4f}",
+        f"# {name}: {prediction}",
         "",
-        f"Gradient x input at layer `{layer_name or default_layer(model)}` (supplement C); overlay "
-        "0.6 x image + 0.3 x heatmap, colour map jet (blue low, red high).",
+        f"{explained.capitalize()}. Gradient x input at layer `{layer_name or default_layer(model)}` (supplement C); "
+        "overlay 0.6 x image + 0.3 x heatmap, colour map jet (blue low, red high), scaled over the bag.",
         "",
-        "| rank | slice | contribution | overlay |",
+        "| rank | slice | contribution | figure |",
         "|---|---|---|---|",
     ]
     lines += [f"| {r} | {s} | {c:.4g} | ![slice {s}]({os.path.basename(p)}) |" for r, (s, c, p) in enumerate(written, 1)]
     write_text(os.path.join(out_dir, "index.md"), "\n".join(lines) + "\n")
     return written
+
+
+def _figure(path, image, heatmap, title, colormap="jet"):
+    """The slice beside its overlay, a colour bar, a title; at least 256 px per panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    image = np.asarray(image, np.float32)
+    grey = image.mean(axis=-1) if image.ndim == 3 else image
+    figure, axes = plt.subplots(1, 2, figsize=(6.4, 3.6), dpi=100)
+    axes[0].imshow(grey, cmap="gray", vmin=0, vmax=max(255.0, float(grey.max())), interpolation="bilinear")
+    axes[0].set_title("slice", fontsize=8)
+    axes[1].imshow(overlay(image, heatmap, colormap), interpolation="bilinear")
+    axes[1].set_title("contribution overlay", fontsize=8)
+    for axis in axes:
+        axis.axis("off")
+    mappable = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 255), cmap=colormap)
+    figure.colorbar(mappable, ax=axes[1], fraction=0.046, pad=0.04, label="share of the bag's peak (0-255)")
+    figure.suptitle(title, fontsize=8)
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp)
+    plt.close(figure)

@@ -8,6 +8,7 @@ from mims_tf.layers.magnitude_norm import MagnitudeNorm
 from mims_tf.layers.ms_conv import MSConv
 from mims_tf.layers.preprocessing import BackbonePreprocessing
 from mims_tf.layers.resize import ScaleResize, bilinear_resize
+from mims_tf.layers.temperature_scaling import TemperatureScaling
 from mims_tf.layers.top_k_pooling import TopKPooling
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "MSConv",
     "MagnitudeNorm",
     "ScaleResize",
+    "TemperatureScaling",
     "TopKPooling",
     "UnfoldInstances",
     "bilinear_resize",

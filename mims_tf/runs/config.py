@@ -4,7 +4,7 @@
     data:       source, classes, splits, image size (H, W), channels, central slices, normalisation,
                 instances per bag, augmentation
     training:   batch size, epochs, steps per epoch, learning rate, backbone multiplier, checkpoint steps
-    seed, precision, strategy, out
+    seed, precision, strategy, sensitivity (target of the decision threshold; None: Youden's J), out
 
 Adding a model option is one edit: a field of `ModelConfig` (with a `help` in its metadata, which gives
 it a command-line flag too). A flat mapping (every key at the top, as config files before 0.2 were
@@ -41,6 +41,8 @@ class DataConfig:
         normalize: intensity normalisation (`"auto"`, or see `normalize_volume`).
         instances: instances sampled per bag in training: an int, `(min, max)` or None (the whole bag).
         augment: random flips (and the augmentation of `make_dataset`) in training.
+        replacement: sample a bag smaller than `instances` with replacement (copies of instances) to
+            `instances`; by default it keeps its own instances, each once, as at test.
     """
 
     source: str = "synthetic"
@@ -54,6 +56,7 @@ class DataConfig:
     normalize: object = "auto"
     instances: object = 8
     augment: bool = True
+    replacement: bool = False
 
     def validate(self):
         if not isinstance(self.source, str) or not self.source:
@@ -119,7 +122,7 @@ class TrainingConfig:
 
 
 BLOCKS = {"data": DataConfig, "training": TrainingConfig}
-TOP_LEVEL = ("seed", "precision", "strategy", "out")
+TOP_LEVEL = ("seed", "precision", "strategy", "sensitivity", "out")
 
 
 @dataclasses.dataclass
@@ -139,6 +142,7 @@ class RunConfig:
     seed: int = 0
     precision: str = None
     strategy: str = "none"
+    sensitivity: float = None
     out: str = "runs/mims"
 
     @classmethod
@@ -176,6 +180,9 @@ class RunConfig:
         if self.precision is not None:
             check_choice("precision", self.precision, PRECISIONS)
         check_choice("strategy", self.strategy, STRATEGIES)
+        if self.sensitivity is not None and (isinstance(self.sensitivity, bool) or not isinstance(
+                self.sensitivity, (int, float)) or not 0 < self.sensitivity <= 1):
+            raise ValueError(f"`sensitivity` must be in (0, 1] or None. Received: sensitivity={self.sensitivity!r}")
         _check_positive_int("seed", self.seed, minimum=0)
         if not isinstance(self.out, str) or not self.out:
             raise ValueError(f"`out` must be a folder path. Received: out={self.out!r}")

@@ -9,16 +9,7 @@ from mims_tf.runs.folder import RunFolder
 from mims_tf.runs.inputs import bag_source, predict_bags
 from mims_tf.utils import atomic_open, atomic_path, write_json
 
-METRICS = ("auroc", "accuracy", "sensitivity", "specificity")
-
-
-def youden_threshold(labels, scores):
-    """The threshold maximising sensitivity + specificity - 1 on (labels, scores)."""
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, thresholds = roc_curve(labels, scores)
-    best = int(np.argmax(tpr - fpr))
-    return float(min(thresholds[best], 1.0))
+METRICS = ("auroc", "accuracy", "sensitivity", "specificity", "ece_calibrated", "brier_calibrated")
 
 
 def binary_metrics(labels, scores, threshold):
@@ -36,74 +27,148 @@ def binary_metrics(labels, scores, threshold):
     }
 
 
-def _scores(model, config, manifest, split, instances=None):
+def split_scores(model, config, manifest, split, instances=None):
+    """`(source, labels, probabilities)` of every bag of a split; an error if it holds one class only."""
     source = bag_source(config, manifest, split)
     labels = source.labels
     if len(set(labels.tolist())) < 2:
         raise DataError(manifest.source, f"split {split!r} holds only one class: AUROC is undefined")
-    probs = predict_bags(model, config, source, instances)
-    return source, labels, probs
+    return source, labels, predict_bags(model, config, source, instances)
 
 
-def output_stem(split, instances=None):
-    """Stem of an evaluation's files: `eval_<stem>.csv|json`, `roc_<stem>.png` (`test`, `test_4inst`)."""
-    return split + (f"_{instances}inst" if instances else "")
+def output_stem(split, instances=None, which="best"):
+    """Stem of an evaluation's files: `eval_<stem>.csv|json`, `roc_<stem>.png` (`test`, `test_4inst`, `test_last`)."""
+    return split + (f"_{instances}inst" if instances else "") + ("" if which == "best" else f"_{which}")
 
 
-def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=None):
-    """Evaluates `best.keras` of a run on a split; writes the per-bag CSV, ROC PNG and metrics JSON.
+def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=None, which="best", sensitivity=None,
+                 n_resamples=2000):
+    """Evaluates a run's model on a split with its calibrated probabilities and stored decision threshold.
 
-    `instances`: evaluate every bag on that many of its instances, sampled once (fixed seed), e.g. the
-    training bag size, so bag size cannot act as a signal; the files then end in `_<instances>inst`.
-    Default: whole bags, as in the paper.
+    Writes the per-bag CSV (calibrated probabilities, predicted class), the ROC curve, the reliability
+    diagram (before and after calibration) and the metrics JSON.
+
+    Args:
+        run_dir: the run folder.
+        split: the split to evaluate.
+        threshold: a decision threshold on the calibrated P(positive); None: the run's (chosen on validation).
+        write: write the files.
+        instances: score every bag on that many of its instances, sampled once (fixed seed), e.g. the
+            training bag size, so bag size cannot act as a signal; the threshold is then chosen on
+            validation bags scored the same way, and the files end in `_<instances>inst`.
+        which: `"best"` or `"last"` model.
+        sensitivity: choose (and store) the run's threshold for this target sensitivity on validation.
+        n_resamples: bootstrap resamples of the AUROC interval (0: none).
+
+    Returns:
+        A dict: `auroc` and its 95 % interval `auroc_low`, `auroc_high`; `accuracy`, `sensitivity`,
+        `specificity` at `threshold`; `ece`, `brier` (uncalibrated) and `ece_calibrated`,
+        `brier_calibrated`; `temperature`; `threshold_from`, `threshold_reliable`, `threshold_warning`.
     """
+    from mims_tf.runs.decision import calibrate_run, run_decision, scoring_model
+    from mims_tf.train.bootstrap import auroc_ci
+    from mims_tf.train.calibration import brier_score, expected_calibration_error, temperature_scale, youden_threshold
+
     run = RunFolder(run_dir)
-    model, config, manifest = run.load()
+    model, config, manifest = run.load(which)
     if len(manifest.classes) != 2:
         raise ValueError(f"{run_dir}: evaluate supports two classes; this run has {len(manifest.classes)}")
-    source, labels, probs = _scores(model, config, manifest, split, instances)
+    decision = calibrate_run(run_dir, which, sensitivity) if sensitivity is not None else run_decision(run_dir, which)
+    temperature = decision["temperature"]
+    source, labels, raw = split_scores(model, config, manifest, split, instances)
+    probs = temperature_scale(raw, temperature)
     scores = probs[:, 1]
-    picked_on = "given"
-    if threshold is None:
-        _, val_labels, val_probs = _scores(model, config, manifest, "val", instances)
-        threshold, picked_on = youden_threshold(val_labels, val_probs[:, 1]), "validation (Youden's J)"
+    picked_on, reliable, warning = "given", True, ""
+    if threshold is None and instances:
+        _, val_labels, val_raw = split_scores(model, config, manifest, "val", instances)
+        threshold = youden_threshold(val_labels, temperature_scale(val_raw, temperature)[:, 1])
+        picked_on, reliable, warning = f"validation on {instances} instances (Youden's J)", decision["reliable"], decision["why"]
+    elif threshold is None:
+        threshold, picked_on = decision["threshold"], decision["threshold_from"]
+        reliable, warning = decision["reliable"], decision["why"]
     metrics = binary_metrics(labels, scores, threshold)
-    result = {"run": run_dir, "split": split, "bags": int(len(labels)), "instances": instances or "all",
-              "threshold": threshold, "threshold_from": picked_on, **metrics}
+    low = high = float("nan")
+    if n_resamples:
+        _, low, high = auroc_ci(labels, scores, n_resamples=n_resamples)
+    result = {"run": run_dir, "model": which, "split": split, "bags": int(len(labels)), "instances": instances or "all",
+              "preset": config.preset, "data": config.data.source,
+              "threshold": float(threshold), "threshold_from": picked_on, "threshold_reliable": bool(reliable),
+              "threshold_warning": warning, **metrics, "auroc_low": low, "auroc_high": high,
+              "temperature": temperature, "ece": expected_calibration_error(labels, raw),
+              "ece_calibrated": expected_calibration_error(labels, probs), "brier": brier_score(labels, raw),
+              "brier_calibrated": brier_score(labels, probs)}
     if write:
-        paths = run.evaluation_paths(output_stem(split, instances))
+        paths = run.evaluation_paths(output_stem(split, instances, which))
         _write_per_bag(paths["csv"], source, labels, probs, threshold, manifest.classes)
         _plot_roc(paths["roc"], [(labels, scores, run.name)])
+        _plot_reliability(paths["reliability"], labels, raw, probs, temperature)
         write_json(paths["json"], result)
+    result["scores"] = scores  # for paired comparisons; not written
+    result["labels"] = labels
+    result["bag_ids"] = [bag.bag for bag in source.bags]
     return result
 
 
-def evaluate_runs(run_dirs, split="test", threshold=None, instances=None):
-    """Evaluates each run and returns `(results, summary)`; summary holds mean and std per metric."""
-    results = [evaluate_run(run, split, threshold, instances=instances) for run in run_dirs]
+def evaluate_runs(run_dirs, split="test", threshold=None, instances=None, which="best", n_resamples=2000,
+                  sensitivity=None):
+    """Evaluates each run; returns `(results, groups)`.
+
+    `groups` maps `(preset, data source)` to `{metric: {"mean", "std", "n"}}`: runs of different presets or
+    data sets are never averaged together (the paper's protocol is mean and spread over runs of one model).
+    """
+    results = [evaluate_run(run, split, threshold, instances=instances, which=which, n_resamples=n_resamples,
+                            sensitivity=sensitivity) for run in run_dirs]
+    groups = {}
+    for r in results:
+        groups.setdefault((r["preset"], r["data"]), []).append(r)
     summary = {}
-    for name in METRICS:
-        values = np.array([r[name] for r in results])
-        summary[name] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+    for key, members in groups.items():
+        summary[key] = {}
+        for name in METRICS:
+            values = np.array([m[name] for m in members], dtype=float)
+            summary[key][name] = {"mean": float(values.mean()), "n": len(values),
+                                  "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
     return results, summary
+
+
+def compare_runs(a, b, n_resamples=2000):
+    """Paired bootstrap 95 % interval of AUROC(a) - AUROC(b) for two `evaluate_run` results on the same bags."""
+    from mims_tf.train.bootstrap import paired_auroc_difference_ci
+
+    if a["bag_ids"] != b["bag_ids"] or not np.array_equal(a["labels"], b["labels"]):
+        raise ValueError(f"{a['run']} and {b['run']} were not evaluated on the same bags: no paired comparison")
+    return paired_auroc_difference_ci(a["labels"], a["scores"], b["scores"], n_resamples=n_resamples)
 
 
 def _write_per_bag(path, source, labels, probs, threshold, classes):
     with atomic_open(path) as f:
         writer = csv.writer(f)
-        writer.writerow(["bag", "label", *[f"p_{c}" for c in classes], "predicted"])
+        writer.writerow(["bag", "label", *[f"p_{c}" for c in classes], "predicted", "threshold"])
         for bag, label, p in zip(source.bags, labels, probs):
-            writer.writerow([bag.bag, classes[label], *[f"{v:.6f}" for v in p], classes[int(p[1] >= threshold)]])
+            writer.writerow([bag.bag, classes[label], *[f"{v:.6f}" for v in p], classes[int(p[1] >= threshold)],
+                             f"{threshold:.6f}"])
 
 
-def _plot_roc(path, curves):
+def _figure():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt, *plt.subplots(figsize=(4.5, 4.5), dpi=120)
+
+
+def _save(plt, figure, path):
+    figure.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp)
+    plt.close(figure)
+
+
+def _plot_roc(path, curves):
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    figure, axis = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    plt, figure, axis = _figure()
     for labels, scores, name in curves:
         fpr, tpr, _ = roc_curve(labels, scores)
         axis.plot(fpr, tpr, label=f"{name} (AUROC {roc_auc_score(labels, scores):.3f})")
@@ -111,7 +176,22 @@ def _plot_roc(path, curves):
     axis.set_xlabel("1 - specificity")
     axis.set_ylabel("sensitivity")
     axis.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        figure.savefig(tmp)
-    plt.close(figure)
+    _save(plt, figure, path)
+
+
+def _plot_reliability(path, labels, raw, calibrated, temperature, bins=15):
+    from mims_tf.train.calibration import expected_calibration_error, reliability_bins
+
+    plt, figure, axis = _figure()
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect calibration")
+    for probs, name in ((raw, "model"), (calibrated, f"calibrated (T = {temperature:.2f})")):
+        rows = [(p, o, n) for n, p, o in reliability_bins(labels, probs, bins) if n]
+        axis.plot([r[0] for r in rows], [r[1] for r in rows], marker="o",
+                  label=f"{name}: ECE {expected_calibration_error(labels, probs, bins):.3f}")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.set_xlabel("predicted P(positive)")
+    axis.set_ylabel("fraction of positive bags")
+    axis.set_title(f"reliability ({bins} bins, {len(labels)} bags)", fontsize=9)
+    axis.legend(loc="upper left", fontsize=7)
+    _save(plt, figure, path)

@@ -19,21 +19,30 @@ def explain_file(run_dir, path, out=None, layer_name=None, class_index=1, slices
         slices: overlays for the top N slices.
 
     Returns:
-        `(out, [(slice, contribution, png path), ...])`.
+        `(out, [(slice, contribution, png path), ...], {class: calibrated probability})`.
     """
     from mims_tf.explain.heatmap import explain_bag
+    from mims_tf.runs.decision import decide, load_scoring_model
 
     if not isinstance(slices, int) or isinstance(slices, bool) or slices < 1:
         raise ValueError(f"`slices` must be a positive integer. Received: slices={slices!r}")
-    run = RunFolder(run_dir)
-    model, config, manifest = run.load()
-    source = unlabelled_source(config, manifest.classes, [{"path": os.path.abspath(path)}])
-    bag = next(iter(eval_batches(config, source)))[0]
+    model, config, manifest, decision = load_scoring_model(run_dir)
+    classes = manifest.classes
+    if not isinstance(class_index, int) or not 0 <= class_index < len(classes):
+        raise ValueError(f"class index {class_index} is out of range for {len(classes)} classes. "
+                         f"Received: class_index={class_index}")
+    source = unlabelled_source(config, classes, [{"path": os.path.abspath(path)}])
+    bag = next(iter(eval_batches(config, source)))[0].numpy()
+    probs = model.predict(bag, verbose=0)
+    predicted = int(decide(probs, decision)[0])
+    threshold = decision["threshold"]
+    prediction = (f"predicted: {classes[predicted]} (P({classes[-1]}) = {probs[0, -1]:.4f}"
+                  + (f", threshold {threshold:.4f})" if threshold is not None else ")"))
     name = item_name(path)
-    out = out or run.explain_dir(name)
-    written = explain_bag(model, bag.numpy(), out, layer_name=layer_name, class_index=class_index, slices=slices,
-                          name=name)
-    return out, written
+    out = out or RunFolder(run_dir).explain_dir(name)
+    written = explain_bag(model, bag, out, layer_name=layer_name, class_index=class_index, slices=slices, name=name,
+                          prediction=prediction, class_name=classes[class_index])
+    return out, written, {c: float(p) for c, p in zip(classes, probs[0])}
 
 
 def item_name(path):

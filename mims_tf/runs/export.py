@@ -1,8 +1,7 @@
-"""Export a run's best model (SavedModel for TF Serving, TFLite, or a `.keras` copy), with the run's
-preparation metadata beside it, so an exported file says how its input must be prepared."""
+"""Export a run's best model with its calibration built in (SavedModel for TF Serving, TFLite, or `.keras`),
+and the run's metadata beside it: how an input must be prepared, the classes, the decision threshold."""
 
 import os
-import shutil
 
 from mims_tf.runs.folder import RunFolder
 from mims_tf.runs.inputs import sample_bags
@@ -12,7 +11,7 @@ FORMATS = ("saved_model", "tflite", "keras")
 SAVED_MODELS = "saved_models"  # TF Serving's --model_base_path parent, in the working directory
 
 
-def export_metadata(config, classes):
+def export_metadata(config, classes, decision):
     """What a client needs to prepare an input and read the output of an exported run."""
     import mims_tf
 
@@ -25,7 +24,10 @@ def export_metadata(config, classes):
                   "pixel_range": [0, 255]},
         "data": config.to_dict()["data"],
         "precision_trained": config.precision,
-        "output": "probabilities (bags, classes), softmax",
+        "output": "calibrated probabilities (bags, classes), softmax then temperature scaling",
+        "decision": {key: decision[key] for key in ("temperature", "threshold", "threshold_from", "reliable", "why")},
+        "decision_rule": (f"{classes[-1]} where P({classes[-1]}) >= threshold, else {classes[0]}"
+                          if decision["threshold"] is not None else "the most probable class"),
     }
 
 
@@ -46,18 +48,18 @@ def export_run(run_dir, fmt="saved_model", out=None, name=None, version=None, qu
         `{"path", "format", "metadata"}`, plus `"bytes"` and `"max_abs_difference"` for TFLite.
     """
     from mims_tf.export import export_saved_model, export_tflite
+    from mims_tf.runs.decision import load_scoring_model
 
     check_choice("format", fmt, FORMATS)
-    run = RunFolder(run_dir)
-    model, config, manifest = run.load()
+    model, config, manifest, decision = load_scoring_model(run_dir)
     name = name or config.preset
-    metadata = export_metadata(config, manifest.classes)
+    metadata = export_metadata(config, manifest.classes, decision)
     if fmt == "saved_model":
         base = out or SAVED_MODELS
         path = export_saved_model(model, base, name=name, version=version, sample=sample_bags(config, manifest),
                                   metadata=metadata)
         return {"path": path, "format": fmt, "metadata": metadata}
-    out = out or run.export_dir
+    out = out or RunFolder(run_dir).export_dir
     os.makedirs(out, exist_ok=True)
     if fmt == "tflite":
         suffix = "" if quantize == "none" else f"_{quantize}"
@@ -66,7 +68,7 @@ def export_run(run_dir, fmt="saved_model", out=None, name=None, version=None, qu
         write_json(os.path.splitext(info["path"])[0] + ".json", metadata)
         return {**info, "format": fmt, "metadata": metadata}
     path = os.path.join(out, f"{name}.keras")
-    with atomic_path(path) as tmp:
-        shutil.copyfile(run.model_path("best"), tmp)
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(tmp)
     write_json(os.path.splitext(path)[0] + ".json", metadata)
     return {"path": path, "format": fmt, "metadata": metadata}

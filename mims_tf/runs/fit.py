@@ -18,6 +18,7 @@ from mims_tf.runs.folder import RunFolder
 from mims_tf.runs.inputs import build_manifest, eval_batches, train_batches
 
 logger = logging.getLogger("mims_tf")
+SMALL_VALIDATION = 30  # fewer validation bags than this: a warning
 
 
 def _step(model):
@@ -26,7 +27,11 @@ def _step(model):
 
 
 class RunCheckpoint(keras.callbacks.Callback):
-    """Saves `last.keras` every `every` steps and each epoch, and `best.keras` by validation AUROC."""
+    """Saves `last.keras` every `every` steps and each epoch, and `best.keras` by validation AUROC.
+
+    A tie in validation AUROC (common on a small validation split, where it saturates at 1.0) goes to the
+    epoch with the lower validation loss, so `best.keras` is not stuck at the first epoch that reached it.
+    """
 
     def __init__(self, run, every, state):
         super().__init__()
@@ -37,13 +42,25 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.run.save_model(self.model, "last")
 
     def on_epoch_end(self, epoch, logs=None):
-        auroc = (logs or {}).get("val_auroc")
-        if auroc is not None and auroc > self.state["best_val_auroc"]:
+        logs = logs or {}
+        auroc, loss = logs.get("val_auroc"), logs.get("val_loss", math.inf)
+        if auroc is not None and is_better(auroc, loss, self.state):
             self.run.save_model(self.model, "best")
-            self.state.update(best_val_auroc=float(auroc), best_epoch=epoch + 1)
+            self.state.update(best_val_auroc=float(auroc), best_val_loss=float(loss), best_epoch=epoch + 1)
+        if auroc is not None and auroc >= 1.0 and not self.state.get("saturated"):
+            self.state["saturated"] = True
+            logger.warning("validation AUROC reached 1.0 at epoch %d: it cannot rank later epochs; ties go to the "
+                           "lower validation loss, and a threshold chosen on this split is unreliable", epoch + 1)
         self.run.save_model(self.model, "last")
         self.state["epochs_done"] = epoch + 1
         self.run.save_state(self.state)
+
+
+def is_better(auroc, loss, state):
+    """A higher validation AUROC, or the same with a lower validation loss, than the best so far."""
+    best = state["best_val_auroc"]
+    best_loss = state.get("best_val_loss")
+    return auroc > best or (auroc == best and loss < (math.inf if best_loss is None else best_loss))
 
 
 def prepare_run_folder(config, resume=False, overwrite=False):
@@ -98,7 +115,11 @@ def train(config, resume=False, overwrite=False, verbose="auto", callbacks=()):
     options = dict(central=config.data.central, normalize=config.data.normalize)
     train_source = BagSource(manifest, "train", **options)
     val_source = BagSource(manifest, "val", **options)
-    state = run.state() if resuming else {"best_val_auroc": -1.0, "best_epoch": None, "epochs_done": 0}
+    state = run.state() if resuming else {"best_val_auroc": -1.0, "best_val_loss": None, "best_epoch": None,
+                                           "epochs_done": 0}
+    if len(val_source) < SMALL_VALIDATION:
+        logger.warning("only %d validation bags: validation AUROC moves in steps of about 1/%d, the best epoch and "
+                       "the threshold chosen on it are rough", len(val_source), len(val_source))
 
     strategy = get_strategy(config.strategy)
     replicas = strategy.num_replicas_in_sync
@@ -139,8 +160,28 @@ def train(config, resume=False, overwrite=False, verbose="auto", callbacks=()):
                   epochs=training.epochs, steps_per_epoch=steps_per_epoch, **fit)
     logger.info("%s: best validation AUROC %.4f at epoch %s; run folder %s",
                 config.preset, state["best_val_auroc"], state["best_epoch"], run.path)
+    decision = _calibrate(run, config)
     return {"run": run.path, "precision": config.precision, "replicas": replicas, **state,
-            "best_model": run.model_path("best")}
+            "best_model": run.model_path("best"), "decision": decision}
+
+
+def _calibrate(run, config):
+    """The temperature and threshold of the best model, chosen on validation (None where it cannot be)."""
+    from mims_tf.data import DataError
+    from mims_tf.runs.decision import calibrate_run
+
+    if not os.path.isfile(run.model_path("best")):
+        return None
+    try:
+        decision = calibrate_run(run.path, "best", config.sensitivity)
+    except DataError as error:
+        logger.warning("no calibration or threshold: %s", error)
+        return None
+    threshold = decision["threshold"]
+    logger.info("calibration on %d validation bags: temperature %.3f; threshold %s (%s)%s", decision["val_bags"],
+                decision["temperature"], "-" if threshold is None else f"{threshold:.3f}", decision["threshold_from"],
+                "" if decision["reliable"] else f"; unreliable: {decision['why']}")
+    return decision
 
 
 def _check_k_fits(model, source, config):

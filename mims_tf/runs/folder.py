@@ -7,7 +7,8 @@
     state.json       best validation AUROC and its epoch, epochs done
     log.csv          one row of metrics per epoch
     tensorboard/     TensorBoard logs
-    eval_<stem>.*    evaluation outputs (per-bag CSV, metrics JSON), roc_<stem>.png
+    decision.json    the temperature and the decision threshold chosen on validation (per model)
+    eval_<stem>.*    evaluation outputs (per-bag CSV, metrics JSON), roc_<stem>.png, reliability_<stem>.png
     explain/         heatmaps
     export/          TFLite and .keras exports
 
@@ -112,7 +113,7 @@ class RunFolder:
 
     def state(self):
         """The stored state (best validation AUROC, its epoch, epochs done); defaults where absent."""
-        state = {"best_val_auroc": -1.0, "best_epoch": None, "epochs_done": 0}
+        state = {"best_val_auroc": -1.0, "best_val_loss": None, "best_epoch": None, "epochs_done": 0}
         if os.path.isfile(self.state_path):
             with open(self.state_path, encoding="utf-8") as f:
                 state.update(json.load(f))
@@ -146,7 +147,7 @@ class RunFolder:
     def evaluation_paths(self, stem):
         """Paths of an evaluation's per-bag CSV, metrics JSON and ROC plot (`stem`: `test`, `test_4inst`)."""
         return {"csv": self.file(f"eval_{stem}.csv"), "json": self.file(f"eval_{stem}.json"),
-                "roc": self.file(f"roc_{stem}.png")}
+                "roc": self.file(f"roc_{stem}.png"), "reliability": self.file(f"reliability_{stem}.png")}
 
     def explain_dir(self, name):
         return os.path.join(self.path, "explain", name)

@@ -47,7 +47,8 @@ def eval_batches(config, source, instances=None, batch_size=1, pad_last=False, s
     """Every bag of `source` in order, sized as the run's model expects: whole, or `instances` sampled per bag
     (the same instances for the same `seed`)."""
     return make_dataset(source, False, image_size=config.data.image_size, channels=config.data.channels,
-                        instances=instances, batch_size=batch_size, pad_last=pad_last, seed=seed)
+                        instances=instances, batch_size=batch_size, pad_last=pad_last, seed=seed,
+                        replacement=config.data.replacement)
 
 
 def train_batches(config, source, start_step=0):
@@ -56,7 +57,7 @@ def train_batches(config, source, start_step=0):
     return make_dataset(
         source, True, image_size=data.image_size, channels=data.channels, instances=data.instances,
         batch_size=config.training.batch_size, augment=data.augment, seed=config.seed, repeat=True,
-        start_step=start_step,
+        start_step=start_step, replacement=data.replacement,
     )
 
 

@@ -6,30 +6,36 @@ import json
 import os
 
 from mims_tf.data import read_manifest
-from mims_tf.runs.folder import RunFolder
 from mims_tf.runs.inputs import predict_bags, unlabelled_source
 from mims_tf.utils import atomic_open
 
 
-def predict(run_dir, paths=(), manifest_path=None, out=None, fmt="csv", skip_unreadable=False):
+def predict(run_dir, paths=(), manifest_path=None, out=None, fmt="csv", skip_unreadable=False, which="best"):
     """Predicts every bag: each path (file or folder) is one bag; a manifest groups rows by bag.
 
+    Probabilities are the run's calibrated ones and the class its decision (`mims_tf.runs.decision`): the
+    same numbers `evaluate` reports for the same bag.
+
     Args:
-        run_dir: a run folder (its `best.keras`, `config.yaml`).
+        run_dir: a run folder (its `best.keras`, `config.yaml`, `decision.json`).
         paths: files or folders, one bag each.
         manifest_path: a manifest CSV instead (labels optional; every row is used).
         out: output file to write (None: none; see `write_predictions`).
         fmt: `"csv"` or `"json"`.
         skip_unreadable: skip unreadable files (reported) instead of failing.
+        which: `"best"` or `"last"` model.
 
     Returns:
-        A list of `{"bag", "paths", "probabilities": {class: p}}` dicts.
+        A list of `{"bag", "paths", "probabilities": {class: p}, "predicted", "threshold"}` dicts
+        (`threshold`: on P(last class), None for more than two classes).
     """
+    from mims_tf.runs.decision import decide, load_scoring_model
+
     if fmt not in ("csv", "json"):
         raise ValueError(f"`format` must be csv or json. Received: format={fmt!r}")
     if bool(paths) == bool(manifest_path):
         raise ValueError("give either input files (paths) or a manifest (manifest_path), not both")
-    model, config, run_manifest = RunFolder(run_dir).load()
+    model, config, run_manifest, decision = load_scoring_model(run_dir, which)
     classes = run_manifest.classes
     if manifest_path:
         rows = read_manifest(manifest_path, require_labels=False).rows
@@ -38,8 +44,9 @@ def predict(run_dir, paths=(), manifest_path=None, out=None, fmt="csv", skip_unr
     source = unlabelled_source(config, classes, rows, skip_unreadable)
     probs = predict_bags(model, config, source)
     results = [
-        {"bag": bag.bag, "paths": bag.paths, "probabilities": {c: float(p) for c, p in zip(classes, row)}}
-        for bag, row in zip(source.bags, probs)
+        {"bag": bag.bag, "paths": bag.paths, "probabilities": {c: float(p) for c, p in zip(classes, row)},
+         "predicted": classes[int(k)], "threshold": decision["threshold"]}
+        for bag, row, k in zip(source.bags, probs, decide(probs, decision))
     ]
     if out:
         write_predictions(results, classes, out, fmt)
@@ -54,6 +61,7 @@ def write_predictions(results, classes, out, fmt="csv"):
             stream.write("\n")
         else:
             writer = csv.writer(stream)
-            writer.writerow(["bag", *[f"p_{c}" for c in classes]])
+            writer.writerow(["bag", *[f"p_{c}" for c in classes], "predicted", "threshold"])
             for r in results:
-                writer.writerow([r["bag"], *[f"{r['probabilities'][c]:.6f}" for c in classes]])
+                threshold = "" if r["threshold"] is None else f"{r['threshold']:.6f}"
+                writer.writerow([r["bag"], *[f"{r['probabilities'][c]:.6f}" for c in classes], r["predicted"], threshold])

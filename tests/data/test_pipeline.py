@@ -77,7 +77,7 @@ def test_evaluation_can_sample_a_fixed_number_of_instances_per_bag(tmp_path):
     source = BagSource(_volumes(tmp_path, [3, 9, 2]), normalize="none", progress=False)
 
     def slices(seed):
-        data = make_dataset(source, False, image_size=(6, 5), instances=4, batch_size=3, seed=seed)
+        data = make_dataset(source, False, image_size=(6, 5), instances=4, batch_size=3, seed=seed, replacement=True)
         (x, y), = list(data)  # equal sizes now: the bags batch together, still in order
         assert x.shape[:2] == (3, 4) and y.numpy().tolist() == [0, 1, 0]
         return x.numpy()[:, :, 0, 0, 0]
@@ -89,12 +89,46 @@ def test_evaluation_can_sample_a_fixed_number_of_instances_per_bag(tmp_path):
     assert set(first[2]) <= {0.0, 1.0}  # with replacement where it is not
     with pytest.raises(ValueError, match=re.escape("an int or None. Received: instances=(2, 3)")):
         make_dataset(source, False, instances=(2, 3))
+    # By default a bag smaller than `instances` keeps its own instances, each once.
+    sizes = [x.shape[1] for x, _ in make_dataset(source, False, image_size=(6, 5), instances=4)]
+    assert sizes == [3, 4, 2]
+    with pytest.raises(ValueError, match="use batch_size=1 or replacement=True"):
+        make_dataset(source, False, instances=4, batch_size=3)
 
 
-def test_small_bags_are_sampled_with_replacement(tmp_path):
+def test_training_never_copies_an_instance_and_pools_as_evaluation_does(tmp_path):
+    source = BagSource(_volumes(tmp_path, [1, 1, 5, 2, 6, 1]), normalize="none", progress=False)
+    data = make_dataset(source, True, image_size=(6, 5), instances=4, batch_size=2, augment=False, seed=3)
+    seen = []
+    for x, y in data:
+        values = x.numpy()[:, :, 0, 0, 0]
+        for bag in values:
+            assert len(set(bag.tolist())) == len(bag)  # distinct instances: no copies
+        seen += [x.shape[1]] * x.shape[0]
+    assert sorted(seen) == [1, 1, 1, 2, 4, 4]  # each bag once: min(4, its size) instances
+    # A 2D image (a bag of one) stays one instance: the same candidates as at test.
+    (tmp_path / "single").mkdir()
+    single = BagSource(_volumes(tmp_path / "single", [1, 1, 1, 1]), normalize="none", progress=False)
+    x, _ = next(iter(make_dataset(single, True, image_size=(6, 5), instances=8, batch_size=4, augment=False)))
+    assert x.shape[:2] == (4, 1)
+    x, _ = next(iter(make_dataset(single, True, image_size=(6, 5), instances=8, batch_size=4, augment=False,
+                                  replacement=True)))
+    assert x.shape[:2] == (4, 8)  # copies only when asked for
+    # Resuming at a step gives the batches an uninterrupted stream gives, also when bags are grouped by size.
+    stream = make_dataset(source, True, image_size=(6, 5), instances=4, batch_size=2, seed=3, repeat=True)
+    whole = [x.numpy() for x, _ in stream.take(7)]
+    resumed = [x.numpy() for x, _ in make_dataset(source, True, image_size=(6, 5), instances=4, batch_size=2,
+                                                  seed=3, repeat=True, start_step=4).take(3)]
+    for a, b in zip(whole[4:], resumed):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_small_bags_are_sampled_with_replacement_only_when_asked(tmp_path):
     source = BagSource(_volumes(tmp_path, [2]), normalize="none", progress=False)
-    (x, _), = list(make_dataset(source, True, image_size=(6, 5), instances=5, augment=False))
+    (x, _), = list(make_dataset(source, True, image_size=(6, 5), instances=5, augment=False, replacement=True))
     assert x.shape[1] == 5 and set(x.numpy()[0, :, 0, 0, 0]) <= {0.0, 1.0}
+    (x, _), = list(make_dataset(source, True, image_size=(6, 5), instances=5, augment=False))
+    assert sorted(x.numpy()[0, :, 0, 0, 0].tolist()) == [0.0, 1.0]
 
 
 def test_channels_and_normalisation(tmp_path):

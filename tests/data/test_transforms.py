@@ -70,11 +70,14 @@ def test_sample_instances_keeps_the_sampled_instances_in_order():
     for total, count in [(10, 4), (3, 5), (6, 6)]:
         bag = _bag(total)
         for seed in SEEDS:
-            got = sample_instances(bag, count, seed).numpy()
+            got = sample_instances(bag, count, seed, replacement=True).numpy()
             np.testing.assert_array_equal(got, bag[_reference_indices(total, count, seed)])
             # a tensor count, an int64 seed tensor: the same instances
-            same = sample_instances(tf.constant(bag), tf.constant(count), tf.constant(seed, tf.int64))
+            same = sample_instances(tf.constant(bag), tf.constant(count), tf.constant(seed, tf.int64), replacement=True)
             np.testing.assert_array_equal(same.numpy(), got)
+            # by default at most the bag's own instances, each once
+            kept = sample_instances(bag, count, seed).numpy()
+            np.testing.assert_array_equal(kept, bag[_reference_indices(total, min(count, total), seed)])
     bag = _bag(5)
     assert sample_instances(bag, None, (0, 0)) is bag
 
@@ -185,10 +188,11 @@ def test_make_dataset_gives_the_recorded_samples_and_augmentation(tmp_path):
         rows.append({"path": str(tmp_path / f"v{i}.npy"), "label": i, "split": "train"})
     source = BagSource(from_rows(rows), normalize="none", progress=False)
     for instances, expected in RECORDED_SAMPLES.items():
-        data = make_dataset(source, True, image_size=(6, 5), instances=instances, augment=False, seed=0, repeat=True)
+        data = make_dataset(source, True, image_size=(6, 5), instances=instances, augment=False, seed=0, repeat=True,
+                            replacement=True)  # recorded with 0.1, which copied instances of small bags
         got = [(int(y[0]), x.numpy()[0, :, 0, 0, 0].astype(int).tolist()) for x, y in data.take(6)]
         assert got == expected
-    data = make_dataset(source, False, image_size=(6, 5), instances=4, seed=0)
+    data = make_dataset(source, False, image_size=(6, 5), instances=4, seed=0, replacement=True)
     assert [(int(y[0]), x.numpy()[0, :, 0, 0, 0].astype(int).tolist()) for x, y in data] == RECORDED_EVALUATION
 
     np.save(tmp_path / "ramp.npy", np.broadcast_to(np.arange(5, dtype=np.float32) * 60, (2, 1, 5)).copy())

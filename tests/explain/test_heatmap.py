@@ -55,7 +55,13 @@ def test_explain_writes_ranked_overlays_and_an_index(trained, tmp_path):
     assert all(f"bag_slice{s:03d}.png" in index for s, _, _ in written)
     from PIL import Image
 
-    assert np.asarray(Image.open(written[0][2])).shape == (64, 64, 3)
+    height, width = np.asarray(Image.open(written[0][2])).shape[:2]
+    assert height >= 256 and width >= 512  # the slice beside its overlay, each at least 256 px
+    titled = explain_bag(model, _bag(data["test_images"][i]), str(tmp_path / "t"), slices=1, name="bag",
+                         prediction="predicted: 1 (P(1) = 0.9000, threshold 0.4000)", class_name="lesion")
+    index = (tmp_path / "t" / "index.md").read_text()
+    assert index.startswith("# bag: predicted: 1 (P(1) = 0.9000, threshold 0.4000)") and "Explained: class lesion" in index
+    assert len(titled) == 1
 
 
 def test_overlay_formula_and_scaling():

@@ -83,14 +83,19 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
 
 def test_evaluate_writes_per_bag_csv_roc_and_metrics(trained):
     out, _ = trained
-    results, summary = evaluate_runs([out, out])
+    results, groups = evaluate_runs([out, out])
     r = results[0]
-    assert set(summary) == {"auroc", "accuracy", "sensitivity", "specificity"} and summary["auroc"]["std"] == 0.0
+    assert list(groups) == [("mims", "synthetic")]  # one line per preset and data set
+    summary = groups[("mims", "synthetic")]
+    assert {"auroc", "accuracy", "sensitivity", "specificity", "ece_calibrated"} <= set(summary)
+    assert summary["auroc"]["std"] == 0.0 and summary["auroc"]["n"] == 2
     assert r["bags"] == 32 and 0 <= r["threshold"] <= 1 and r["threshold_from"].startswith("validation")
+    assert r["auroc_low"] <= r["auroc"] <= r["auroc_high"] and r["temperature"] > 0
     with open(os.path.join(out, "eval_test.csv")) as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 32 and set(rows[0]) == {"bag", "label", "p_0", "p_1", "predicted"}
-    assert open(os.path.join(out, "roc_test.png"), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert len(rows) == 32 and set(rows[0]) == {"bag", "label", "p_0", "p_1", "predicted", "threshold"}
+    for name in ("roc_test.png", "reliability_test.png"):
+        assert open(os.path.join(out, name), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     fixed = evaluate_runs([out], threshold=0.5)[0][0]
     assert fixed["threshold"] == 0.5 and fixed["threshold_from"] == "given"
     sampled = evaluate_runs([out], instances=2)[0][0]  # every bag on 2 sampled instances, own files
@@ -110,6 +115,10 @@ def test_predict_files_and_manifest_to_csv_and_json(trained, tmp_path):
     assert [r["bag"] for r in results] == files
     stored = json.load(open(tmp_path / "p.json"))
     assert abs(sum(stored[0]["probabilities"].values()) - 1) < 1e-5
+    decision = json.load(open(os.path.join(out, "decision.json")))["best"]
+    for r in stored:  # the class follows from the calibrated probability and the stored threshold
+        assert r["threshold"] == decision["threshold"]
+        assert r["predicted"] == ("1" if r["probabilities"]["1"] >= r["threshold"] else "0")
     (tmp_path / "m.csv").write_text("path,bag\n" + "".join(f"{f},patient{i // 2}\n" for i, f in enumerate(files)))
     predict(out, manifest_path=str(tmp_path / "m.csv"), out=str(tmp_path / "p.csv"))
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))

@@ -1,0 +1,60 @@
+"""Temperature scaling: calibrated class probabilities from a model's softmax output."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="mims_tf")
+class TemperatureScaling(keras.layers.Layer):
+    """Divides the log-probabilities by a temperature and applies softmax again.
+
+    `p_calibrated = softmax(log(p) / T)`: the ranking of bags (and so the AUROC)
+    is unchanged; `T > 1` softens over-confident probabilities, `T < 1` sharpens
+    timid ones. `T` is fitted on the validation split after training
+    (`mims_tf.train.calibration.fit_temperature`) and stored in the layer's
+    config, so a saved or exported model outputs calibrated probabilities.
+
+    Args:
+        temperature: a positive float.
+        epsilon: probabilities are clipped to `[epsilon, 1]` before the log.
+        **kwargs: base `Layer` arguments.
+
+    Input shape:
+        `(B, classes)` probabilities (rows sum to 1).
+
+    Output shape:
+        `(B, classes)` calibrated probabilities, float32.
+
+    Example:
+
+    >>> layer = TemperatureScaling(2.0)
+    >>> layer(keras.ops.convert_to_tensor([[0.9, 0.1]]))  # [[0.75, 0.25]]
+
+    Reference: Guo et al., "On Calibration of Modern Neural Networks", ICML 2017.
+    """
+
+    def __init__(self, temperature=1.0, epsilon=1e-7, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+            raise ValueError(f"`temperature` must be a positive number. Received: temperature={temperature!r}")
+        if not 0 < epsilon < 1:
+            raise ValueError(f"`epsilon` must be in (0, 1). Received: epsilon={epsilon!r}")
+        self.temperature = float(temperature)
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(f"TemperatureScaling expects probabilities (batch, classes). Received: input_shape={input_shape}")
+
+    def call(self, inputs):
+        logits = ops.log(ops.clip(ops.cast(inputs, "float32"), self.epsilon, 1.0))
+        return ops.softmax(logits / self.temperature, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"temperature": self.temperature, "epsilon": self.epsilon})
+        return config

@@ -1,0 +1,114 @@
+"""What turns a run's scores into a decision: a temperature and an operating threshold, chosen on validation.
+
+After training, `calibrate_run` scores the validation split with the run's model, fits a temperature
+(`softmax(log p / T)`; ranking and AUROC unchanged), and picks the threshold on the calibrated P(positive):
+Youden's J (where sensitivity + specificity is largest, the operating point the paper's sensitivity and
+specificity describe) or the highest threshold that reaches a target sensitivity. Both go into the run
+folder (`decision.json`), and every path that scores a bag (`evaluate`, `predict`, `explain`, the exported
+SavedModel and TFLite file) uses `scoring_model`: the run's model with that temperature built in.
+"""
+
+import json
+import os
+
+import numpy as np
+
+from mims_tf.runs.folder import RunFolder
+from mims_tf.runs.inputs import bag_source, predict_bags
+from mims_tf.utils import write_json
+
+MIN_RELIABLE_BAGS = 30  # validation splits smaller than this give a rough threshold
+MIN_RELIABLE_PER_CLASS = 5
+
+
+def calibrate_run(run_dir, which="best", sensitivity=None):
+    """Fits the temperature and picks the threshold on the validation split; stores and returns them.
+
+    Args:
+        run_dir: the run folder.
+        which: `"best"` or `"last"` model.
+        sensitivity: a target sensitivity in (0, 1] for the threshold; None: Youden's J.
+
+    Returns:
+        `{"model", "temperature", "threshold", "threshold_from", "val_bags", "val_auroc", "reliable", "why"}`;
+        `threshold` is None for more than two classes (the decision is the most probable class).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from mims_tf.data import DataError
+    from mims_tf.train.calibration import fit_temperature, sensitivity_threshold, temperature_scale, youden_threshold
+
+    run = RunFolder(run_dir)
+    model, config, manifest = run.load(which)
+    source = bag_source(config, manifest, "val")
+    labels = source.labels
+    if len(set(labels.tolist())) < 2:
+        raise DataError(manifest.source, "the validation split holds only one class: no calibration or threshold")
+    probs = predict_bags(model, config, source)
+    temperature = fit_temperature(labels, probs)
+    calibrated = temperature_scale(probs, temperature)
+    decision = {"model": which, "temperature": temperature, "threshold": None, "threshold_from": "most probable class",
+                "val_bags": int(len(labels)), "val_auroc": None, "reliable": True, "why": ""}
+    if probs.shape[1] == 2:
+        scores = calibrated[:, 1]
+        if sensitivity is None:
+            threshold, picked = youden_threshold(labels, scores), "validation (Youden's J)"
+        else:
+            threshold, picked = sensitivity_threshold(labels, scores, sensitivity), f"validation (sensitivity >= {sensitivity:g})"
+        auroc = float(roc_auc_score(labels, scores))
+        smallest = int(np.bincount(labels, minlength=2).min())
+        reasons = []
+        if auroc >= 1.0:
+            reasons.append("validation AUROC is 1.0 (saturated: any threshold between the classes fits)")
+        if len(labels) < MIN_RELIABLE_BAGS or smallest < MIN_RELIABLE_PER_CLASS:
+            reasons.append(f"{len(labels)} validation bags, {smallest} in the smaller class")
+        decision.update(threshold=float(threshold), threshold_from=picked, val_auroc=auroc, reliable=not reasons,
+                        why="; ".join(reasons))
+    stored = read_decisions(run)
+    stored[which] = decision
+    write_json(decision_path(run), stored)
+    return decision
+
+
+def decision_path(run):
+    return run.file("decision.json")
+
+
+def read_decisions(run):
+    path = decision_path(run)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def run_decision(run_dir, which="best"):
+    """The stored decision of a run's model; calibrated now (and stored) where the run has none yet."""
+    stored = read_decisions(RunFolder(run_dir)).get(which)
+    return stored if stored is not None else calibrate_run(run_dir, which)
+
+
+def scoring_model(model, temperature):
+    """`model` with `TemperatureScaling(temperature)` after its softmax: calibrated probabilities."""
+    import keras
+
+    from mims_tf.layers import TemperatureScaling
+
+    outputs = TemperatureScaling(temperature, name="calibration")(model.outputs[0])
+    return keras.Model(model.inputs, outputs, name=model.name)
+
+
+def load_scoring_model(run_dir, which="best"):
+    """`(scoring model, config, manifest, decision)` of a run: the calibrated model every path uses."""
+    decision = run_decision(run_dir, which)
+    model, config, manifest = RunFolder(run_dir).load(which)
+    return scoring_model(model, decision["temperature"]), config, manifest, decision
+
+
+def decide(probabilities, decision):
+    """Predicted class indices for calibrated `probabilities` `(N, classes)`: P(positive) >= the threshold for
+    two classes, the most probable class otherwise."""
+    probabilities = np.asarray(probabilities)
+    if decision.get("threshold") is None:
+        return probabilities.argmax(axis=1)
+    return (probabilities[:, -1] >= decision["threshold"]).astype(int)

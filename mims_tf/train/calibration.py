@@ -1,0 +1,96 @@
+"""Calibration of class probabilities: a temperature fitted on validation, ECE, Brier score, thresholds.
+
+All functions take integer labels `(N,)` and probabilities `(N, classes)` as NumPy arrays. For two classes,
+ECE and the reliability diagram are over `P(positive)` (the last class): in each bin, the mean predicted
+probability against the fraction of positive bags, the reading a clinician needs. For more classes they are
+over the top-label confidence (Guo et al., 2017).
+"""
+
+import numpy as np
+
+EPSILON = 1e-7
+
+
+def temperature_scale(probs, temperature):
+    """`softmax(log(p) / T)`: the NumPy twin of `mims_tf.layers.TemperatureScaling`."""
+    logits = np.log(np.clip(np.asarray(probs, np.float64), EPSILON, 1.0)) / float(temperature)
+    logits -= logits.max(axis=1, keepdims=True)
+    scaled = np.exp(logits)
+    return scaled / scaled.sum(axis=1, keepdims=True)
+
+
+def negative_log_likelihood(labels, probs):
+    probs = np.clip(np.asarray(probs, np.float64), EPSILON, 1.0)
+    return float(-np.mean(np.log(probs[np.arange(len(labels)), np.asarray(labels, int)])))
+
+
+def fit_temperature(labels, probs, bounds=(0.05, 20.0)):
+    """The temperature minimising the negative log-likelihood of `labels` under the scaled `probs`.
+
+    A one-parameter fit (bounded search over log T, scipy), so it cannot overfit a small validation split
+    much and never changes the ranking of bags (AUROC) nor the decision of a threshold mapped with it.
+    """
+    from scipy.optimize import minimize_scalar
+
+    labels = np.asarray(labels, int)
+    if len(labels) == 0:
+        raise ValueError("fit_temperature needs at least one bag")
+    result = minimize_scalar(
+        lambda log_t: negative_log_likelihood(labels, temperature_scale(probs, np.exp(log_t))),
+        bounds=tuple(np.log(bounds)), method="bounded", options={"xatol": 1e-4},
+    )
+    return float(np.exp(result.x))
+
+
+def _confidence_and_correct(labels, probs):
+    labels, probs = np.asarray(labels, int), np.asarray(probs, np.float64)
+    if probs.shape[1] == 2:
+        return probs[:, 1], (labels == 1).astype(float)
+    return probs.max(axis=1), (probs.argmax(axis=1) == labels).astype(float)
+
+
+def reliability_bins(labels, probs, bins=15):
+    """Per equal-width bin of the predicted probability: `(count, mean predicted, observed fraction)`."""
+    confidence, outcome = _confidence_and_correct(labels, probs)
+    index = np.minimum((confidence * bins).astype(int), bins - 1)
+    rows = []
+    for b in range(bins):
+        mask = index == b
+        rows.append((int(mask.sum()), float(confidence[mask].mean()) if mask.any() else float("nan"),
+                     float(outcome[mask].mean()) if mask.any() else float("nan")))
+    return rows
+
+
+def expected_calibration_error(labels, probs, bins=15):
+    """ECE: the bag-weighted mean |predicted - observed| over `bins` equal-width bins."""
+    rows = reliability_bins(labels, probs, bins)
+    total = sum(count for count, _, _ in rows)
+    return float(sum(count * abs(p - o) for count, p, o in rows if count) / total)
+
+
+def brier_score(labels, probs):
+    """Mean squared error of the probabilities: `(P(positive) - y)^2` for two classes, summed over classes else."""
+    labels, probs = np.asarray(labels, int), np.asarray(probs, np.float64)
+    if probs.shape[1] == 2:
+        return float(np.mean((probs[:, 1] - labels) ** 2))
+    return float(np.mean(np.sum((probs - np.eye(probs.shape[1])[labels]) ** 2, axis=1)))
+
+
+def youden_threshold(labels, scores):
+    """The threshold maximising sensitivity + specificity - 1 on (labels, scores)."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    best = int(np.argmax(tpr - fpr))
+    return float(min(thresholds[best], 1.0))
+
+
+def sensitivity_threshold(labels, scores, sensitivity):
+    """The highest threshold whose sensitivity on (labels, scores) is at least `sensitivity`."""
+    if not 0 < sensitivity <= 1:
+        raise ValueError(f"`sensitivity` must be in (0, 1]. Received: sensitivity={sensitivity!r}")
+    positives = np.sort(np.asarray(scores, np.float64)[np.asarray(labels) == 1])[::-1]
+    if len(positives) == 0:
+        raise ValueError("a target sensitivity needs positive bags in the validation split")
+    needed = int(np.ceil(sensitivity * len(positives) - 1e-9))
+    return float(positives[max(needed, 1) - 1])

@@ -1,0 +1,111 @@
+"""One score and one decision everywhere: evaluate, predict, explain, SavedModel and TFLite agree."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mims_tf.runs.config import RunConfig
+from mims_tf.runs.decision import calibrate_run, decide, load_scoring_model
+from mims_tf.runs.evaluate import compare_runs, evaluate_run
+from mims_tf.runs.fit import is_better, train
+from mims_tf.runs.folder import RunFolder
+from mims_tf.runs.predict import predict
+from tests.conftest import requires_tensorflow
+
+pytestmark = requires_tensorflow()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("decision") / "run")
+    train(RunConfig.from_dict(dict(out=out, epochs=2, batch_size=8, learning_rate=3e-3, image_size=32, instances=6)),
+          verbose=0)
+    return out
+
+
+def test_training_stores_a_temperature_and_a_threshold_chosen_on_validation(run):
+    decision = json.load(open(os.path.join(run, "decision.json")))["best"]
+    assert decision["temperature"] > 0 and 0 <= decision["threshold"] <= 1
+    assert decision["threshold_from"] == "validation (Youden's J)" and decision["val_bags"] == 32
+    target = calibrate_run(run, sensitivity=1.0)  # a target sensitivity gives its own, stored threshold
+    assert target["threshold_from"] == "validation (sensitivity >= 1)" and target["threshold"] <= decision["threshold"]
+    calibrate_run(run)
+
+
+def test_predict_class_equals_evaluate_class_for_every_test_bag(run, tmp_path):
+    evaluate_run(run)
+    evaluated = {r["bag"]: r for r in csv.DictReader(open(os.path.join(run, "eval_test.csv")))}
+    manifest = [r for r in csv.DictReader(open(os.path.join(run, "manifest.csv"))) if r["split"] == "test"]
+    path = tmp_path / "test.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "bag"])
+        writer.writeheader()
+        writer.writerows({"path": r["path"], "bag": r["bag"]} for r in manifest)
+    predicted = predict(run, manifest_path=str(path))
+    assert len(predicted) == len(evaluated) == 32
+    for r in predicted:
+        assert r["predicted"] == evaluated[r["bag"]]["predicted"]
+        assert abs(r["probabilities"]["1"] - float(evaluated[r["bag"]]["p_1"])) < 1e-5
+
+
+def test_one_file_scores_the_same_through_all_five_paths(run, tmp_path):
+    import tensorflow as tf
+
+    from mims_tf.export.tflite import run_tflite
+    from mims_tf.runs.explain import explain_file
+    from mims_tf.runs.export import export_run
+    from mims_tf.runs.inputs import eval_batches, unlabelled_source
+
+    volume = np.random.default_rng(3).uniform(0, 255, (7, 40, 40)).astype(np.float32)
+    np.save(tmp_path / "scan.npy", volume)
+    path = str(tmp_path / "scan.npy")
+    model, config, manifest, decision = load_scoring_model(run)
+    bag = next(iter(eval_batches(config, unlabelled_source(config, manifest.classes, [{"path": path}]))))[0].numpy()
+
+    scores = {"predict": predict(run, [path])[0]["probabilities"]["1"]}
+    from mims_tf.data import from_rows
+    from mims_tf.runs.evaluate import split_scores
+    from mims_tf.train.calibration import temperature_scale
+
+    rows = [{"path": path, "label": "1", "bag": "scan", "split": "test"}]
+
+    raw_model, _, _ = RunFolder(run).load()
+    np.save(tmp_path / "other.npy", volume[::-1].copy())
+    other = {"path": str(tmp_path / "other.npy"), "label": "0", "bag": "other", "split": "test"}
+    one = from_rows(rows + [other], classes=manifest.classes)  # two classes, so the split can be scored
+    _, _, raw = split_scores(raw_model, config, one, "test")
+    scores["evaluate"] = float(temperature_scale(raw, decision["temperature"])[0, 1])
+    _, written, probabilities = explain_file(run, path, out=str(tmp_path / "explain"), slices=1)
+    scores["explain"] = probabilities["1"]
+    title = open(tmp_path / "explain" / "index.md").read().splitlines()[0]
+    assert f"P(1) = {probabilities['1']:.4f}" in title and "threshold" in title
+    saved = export_run(run, "saved_model", out=str(tmp_path / "saved"))
+    served = tf.saved_model.load(saved["path"]).signatures["serving_default"]
+    scores["saved_model"] = float(served(bags=tf.constant(bag))["probabilities"].numpy()[0, 1])
+    tflite = export_run(run, "tflite", out=str(tmp_path / "lite"))
+    scores["tflite"] = float(run_tflite(tflite["path"], bag)[0, 1])
+    assert max(scores.values()) - min(scores.values()) < 1e-5, scores
+    assert saved["metadata"]["decision"]["threshold"] == decision["threshold"]
+    assert json.load(open(os.path.splitext(tflite["path"])[0] + ".json"))["decision"]["temperature"] == decision["temperature"]
+
+
+def test_decide_and_ties_in_model_selection():
+    probs = np.array([[0.7, 0.3], [0.4, 0.6]])
+    assert decide(probs, {"threshold": 0.3}).tolist() == [1, 1]
+    assert decide(probs, {"threshold": None}).tolist() == [0, 1]
+    state = {"best_val_auroc": 1.0, "best_val_loss": 0.4}
+    assert is_better(1.0, 0.3, state) and not is_better(1.0, 0.5, state) and not is_better(0.9, 0.1, state)
+    assert is_better(0.5, 9.0, {"best_val_auroc": -1.0, "best_val_loss": None})
+
+
+def test_two_runs_on_the_same_bags_get_a_paired_interval(run, tmp_path):
+    other = str(tmp_path / "other")
+    train(RunConfig.from_dict(dict(out=other, epochs=1, batch_size=8, learning_rate=3e-3, image_size=32, instances=6)),
+          verbose=0)
+    a, b = evaluate_run(run, n_resamples=200), evaluate_run(other, n_resamples=200)
+    difference, low, high = compare_runs(a, b, n_resamples=200)
+    assert difference == pytest.approx(a["auroc"] - b["auroc"]) and low <= difference <= high
+    assert compare_runs(a, a, n_resamples=50) == (0.0, 0.0, 0.0)

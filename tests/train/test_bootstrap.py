@@ -1,0 +1,29 @@
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from mims_tf.train.bootstrap import auroc_ci, paired_auroc_difference_ci
+
+
+def test_auroc_interval_holds_the_estimate_and_narrows_with_more_bags():
+    rng = np.random.default_rng(0)
+
+    def data(n):
+        labels = rng.integers(0, 2, n)
+        return labels, labels + rng.normal(0, 1.2, n)
+
+    small, large = data(40), data(400)
+    auroc, low, high = auroc_ci(*small, n_resamples=500)
+    assert auroc == roc_auc_score(*small) and low <= auroc <= high
+    _, low_large, high_large = auroc_ci(*large, n_resamples=500)
+    assert high_large - low_large < (high - low) / 2
+    assert auroc_ci(*small, n_resamples=200, seed=3) == auroc_ci(*small, n_resamples=200, seed=3)  # reproducible
+
+
+def test_paired_difference_of_a_model_with_itself_is_zero_and_a_better_model_wins():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 300)
+    good = labels + rng.normal(0, 0.5, 300)
+    poor = labels + rng.normal(0, 3.0, 300)
+    assert paired_auroc_difference_ci(labels, good, good, n_resamples=200) == (0.0, 0.0, 0.0)
+    difference, low, high = paired_auroc_difference_ci(labels, good, poor, n_resamples=500)
+    assert difference == roc_auc_score(labels, good) - roc_auc_score(labels, poor) and 0 < low <= difference <= high
