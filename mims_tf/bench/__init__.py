@@ -5,7 +5,7 @@
 """
 
 from mims_tf.bench.report import regenerate, write_summary
-from mims_tf.bench.runner import bench, record_bag_size
+from mims_tf.bench.runner import bench, record_bag_size, verify
 from mims_tf.bench.tables import DATASETS, PAPER, TABLES
 
-__all__ = ["DATASETS", "PAPER", "TABLES", "bench", "record_bag_size", "regenerate", "write_summary"]
+__all__ = ["DATASETS", "PAPER", "TABLES", "bench", "record_bag_size", "regenerate", "verify", "write_summary"]

@@ -67,19 +67,12 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
         for preset in presets:
             if (preset, seed) in done:
                 continue
-            options = {**dataset_settings, **settings}
-            if preset == "resnet34_scratch":  # the from-scratch baseline keeps its own backbone
-                options.update(backbone="resnet34", weights=None, backbone_kwargs={})
+            options = run_options(preset, dataset_settings, settings)
             run_dir = os.path.join(work, name, f"{preset}_s{seed}")
             logger.info("[bench] %s %s: %s seed %s", table, dataset, preset, seed)
             start = time.time()
-            values = dict(data=data, preset=preset, seed=seed, split_seed=seed, out=run_dir,
-                          checkpoint_steps=10**6, **options)
-            # Each run in a fresh process: memory (cached bags, TF state) goes back after every run, and a
-            # crashed or killed run costs only itself.
             try:
-                with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                    summary, result = pool.submit(_train_and_evaluate, values).result()
+                summary, result = run_in_child(data, preset, seed, run_dir, options)
             except (ValueError, RuntimeError, OSError, concurrent.futures.process.BrokenProcessPool) as error:
                 message = str(error).splitlines()[0] if str(error) else type(error).__name__
                 logger.warning("[bench] %s seed %s failed: %s", preset, seed, message)
@@ -87,7 +80,7 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
                 continue
             rows.append({"preset": preset, "seed": seed, "val_auroc": f"{summary['best_val_auroc']:.4f}",
                          "test_auroc": f"{result['auroc']:.4f}", "test_accuracy": f"{result['accuracy']:.4f}",
-                         "seconds": f"{time.time() - start:.0f}"})
+                         "seconds": f"{time.time() - start:.0f}", "environment": summary["environment"]})
             write_results(rows, results_path)
             record_bag_size(folder, os.path.join(work, name))
             write_report(folder, table, dataset, rows, presets, header_lines(table, dataset, rows, presets, command, settings, len(seeds)))
@@ -100,9 +93,76 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
     return folder
 
 
+def run_options(preset, dataset_settings, settings):
+    """The flat run settings of one preset: the dataset's, the budget, and resnet34_scratch's own backbone."""
+    options = {**dataset_settings, **settings}
+    if preset == "resnet34_scratch":  # the from-scratch baseline keeps its own backbone
+        options.update(backbone="resnet34", weights=None, backbone_kwargs={})
+    return options
+
+
+def verify(table, dataset, count, out="benchmarks/results", work="runs/bench", data_root=None, tag=None, seed=0,
+           **settings):
+    """Reruns `count` finished rows of a results folder and compares each with its committed test AUROC.
+
+    Rows are drawn reproducibly (`seed`). Pass the same budget (`settings`) as the bench that made them.
+    A verdict per row: `identical` (to the 4 decimals stored), `within seed spread` (the difference is at
+    most the preset's sample standard deviation over seeds in the table), or `outside seed spread`.
+
+    Returns:
+        A list of `{"preset", "seed", "committed", "rerun", "difference", "spread", "verdict", "environment"}`.
+    """
+    import numpy as np
+
+    check_choice("table", table, list(TABLES))
+    check_choice("dataset", dataset, list(DATASETS))
+    if data_root is None:
+        raise ValueError("`data_root` is required: the folder holding the datasets")
+    if tag is None and settings.get("weights"):
+        tag = "pretrained"
+    name = f"{table}_{dataset}" + (f"_{tag}" if tag else "")
+    rows = read_results(os.path.join(out, name, "results.csv"))
+    if not rows:
+        raise ValueError(f"{os.path.join(out, name, 'results.csv')}: no finished rows to verify")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValueError(f"`count` must be a positive integer. Received: count={count!r}")
+    picked = np.random.default_rng(seed).choice(len(rows), size=min(count, len(rows)), replace=False)
+    relative, dataset_settings = DATASETS[dataset]
+    checks = []
+    for index in sorted(int(i) for i in picked):
+        row = rows[index]
+        preset, run_seed = row["preset"], int(row["seed"])
+        values = [float(r["test_auroc"]) for r in rows if r["preset"] == preset]
+        spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        logger.info("[verify] %s %s: %s seed %s", table, dataset, preset, run_seed)
+        summary, result = run_in_child(os.path.join(data_root, relative), preset, run_seed,
+                                       os.path.join(work, f"{name}_verify", f"{preset}_s{run_seed}"),
+                                       run_options(preset, dataset_settings, settings))
+        committed, rerun = float(row["test_auroc"]), round(float(result["auroc"]), 4)
+        difference = rerun - committed
+        verdict = ("identical" if abs(difference) < 5e-5 else
+                   "within seed spread" if abs(difference) <= spread else "outside seed spread")
+        checks.append({"preset": preset, "seed": run_seed, "committed": committed, "rerun": rerun,
+                       "difference": difference, "spread": spread, "verdict": verdict,
+                       "committed_environment": row.get("environment") or "not recorded",
+                       "environment": summary["environment"]})
+    return checks
+
+
+def run_in_child(data, preset, seed, run_dir, options):
+    """Trains and evaluates one (preset, seed) in a fresh process: memory (cached bags, TF state) goes back
+    after every run, and a crashed or killed run costs only itself. Returns `(summary, test result)`."""
+    values = dict(data=data, preset=preset, seed=seed, split_seed=seed, out=run_dir, checkpoint_steps=10**6,
+                  **options)
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_train_and_evaluate, values).result()
+
+
 def _train_and_evaluate(values):
     """One (preset, seed) run: trains, evaluates the best model on the test split (in a child process)."""
 
+    if values.get("deterministic"):  # oneDNN's kernels can only be turned off before TensorFlow starts
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
     import_keras_quietly()
     from mims_tf.runs.config import RunConfig
     from mims_tf.runs.evaluate import evaluate_run
@@ -110,6 +170,7 @@ def _train_and_evaluate(values):
 
     summary = train(RunConfig.from_dict(values), overwrite=True, verbose=0)
     result = evaluate_run(values["out"], threshold=None)
+    summary = {k: summary[k] for k in ("best_val_auroc", "best_epoch", "environment")}
     return summary, {k: result[k] for k in ("auroc", "accuracy")}
 
 

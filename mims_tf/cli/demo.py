@@ -42,10 +42,16 @@ def demo(out, epochs=25, presets=PRESETS, verbose=2):
         })
         train(config, overwrite=True, verbose=verbose)
         results[preset] = evaluate_run(config.out)
-    print("\nresults on the test split (lesions twice the training size):")
-    print(f"  {'model':<8} {'AUROC':>6} {'accuracy':>9} {'sensitivity':>12} {'specificity':>12}")
+    print("\nresults on the test split (lesions twice the training size); accuracy, sensitivity and specificity at")
+    print("the threshold chosen on validation, on calibrated probabilities (ECE: calibration error, lower is better):")
+    print(f"  {'model':<8} {'AUROC (95 % CI)':>22} {'threshold':>9} {'accuracy':>9} {'sensitivity':>12} "
+          f"{'specificity':>12} {'ECE':>6}")
     for preset, r in results.items():
-        print(f"  {preset:<8} {r['auroc']:>6.3f} {r['accuracy']:>9.3f} {r['sensitivity']:>12.3f} {r['specificity']:>12.3f}")
+        interval = f"{r['auroc']:.3f} ({r['auroc_low']:.3f}-{r['auroc_high']:.3f})"
+        print(f"  {preset:<8} {interval:>22} {r['threshold']:>9.3f} {r['accuracy']:>9.3f} {r['sensitivity']:>12.3f} "
+              f"{r['specificity']:>12.3f} {r['ece_calibrated']:>6.3f}")
+        if not r["threshold_reliable"]:
+            print(f"  {'':<8} threshold unreliable: {r['threshold_warning']}")
     best = max(results, key=lambda p: results[p]["auroc"])
     run_dir = os.path.join(out, best)
     saved = export_run(run_dir, "saved_model", out=os.path.join(run_dir, "export", "saved_models"))

@@ -16,12 +16,21 @@ class Flag:
     key: str
     type: type
     help: str
+    choices: tuple = None
 
 
 _FLAGS = (
     Flag("data", "data.source", str, "manifest .csv, MedMNIST-style .npz, folder of class folders, or 'synthetic'"),
     Flag("bag_pattern", "data.bag_pattern", str,
          "regex naming the bag in each file name (class folders), e.g. 'TCGA-\\w\\w-\\w\\w\\w\\w'"),
+    Flag("classes", "data.classes", lambda text: [c for c in text.split(",") if c],
+         "class names in order, comma-separated; the last is the positive class (e.g. MSS_JPEG,MSIMUT_JPEG)"),
+    Flag("group_pattern", "data.group_pattern", str,
+         "regex naming a patient (group) in file names; one group in two splits is refused"),
+        Flag("one_bag_per_file", "data.one_bag_per_file", bool,
+         "class folders without --bag-pattern: every file is its own bag (say so: a patient's tiles split across "
+         "train and test inflate the results)"),
+    Flag("allow_shared_groups", "data.allow_shared_groups", bool, "accept one patient (group) in two splits"),
     Flag("preset", "model.preset", str, "model preset (see `mims presets`); default mims"),
     Flag("image_size", "data.image_size", int, "instance height and width; default 64"),
     Flag("instances", "data.instances", int, "instances sampled per bag per training step; default 8"),
@@ -32,11 +41,15 @@ _FLAGS = (
     Flag("learning_rate", "training.learning_rate", float, "head learning rate (backbone: half); default 1e-3"),
     Flag("checkpoint_steps", "training.checkpoint_steps", int, "save last.keras every N steps (and every epoch); default 50"),
     Flag("seed", "seed", int, "seed for initialisation, data order, sampling, augmentation; default 0"),
-    Flag("precision", "precision", str,
-         "float32, mixed_bfloat16 or mixed_float16; default: fp16 on GPU, bf16 on AMX CPUs, else fp32"),
-    Flag("strategy", "strategy", str, "none, mirrored (one host, all devices) or multi_worker (TF_CONFIG); default none"),
+    Flag("precision", "precision", str, "default: mixed_float16 on a GPU, mixed_bfloat16 on CPUs with AMX, else float32",
+         ("float32", "mixed_bfloat16", "mixed_float16")),
+    Flag("strategy", "strategy", str, "mirrored: every device of this host; multi_worker: the hosts in TF_CONFIG; "
+         "default none", ("none", "mirrored", "multi_worker")),
     Flag("sensitivity", "sensitivity", float,
          "choose the decision threshold for this validation sensitivity (e.g. 0.95); default: Youden's J"),
+    Flag("deterministic", "deterministic", bool,
+         "deterministic TensorFlow kernels, oneDNN off, one thread: the same result on the same machine in any "
+         "process (slower; see README, Reproducibility)"),
     Flag("out", "out", str, "run folder; default runs/mims"),
     Flag("alpha", "model.backbone_kwargs.alpha", float, "MobileNet width multiplier (config: model: {backbone_kwargs: {alpha: A}})"),
 )
@@ -54,13 +67,16 @@ def train_flags():
         Flag(f.name, f"model.{f.name}", f.metadata.get("type", str), f.metadata["help"] + default(f.name))
         for f in dataclasses.fields(ModelConfig) if "help" in f.metadata
     )
-    return _FLAGS[:3] + model + _FLAGS[3:]
+    return _FLAGS[:7] + model + _FLAGS[7:]
 
 
 def add_flags(parser, flags):
     for flag in flags:
-        parser.add_argument(f"--{flag.dest.replace('_', '-')}", dest=flag.dest, type=flag.type, default=None,
-                            help=flag.help)
+        name = f"--{flag.dest.replace('_', '-')}"
+        if flag.type is bool:
+            parser.add_argument(name, dest=flag.dest, action="store_const", const=True, default=None, help=flag.help)
+        else:
+            parser.add_argument(name, dest=flag.dest, type=flag.type, default=None, help=flag.help, choices=flag.choices)
 
 
 def build_overrides(args, flags):

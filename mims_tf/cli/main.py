@@ -1,7 +1,12 @@
 """`mims`: train, evaluate and use Multi-Instance Multi-Scale CNNs from the command line.
 
 Every subcommand has --help with examples. Errors in the input (files, options,
-config keys) are one line on stderr and exit status 2.
+config keys) are one line on stderr and exit status 2, and options are checked
+before TensorFlow starts (a typo is answered in well under a second).
+
+This module is over 400 lines because each command keeps its parser and its run
+function side by side (one small pair per command, in `COMMANDS`), so a command
+reads in one place; the flag table of `mims train` is in `flags.py`.
 """
 
 import argparse
@@ -36,6 +41,30 @@ def default_data_root():
 
 # --- one parser function and one run function per command -----------------------------------------------
 
+def _expand_runs(paths):
+    """Run folders, a folder of run folders standing for the runs inside it (sorted)."""
+    from mims_tf.runs.folder import RunFolder
+
+    runs = []
+    for path in paths:
+        inside = sorted(os.path.join(path, n) for n in os.listdir(path)) if os.path.isdir(path) else []
+        inside = [p for p in inside if RunFolder(p).exists()]
+        runs += inside if not RunFolder(path).exists() and inside else [path]
+    return runs
+
+
+def _check_runs(paths):
+    """Fails at once (before TensorFlow starts) for a path that is not a run folder."""
+    from mims_tf.runs.folder import RunFolder
+
+    for path in paths:
+        run = RunFolder(path)
+        if not os.path.isdir(path):
+            raise ValueError(f"{path}: run folder not found")
+        if not run.exists():
+            raise ValueError(f"{path}: not a run folder (no config.yaml)")
+
+
 def demo_parser(sub):
     p = sub.add_parser("demo", help="train, compare and evaluate two models on built-in synthetic data",
                        epilog="example: mims demo --out runs/demo", formatter_class=FORMATTER)
@@ -45,6 +74,7 @@ def demo_parser(sub):
 
 
 def run_demo(args):
+    import_keras_quietly()
     from mims_tf.cli.demo import demo
 
     return demo(args.out, epochs=args.epochs)
@@ -71,7 +101,6 @@ def train_parser(sub):
 
 def run_train(args):
     from mims_tf.runs.config import load_config
-    from mims_tf.runs.fit import train
     from mims_tf.runs.folder import RunFolder
 
     overrides = build_overrides(args, train_flags())
@@ -86,6 +115,14 @@ def run_train(args):
         config = load_config(RunFolder(out).config_path, {"epochs": args.epochs})
     else:
         config = load_config(args.config, overrides)
+    source = config.data.source
+    if source != "synthetic" and not os.path.exists(source):
+        raise ValueError(f"{source}: data not found (--data)")
+    if config.deterministic:  # oneDNN's kernels can only be turned off before TensorFlow starts
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    import_keras_quietly()  # after the options and config are checked: a typo is answered at once
+    from mims_tf.runs.fit import train
+
     # a progress bar on a terminal, one line per epoch in a log file
     summary = train(config, resume=args.resume, overwrite=args.overwrite, verbose=1 if sys.stdout.isatty() else 2)
     print(json.dumps(summary, indent=2))
@@ -101,7 +138,7 @@ def evaluate_parser(sub):
         "  mims evaluate runs/adrenal --sensitivity 0.95   # store a threshold reaching 95 % sensitivity on validation\n"
         "  mims evaluate runs/kather --instances 4   # every bag on 4 sampled tiles: bag size is no signal",
     )
-    p.add_argument("runs", nargs="+", help="run folders")
+    p.add_argument("runs", nargs="+", help="run folders, or a folder of run folders")
     p.add_argument("--split", default="test", help="split to evaluate (default: test)")
     p.add_argument("--model", dest="which", default="best", choices=("best", "last"),
                    help="the best epoch's model (by validation AUROC, ties by loss) or the last (default: best)")
@@ -116,6 +153,9 @@ def evaluate_parser(sub):
 
 
 def run_evaluate(args):
+    args.runs = _expand_runs(args.runs)  # `mims evaluate runs/demo`: every run inside
+    _check_runs(args.runs)
+    import_keras_quietly()
     from mims_tf.runs.evaluate import compare_runs, evaluate_runs, output_stem
 
     results, groups = evaluate_runs(args.runs, split=args.split, threshold=args.threshold, instances=args.instances,
@@ -127,7 +167,7 @@ def run_evaluate(args):
             f"({r['threshold_from']}): accuracy {r['accuracy']:.4f}, sensitivity {r['sensitivity']:.4f}, "
             f"specificity {r['specificity']:.4f}"
         )
-        print(f"  calibration (T = {r['temperature']:.3f}): ECE {r['ece']:.4f} -> {r['ece_calibrated']:.4f}, "
+        print(f"  calibration ({r['calibration']}, fitted on validation): ECE {r['ece']:.4f} -> {r['ece_calibrated']:.4f}, "
               f"Brier {r['brier']:.4f} -> {r['brier_calibrated']:.4f}; instances per bag: {r['instances']}")
         if not r["threshold_reliable"]:
             print(f"  warning: the threshold is unreliable: {r['threshold_warning']}")
@@ -163,6 +203,8 @@ def predict_parser(sub):
 
 
 def run_predict(args):
+    _check_runs([args.run])
+    import_keras_quietly()
     from mims_tf.runs.predict import predict, write_predictions
 
     if bool(args.inputs) == bool(args.manifest):
@@ -197,6 +239,7 @@ def analyze_parser(sub):
 
 
 def run_analyze(args):
+    import_keras_quietly()
     from mims_tf.explain.scale_correlation import find_images, format_table, scale_correlation
 
     files = find_images(args.images, args.count, seed=args.seed)
@@ -233,6 +276,8 @@ def export_parser(sub):
 
 
 def run_export(args):
+    _check_runs([args.run])
+    import_keras_quietly()
     from mims_tf.runs.export import export_run
 
     info = export_run(args.run, args.format, out=args.out, name=args.name, version=args.version,
@@ -264,6 +309,8 @@ def explain_parser(sub):
 
 
 def run_explain(args):
+    _check_runs([args.run])
+    import_keras_quietly()
     from mims_tf.runs.explain import explain_file
 
     out, written, _ = explain_file(args.run, args.file, out=args.out, layer_name=args.layer,
@@ -302,10 +349,16 @@ def bench_parser(sub):
     p.add_argument("--fresh", action="store_true", help="redo finished results")
     p.add_argument("--tag", default=None,
                    help="results folder suffix: <table>_<dataset>_<tag> (default: 'pretrained' with --weights)")
+    p.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels, oneDNN off, one thread per run (see README, Reproducibility)")
+    p.add_argument("--verify", type=int, default=None, metavar="N",
+                   help="rerun N finished rows (drawn reproducibly) with the same budget flags and compare each "
+                   "with its stored AUROC: identical, within the seed spread, or outside it")
     return p
 
 
 def run_bench(args):
+    import_keras_quietly()
     import shlex
 
     from mims_tf.bench import bench
@@ -315,6 +368,21 @@ def run_bench(args):
         "backbone_kwargs": {"alpha": args.alpha} if args.alpha else None, "image_size": args.image_size,
         "instances": args.instances, "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
     }.items() if v is not None}
+    if args.deterministic:
+        settings["deterministic"] = True
+    if args.verify is not None:
+        from mims_tf.bench import verify
+
+        checks = verify(args.table, args.dataset, args.verify, out=args.out, work=args.work,
+                        data_root=args.data_root or default_data_root(), tag=args.tag, **settings)
+        for c in checks:
+            print(f"{c['preset']} seed {c['seed']}: committed {c['committed']:.4f}, rerun {c['rerun']:.4f} "
+                  f"({c['difference']:+.4f}; seed spread {c['spread']:.4f}): {c['verdict']}")
+            print(f"  committed on {c['committed_environment']}; rerun on {c['environment']}")
+        verdicts = [c["verdict"] for c in checks]
+        print(f"verified {len(checks)} row(s): " + ", ".join(f"{verdicts.count(v)} {v}" for v in
+                                                            ("identical", "within seed spread", "outside seed spread")))
+        return 0
     command = " ".join(shlex.quote(a) for a in ["mims", *sys.argv[1:]])
     folder = bench(args.table, args.dataset, out=args.out, work=args.work, seeds=tuple(args.seeds),
                    fresh=args.fresh, data_root=args.data_root or default_data_root(), presets=args.presets,
@@ -350,18 +418,44 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (`mims train: error: ...`) instead of the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="mims", description=__doc__, epilog=EXAMPLES, formatter_class=FORMATTER)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="mims", description=__doc__, epilog=EXAMPLES, formatter_class=FORMATTER)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for make_parser, run in COMMANDS.values():
         make_parser(sub).set_defaults(func=run)
     return parser
 
 
+def _unknown_flags(parser, args, extras):
+    """One line for flags the command does not know, with the nearest known flag."""
+    from mims_tf.utils import did_you_mean
+
+    command = parser._subparsers._group_actions[0].choices[args.command]
+    known = [option for option in command._option_string_actions if option.startswith("--") and option != "--help"]
+    flags = [e.split("=")[0] for e in extras if e.startswith("-")]
+    hints = ""
+    if flags:
+        # `--lr` -> `--learning-rate`: the initials of a known flag first, then the closest spelling
+        initials = [o for o in known if "".join(w[0] for w in o[2:].split("-")) == flags[0].lstrip("-")]
+        hints = f" Did you mean {initials[0]!r}?" if initials else did_you_mean(flags[0], known)
+    shown = " ".join(flags or extras)
+    return f"mims {args.command}: error: unrecognized argument(s): {shown}.{hints} (see mims {args.command} --help)"
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    import_keras_quietly()
-    from mims_tf.data import DataError
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        print(_unknown_flags(parser, args, extras), file=sys.stderr)
+        return 2
+    from mims_tf.data.errors import DataError
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))

@@ -1,18 +1,11 @@
 """Data: readers for medical formats, manifests with bag-level splits, tf.data pipelines, a synthetic set."""
 
 from mims_tf.data.errors import DataError
-from mims_tf.data.manifest import (
-    Bag,
-    Manifest,
-    assign_splits,
-    from_class_folders,
-    from_medmnist,
-    from_rows,
-    read_manifest,
-    write_manifest,
-)
+from mims_tf.data.layouts import from_class_folders, from_medmnist
+from mims_tf.data.manifest import Bag, Manifest, check_shared_groups, from_rows, read_manifest, write_manifest
 from mims_tf.data.pipeline import BagSource, make_dataset, normalize_volume
 from mims_tf.data.readers import read_volume
+from mims_tf.data.splits import assign_splits
 from mims_tf.data.volume import Volume
 
 __all__ = [
@@ -22,6 +15,7 @@ __all__ = [
     "Manifest",
     "Volume",
     "assign_splits",
+    "check_shared_groups",
     "from_class_folders",
     "from_medmnist",
     "from_rows",

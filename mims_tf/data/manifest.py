@@ -5,10 +5,22 @@ form one bag (e.g. the tiles of a patient); a bag has one label and one split.
 `group` (default: the bag) keeps related bags, such as two eyes of one patient,
 in the same split. Relative paths are relative to the CSV's folder.
 
-Builders for known layouts: `from_medmnist` (official splits),
-`from_class_folders` (one folder per class; the bag from the file name by a
-pattern, e.g. the TCGA patient of a Kather tile), `from_files`. Splits:
-`assign_splits` (stratified by label, grouped by `group`, reproducible by seed).
+This module holds `Bag`, `Manifest`, `read_manifest` / `write_manifest` (the CSV),
+`from_rows` (a manifest from dicts) and `check_shared_groups`. Builders for known
+dataset layouts are in `mims_tf.data.layouts` (`from_medmnist`, `from_class_folders`);
+drawing splits is in `mims_tf.data.splits` (`assign_splits`: stratified by label,
+grouped by `group`, reproducible by seed).
+
+Checks that keep data errors from passing silently:
+
+- a bag has one label and one split; a group one split; a path appears once
+  (`.npz` items compare by `key/index` without leading zeros);
+- labels outside the declared `classes` are errors, and without declared classes
+  a label on very few rows (a typo such as `l` for `1`) is an error;
+- a manifest's split column is either complete or entirely empty (then
+  `assign_splits` draws it); rows the user placed are never moved;
+- a patient seen in the file names (a TCGA id `TCGA-XX-XXXX`, or the match of
+  `group_pattern`) may not appear in two splits, unless `allow_shared_groups=True`.
 """
 
 import collections
@@ -17,14 +29,37 @@ import dataclasses
 import os
 import re
 
-import numpy as np
-
 from mims_tf.data.errors import DataError
-from mims_tf.data.readers import IMAGE_SUFFIXES, TIFF_SUFFIXES, natural_key
+from mims_tf.data.readers import check_regular, normalize_item, split_item
 from mims_tf.utils import atomic_open
 
 REQUIRED = ("path", "label")
 SPLITS = ("train", "val", "test")
+TCGA_PATIENT = r"TCGA-[A-Z0-9]{2}-[A-Z0-9]{4}(?![A-Z0-9])"
+# Without declared classes, a label on fewer rows than this (and under RARE_SHARE of them) looks like a typo.
+RARE_ROWS = 3
+RARE_SHARE = 0.01
+
+
+def _rows_text(lines):
+    """`row 3` / `rows 3, 5` (at most 10 listed)."""
+    lines = list(lines)
+    if len(lines) == 1:
+        return f"row {lines[0]}"
+    shown = ", ".join(str(n) for n in lines[:10])
+    return f"rows {shown}" + (f" and {len(lines) - 10} more" if len(lines) > 10 else "")
+
+
+def _match_name(match, name):
+    """A pattern's group `name`, else group 1, else the whole match."""
+    return match.groupdict().get(name) or (match.group(1) if match.groups() else match.group(0))
+
+
+def _compile(pattern, argument):
+    try:
+        return re.compile(pattern)
+    except (re.error, TypeError) as error:
+        raise ValueError(f"`{argument}` is not a valid regular expression ({error}). Received: {argument}={pattern!r}") from None
 
 
 @dataclasses.dataclass
@@ -40,13 +75,20 @@ class Bag:
 
 @dataclasses.dataclass
 class Manifest:
-    """Rows (dicts with at least path, label, bag, split, group) and the class names in index order."""
+    """Rows (dicts with at least path, label, bag, split, group) and the class names in index order.
+
+    `lines` numbers the rows in messages (a CSV's line numbers; default 2, 3, ... as under a header).
+    """
 
     rows: list
     classes: list
     source: str = "<manifest>"
+    lines: list = None
 
     def __post_init__(self):
+        if self.lines is None:
+            self.lines = list(range(2, len(self.rows) + 2))
+        self.lines = list(self.lines)
         self.validate()
 
     def __len__(self):
@@ -60,15 +102,19 @@ class Manifest:
         bag_labels = collections.defaultdict(set)
         bag_splits = collections.defaultdict(set)
         group_splits = collections.defaultdict(set)
-        for number, row in enumerate(self.rows, start=2):  # row 1 is the header
+        unknown = collections.defaultdict(list)
+        known = set(self.classes)
+        for number, row in zip(self.lines, self.rows):
             if row["path"] in seen:
                 raise DataError(self.source, f"duplicate path {row['path']} (rows {seen[row['path']]} and {number})")
             seen[row["path"]] = number
-            if row["label"] not in self.classes:
-                raise DataError(self.source, f"row {number}: unknown label {row['label']!r} (classes: {', '.join(self.classes)})")
+            if row["label"] not in known:
+                unknown[row["label"]].append(number)
             bag_labels[row["bag"]].add(row["label"])
             bag_splits[row["bag"]].add(row["split"])
             group_splits[row["group"]].add(row["split"])
+        for label, numbers in unknown.items():
+            raise DataError(self.source, f"{_rows_text(numbers)}: unknown label {label!r} (classes: {', '.join(self.classes)})")
         for bag, labels in bag_labels.items():
             if len(labels) > 1:
                 raise DataError(self.source, f"bag {bag!r} has rows with different labels: {', '.join(sorted(labels))}")
@@ -81,8 +127,8 @@ class Manifest:
 
     def check_files(self):
         """Raises DataError for the first row whose file does not exist."""
-        for number, row in enumerate(self.rows, start=2):
-            file_path = row["path"].split("#")[0]
+        for number, row in zip(self.lines, self.rows):
+            file_path = split_item(row["path"])[0]
             if not os.path.exists(file_path):
                 raise DataError(file_path, f"file not found (row {number} of {self.source})")
         return self
@@ -119,20 +165,20 @@ class Manifest:
     def with_splits(self, splits_by_group):
         """Returns a copy whose rows get `split = splits_by_group[row["group"]]`."""
         rows = [dict(row, split=splits_by_group[row["group"]]) for row in self.rows]
-        return Manifest(rows, list(self.classes), self.source)
+        return Manifest(rows, list(self.classes), self.source, self.lines)
 
 
-def _normalize_rows(rows, source, base=None):
+def _normalize_rows(rows, source, base=None, lines=None):
     out = []
-    for number, row in enumerate(rows, start=2):
+    for number, row in zip(lines or range(2, len(rows) + 2), rows):
         missing = [c for c in REQUIRED if not (row.get(c) or "").strip()]
         if missing:
             raise DataError(source, f"row {number}: empty {', '.join(missing)}")
         row = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
-        file_path, hash_mark, item = row["path"].partition("#")
+        file_path, item = split_item(row["path"])
         if not os.path.isabs(file_path):  # relative to the CSV's folder, else to the working directory
             file_path = os.path.normpath(os.path.join(base or os.getcwd(), file_path))
-        path = row["path"] = file_path + hash_mark + item
+        path = row["path"] = file_path + (f"#{normalize_item(item)}" if item else "")
         row["bag"] = row.get("bag") or path
         row["group"] = row.get("group") or row["bag"]
         row["split"] = row.get("split") or ""
@@ -140,43 +186,141 @@ def _normalize_rows(rows, source, base=None):
     return out
 
 
-def _class_names(labels, classes):
+def _declared_classes(classes):
+    if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
+        raise ValueError(f"`classes` must be a list of class names. Received: classes={classes!r}")
+    names = [str(c) for c in classes]
+    if len(names) < 1:
+        raise ValueError(f"`classes` must name at least one class. Received: classes={classes!r}")
+    if len(set(names)) != len(names):
+        repeated = sorted(n for n, k in collections.Counter(names).items() if k > 1)
+        raise ValueError(f"`classes` names {', '.join(repeated)} more than once. Received: classes={classes!r}")
+    return names
+
+
+def _class_names(labels, classes, source="<rows>", lines=None, rare_check=True):
+    """The declared classes, else the labels sorted (numeric labels numerically).
+
+    Without declared classes, a label on fewer than 3 rows and under 1 % of the rows is
+    refused as a likely typo (declare the classes to accept it).
+    """
     if classes is not None:
-        return [str(c) for c in classes]
-    unique = sorted(set(labels))
+        return _declared_classes(classes)
+    counts = collections.Counter(labels)
+    if rare_check:
+        for label, count in counts.items():
+            if count < RARE_ROWS and count < RARE_SHARE * len(labels):
+                numbers = [n for n, lab in zip(lines or range(2, len(labels) + 2), labels) if lab == label]
+                others = ", ".join(repr(k) for k, _ in counts.most_common() if k != label)
+                raise DataError(source, f"{_rows_text(numbers)}: label {label!r} is on only {count} of {len(labels)} rows "
+                                        f"(other labels: {others}); a typo? To accept it, declare the classes "
+                                        "(the classes argument, e.g. classes=[...] in index order)")
+    unique = sorted(counts)
     if all(re.fullmatch(r"-?\d+", label) for label in unique):
         return sorted(unique, key=int)
     return unique
 
 
-def read_manifest(path, classes=None, check_files=True, require_labels=True):
-    """Reads and validates a manifest CSV.
+def _check_split_column(manifest):
+    """Split names are train / val / test, and the column is complete or entirely empty."""
+    bad = collections.defaultdict(list)
+    empty = []
+    for number, row in zip(manifest.lines, manifest.rows):
+        if not row["split"]:
+            empty.append(number)
+        elif row["split"] not in SPLITS:
+            bad[row["split"]].append(number)
+    for split, numbers in bad.items():
+        raise DataError(manifest.source, f"{_rows_text(numbers)}: unknown split {split!r} (splits: {', '.join(SPLITS)})")
+    if empty and len(empty) < len(manifest.rows):
+        raise DataError(manifest.source, f"{_rows_text(empty)}: empty split while other rows have one; fill in every "
+                                         "split, or leave the whole split column empty to have splits assigned")
+
+
+def check_shared_groups(manifest, group_pattern=None):
+    """Raises DataError where file names show one group in two splits.
+
+    Groups are TCGA patient ids (`TCGA-XX-XXXX`) and, if given, the match of `group_pattern`
+    (its group `group`, or group 1, or the whole match), searched in each row's file name.
+    Rows without a split are not compared.
+    """
+    patterns = [("TCGA patient", re.compile(TCGA_PATIENT, re.IGNORECASE), str.upper)]
+    if group_pattern:
+        patterns.append(("group", _compile(group_pattern, "group_pattern"), str))
+    names = []
+    for row in manifest.rows:
+        file_path = split_item(row["path"])[0]
+        names.append(os.path.basename(file_path.rstrip("/\\")))
+    for kind, pattern, canonical in patterns:
+        first = {}  # group -> (split, line)
+        for number, row, name in zip(manifest.lines, manifest.rows, names):
+            if not row["split"]:
+                continue
+            match = pattern.search(name)
+            if not match:
+                continue
+            group = canonical(_match_name(match, "group"))
+            split, line = first.setdefault(group, (row["split"], number))
+            if split != row["split"]:
+                raise DataError(manifest.source, f"{kind} {group!r} is in two splits: {split} (row {line}) and "
+                                                 f"{row['split']} (row {number}); give its files one bag or group, "
+                                                 "or pass allow_shared_groups=True to accept it")
+    return manifest
+
+
+def read_manifest(path, classes=None, check_files=True, require_labels=True, allow_shared_groups=False,
+                  group_pattern=None):
+    """Reads and validates a manifest CSV (UTF-8, with or without a byte-order mark).
 
     Args:
         path: the CSV file.
         classes: label names in index order (default: sorted labels; numeric
-            labels sort numerically). A label not in `classes` is an error.
+            labels sort numerically). A label not in `classes` is an error; without
+            `classes`, so is a label on very few rows (under 1 % and fewer than 3).
         check_files: fail on rows whose file does not exist.
         require_labels: False for manifests of unlabelled files (prediction):
-            a missing label column or empty labels become "?".
+            a missing label column or empty labels become "?", and splits are not checked.
+        allow_shared_groups: accept a TCGA patient (or `group_pattern` match) in the
+            file names of two splits.
+        group_pattern: regular expression naming a group (e.g. a patient) in each file
+            name; one group in two splits is an error (see `check_shared_groups`).
+
+    A split column must be complete (train / val / test on every row) or entirely empty.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise DataError(path, "manifest not found")
+    if os.path.isdir(path):
+        raise DataError(path, "is a folder, not a manifest CSV file")
+    check_regular(path, folders=False)
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             columns = reader.fieldnames or []
+            repeated = sorted(c for c, k in collections.Counter(columns).items() if k > 1)
+            if repeated:
+                raise DataError(path, f"column(s) {', '.join(repeated)} appear more than once in the header")
             missing = [c for c in REQUIRED if c not in columns and (require_labels or c != "label")]
             if missing:
                 raise DataError(path, f"missing column(s) {', '.join(missing)}; a manifest has path, label, bag, split")
-            rows = list(reader)
+            rows, lines = [], []
+            for row in reader:
+                if None in row:
+                    raise DataError(path, f"row {reader.line_num}: {len(row[None])} more field(s) than the "
+                                          f"{len(columns)} columns of the header")
+                rows.append(row)
+                lines.append(reader.line_num)
             if not require_labels:
                 rows = [dict(row, label=row.get("label") or "?") for row in rows]
     except (UnicodeDecodeError, csv.Error) as error:
         raise DataError(path, f"not a readable CSV file ({error})") from None
-    rows = _normalize_rows(rows, path, base=os.path.dirname(os.path.abspath(path)))
-    manifest = Manifest(rows, _class_names([r["label"] for r in rows], classes), path)
+    rows = _normalize_rows(rows, path, base=os.path.dirname(os.path.abspath(path)), lines=lines)
+    labels = [r["label"] for r in rows]
+    manifest = Manifest(rows, _class_names(labels, classes, path, lines, rare_check=require_labels), path, lines)
+    if require_labels:
+        _check_split_column(manifest)
+        if not allow_shared_groups:
+            check_shared_groups(manifest, group_pattern)
     return manifest.check_files() if check_files else manifest
 
 
@@ -195,107 +339,11 @@ def write_manifest(manifest, path):
 
 
 def from_rows(rows, classes=None, source="<rows>"):
-    """A manifest from dicts with path and label (bag, split, group optional)."""
-    rows = _normalize_rows([{k: str(v) if v is not None else "" for k, v in r.items()} for r in rows], source)
-    return Manifest(rows, _class_names([r["label"] for r in rows], classes), source)
+    """A manifest from dicts with path and label (bag, split, group optional); rows number from 1 in messages.
 
-
-def from_medmnist(npz_path, classes=None):
-    """One row per item of a MedMNIST-style npz (`<split>_images`, `<split>_labels`), official splits.
-
-    Paths are `npz_path#<split>_images/<index>`; each item is its own bag.
+    Without `classes`, a label on very few rows (under 1 % and fewer than 3) is refused as a likely typo.
     """
-    npz_path = os.fspath(npz_path)
-    if not os.path.isfile(npz_path):
-        raise DataError(npz_path, "file not found")
-    with np.load(npz_path, allow_pickle=False) as data:
-        labels = {split: np.asarray(data[f"{split}_labels"]).reshape(len(data[f"{split}_labels"]), -1)
-                  for split in SPLITS if f"{split}_labels" in data.files}
-    if not labels:
-        raise DataError(npz_path, "no <split>_labels arrays: not a MedMNIST-style file")
-    rows = []
-    for split, values in labels.items():
-        if values.shape[1] != 1:
-            raise DataError(npz_path, f"{split}_labels has {values.shape[1]} columns: multi-label files are not supported")
-        for index, label in enumerate(values[:, 0]):
-            rows.append({"path": f"{npz_path}#{split}_images/{index}", "label": str(int(label)),
-                         "bag": f"{split}/{index}", "split": split})
-    return from_rows(rows, classes, source=npz_path)
+    lines = list(range(1, len(rows) + 1))
+    rows = _normalize_rows([{k: str(v) if v is not None else "" for k, v in r.items()} for r in rows], source, lines=lines)
+    return Manifest(rows, _class_names([r["label"] for r in rows], classes, source, lines), source, lines)
 
-
-def from_class_folders(root, bag_pattern=None, classes=None, suffixes=IMAGE_SUFFIXES + TIFF_SUFFIXES):
-    """One row per file in `root/<class>/`; the class is the folder name.
-
-    Args:
-        root: folder with one subfolder per class.
-        bag_pattern: regular expression searched in each file name; its group
-            `bag` (or group 1, or the whole match) names the bag. None: each
-            file is its own bag. Kather tiles: `r"TCGA-\\w\\w-\\w\\w\\w\\w"`.
-        classes: class folder names in index order (default sorted).
-        suffixes: file name endings to include.
-    """
-    root = os.fspath(root)
-    if not os.path.isdir(root):
-        raise DataError(root, "folder not found")
-    class_dirs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
-    if classes is not None:
-        unknown = sorted(set(classes) - set(class_dirs))
-        if unknown:
-            raise DataError(root, f"no class folder(s) {', '.join(unknown)} (has {', '.join(class_dirs)})")
-        class_dirs = list(classes)
-    if not class_dirs:
-        raise DataError(root, "no class folders")
-    pattern = re.compile(bag_pattern) if bag_pattern else None
-    rows = []
-    for name in class_dirs:
-        folder = os.path.join(root, name)
-        for file in sorted(os.listdir(folder), key=natural_key):
-            if not file.lower().endswith(suffixes):
-                continue
-            bag = file
-            if pattern:
-                match = pattern.search(file)
-                if not match:
-                    raise DataError(os.path.join(folder, file), f"file name does not match bag_pattern {bag_pattern!r}")
-                bag = match.groupdict().get("bag") or (match.group(1) if match.groups() else match.group(0))
-            rows.append({"path": os.path.join(folder, file), "label": name, "bag": bag})
-    if not rows:
-        raise DataError(root, f"no files ending in {', '.join(suffixes)} in the class folders")
-    return from_rows(rows, class_dirs, source=root)
-
-
-def assign_splits(manifest, fractions=(0.7, 0.15, 0.15), seed=0):
-    """Returns a copy with `split` set to train / val / test, by group, stratified by label.
-
-    Uses scikit-learn's `StratifiedGroupKFold` over the groups (default: bags):
-    the test part is one fold of `round(1 / test)` folds, then val is one fold of
-    the rest. A group (so a bag) never crosses splits; the same seed gives the
-    same splits. Fractions are approximate (whole groups).
-    """
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    train, val, test = fractions
-    if min(fractions) < 0 or abs(train + val + test - 1) > 1e-6 or train <= 0:
-        raise ValueError(f"`fractions` are (train, val, test), nonnegative and summing to 1. Received: fractions={fractions}")
-    bags = manifest.bags()
-    bag_names = [bag.bag for bag in bags]
-    labels = np.array([bag.label for bag in bags])
-    group_of_bag = {row["bag"]: row["group"] for row in manifest.rows}
-    group_ids = np.array([group_of_bag[name] for name in bag_names])
-    split = np.array(["train"] * len(bag_names), dtype=object)
-
-    def hold_out(indices, fraction, name, seed_offset):
-        folds = max(2, int(round(1.0 / fraction)))
-        if len(set(group_ids[indices])) < folds:
-            raise DataError(manifest.source, f"too few groups ({len(set(group_ids[indices]))}) for a {name} split of {fraction:.0%}")
-        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed + seed_offset)
-        _, held = next(splitter.split(np.zeros(len(indices)), labels[indices], group_ids[indices]))
-        split[indices[held]] = name
-
-    everything = np.arange(len(bag_names))
-    if test > 0:
-        hold_out(everything, test, "test", 0)
-    if val > 0:
-        rest = everything[split == "train"]
-        hold_out(rest, val / (train + val), "val", 1)
-    return manifest.with_splits(dict(zip(group_ids, split)))

@@ -42,11 +42,13 @@ def normalize_volume(array, mode, path="<volume>"):
         raise ValueError(f"`normalize` must be one of {NORMALIZE} or (low, high). Received: normalize={mode!r}")
     if mode == "none" or (mode == "auto" and array.dtype == np.uint8):
         return array
-    array = array.astype(np.float32)
     low, high = float(array.min()), float(array.max())
     if high == low:
-        return np.zeros_like(array)
-    return (array - low) * (255.0 / (high - low))
+        return np.zeros(array.shape, np.float32)
+    # float64 when the range itself would overflow float32 (e.g. -3e38 to 3e38)
+    wide = high - low > float(np.finfo(np.float32).max)
+    array = array.astype(np.float64 if wide else np.float32)
+    return ((array - low) * (255.0 / (high - low))).astype(np.float32)
 
 
 def central_slices(array, central):

@@ -1,51 +1,90 @@
 """Readers: every supported file becomes a `Volume` of instances `(S, H, W)` or `(S, H, W, C)`.
 
-`read_volume(path)` picks the reader from the path:
+`read_volume(path)` picks the reader from the path (this module holds the readers of medical and image
+formats; `.npy` and `.npz` are read in `mims_tf.data.arrays`, vendor OCT files in `mims_tf.data.oct`):
 
 | path | reader | instances |
 |---|---|---|
-| `file.npz#key/index` | MedMNIST-style `.npz` item | the slices of a 3D item, or one 2D image |
-| `.npy` | NumPy | 2D: one image; 3D: `(S, H, W)`; 4D: `(S, H, W, C)` |
+| `file.npz#key/index` | MedMNIST-style `.npz` item (`mims_tf.data.arrays`) | the slices of a 3D item, or one 2D image |
+| `.npy` | NumPy (`mims_tf.data.arrays`) | 2D: one image; 3D: `(S, H, W)`; 4D: `(S, H, W, C)` |
 | `.nii`, `.nii.gz` | nibabel | axial slices of the closest canonical (RAS+) orientation, anterior up |
 | folder of DICOM files, `.dcm` | pydicom | slices sorted by position along the slice normal (not by name) |
-| `.tif`, `.tiff` | tifffile | pages |
+| `.tif`, `.tiff` | tifffile | every page (pages of different sizes are an error) |
 | `.png`, `.jpg`, `.jpeg`, `.bmp` | Pillow | one image |
 | folder of images | Pillow | one slice per file, natural name order |
 | `.vol`, `.e2e`, `.fda`, `.fds`, `.img` | `mims_tf.data.oct` | B-scans (needs `pip install mims-tf[oct]`) |
 
+`#` separates an item only in `.npz` paths (the last `#`); any other name, `#` included,
+is the file's path (`scan#1.npy` is one file).
+
 Every reader rejects bad input with a `DataError` naming the file and the cause:
-missing, unreadable or truncated files, wrong dimensions, empty volumes, NaN/Inf.
+missing, empty, unreadable or truncated files, anything that is not a regular file or
+a folder (named pipes, sockets, devices: never opened), wrong dimensions, empty volumes,
+NaN/Inf or values beyond float32, pickled (object) arrays, and headers that declare
+more data than the file can hold or images larger than `PIL.Image.MAX_IMAGE_PIXELS`
+(refused before anything is allocated).
 """
 
-import functools
+import math
 import os
 import re
+import stat
 
 import numpy as np
 
-from mims_tf.data.errors import DataError
+from mims_tf.data.arrays import MAX_DEFLATE_RATIO, read_npy, read_npz_item
+from mims_tf.data.errors import DataError, describe
 from mims_tf.data.oct import read_oct
-from mims_tf.data.volume import Volume
+from mims_tf.data.volume import Volume, as_instances
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
 OCT_SUFFIXES = (".vol", ".e2e", ".fda", ".fds", ".img")
 
 
+def split_item(path):
+    """`(file, item)`: a `.npz` path's item after its last `#`; any other path is a file, `#` included."""
+    path = os.fspath(path)
+    file_path, mark, item = path.rpartition("#")
+    if mark and file_path.lower().endswith(".npz"):
+        return file_path, item
+    return path, ""
+
+
+def normalize_item(item):
+    """`"train_images/01"` -> `"train_images/1"`: one spelling per item, so duplicates compare equal."""
+    match = re.fullmatch(r"([^/]+)/(\d+)", item or "")
+    return f"{match.group(1)}/{int(match.group(2))}" if match else item
+
+
+def check_regular(path, folders=True):
+    """Raises DataError unless `path` is a regular file (or a folder): pipes, sockets and devices are never opened."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISREG(mode) or (folders and stat.S_ISDIR(mode)):
+        return
+    kinds = [(stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")]
+    kind = next((name for test, name in kinds if test(mode)), "a special file")
+    raise DataError(path, f"not a regular file ({kind}); only files and folders are read")
+
+
 def read_volume(path):
     """Reads any supported file (see the module docstring) into a checked `Volume`."""
     path = os.fspath(path)
-    file_path, _, item = path.partition("#")
+    file_path, item = split_item(path)
     if not os.path.exists(file_path):
         raise DataError(file_path, "file not found")
+    check_regular(file_path)
     lower = file_path.lower()
+    if not os.path.isdir(file_path) and os.path.getsize(file_path) == 0:
+        raise DataError(file_path, "empty file (0 bytes)")
     try:
         if os.path.isdir(file_path):
             volume = _read_folder(file_path)
         elif lower.endswith(".npz"):
             volume = read_npz_item(file_path, item)
         elif lower.endswith(".npy"):
-            volume = Volume(_as_instances(np.load(file_path, allow_pickle=False), file_path))
+            volume = Volume(as_instances(read_npy(file_path), file_path))
         elif lower.endswith((".nii", ".nii.gz")):
             volume = read_nifti(file_path)
         elif lower.endswith(".dcm"):
@@ -61,7 +100,7 @@ def read_volume(path):
     except DataError:
         raise
     except Exception as error:  # noqa: BLE001 - library errors become one clear line
-        raise DataError(file_path, f"unreadable or corrupt file ({_describe(error)})") from None
+        raise DataError(file_path, f"unreadable or corrupt file ({describe(error)})") from None
     return check_volume(volume, path)
 
 
@@ -76,66 +115,39 @@ def check_volume(volume, path):
         raise DataError(path, f"wrong dimensions {array.shape}: expected (S, H, W) or (S, H, W, C) with C in 1, 3, 4")
     if array.size == 0:
         raise DataError(path, f"empty volume, shape {array.shape}")
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise DataError(path, f"contains NaN or Inf values ({int((~np.isfinite(array)).sum())} of {array.size})")
     if array.dtype.kind not in "uif" and array.dtype != bool:
         raise DataError(path, f"unsupported pixel type {array.dtype}")
+    if array.dtype.kind == "f":
+        finite = np.isfinite(array)
+        if not finite.all():
+            raise DataError(path, f"contains NaN or Inf values ({int((~finite).sum())} of {array.size})")
+        largest = float(np.abs(array).max())
+        if largest > float(np.finfo(np.float32).max):
+            raise DataError(path, f"values beyond float32's range (largest magnitude {largest:.3g}; float32 holds up to 3.4e+38)")
     return volume
 
-
-def _describe(error):
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
-
-
-def _as_instances(array, path):
-    """2D -> (1, H, W); 3D and 4D as they are."""
-    array = np.asarray(array)
-    if array.ndim == 2:
-        return array[None]
-    if array.ndim in (3, 4):
-        return array
-    raise DataError(path, f"wrong dimensions {array.shape}: expected 2 to 4 axes")
-
-
-@functools.lru_cache(maxsize=8)
-def _npz_arrays(path):
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
-
-
-def read_npz_item(path, item):
-    """Reads `path#key/index`, e.g. `adrenalmnist3d.npz#train_images/12`.
-
-    A 3D item `(D, H, W)` gives its D slices; a 2D item `(H, W)` or `(H, W, 3)` one image.
-    """
-    match = re.fullmatch(r"([^/]+)/(\d+)", item or "")
-    if not match:
-        raise DataError(path, f"name an array item as {path}#<key>/<index>, e.g. #train_images/0; got {item!r}")
-    key, index = match.group(1), int(match.group(2))
-    arrays = _npz_arrays(path)
-    if key not in arrays:
-        raise DataError(path, f"no array {key!r} (has {', '.join(sorted(arrays))})")
-    if index >= len(arrays[key]):
-        raise DataError(path, f"index {index} out of range for {key!r} of length {len(arrays[key])}")
-    image = arrays[key][index]
-    if image.ndim == 3 and image.shape[-1] == 3:  # a 2D RGB item
-        image = image[None]
-    return Volume(_as_instances(image, path))
 
 
 def read_nifti(path):
     """Axial slices `(Z, Y, X)` of the closest canonical (RAS+) orientation, anterior up."""
     import nibabel
 
-    image = nibabel.as_closest_canonical(nibabel.load(path))
+    image = nibabel.load(path)
+    shape = tuple(image.shape)
+    if not (len(shape) in (2, 3) or (len(shape) == 4 and shape[-1] == 1)):
+        raise DataError(path, f"wrong dimensions {shape}: expected a 3D NIfTI volume")
+    needed = math.prod(shape) * image.get_data_dtype().itemsize
+    size = os.path.getsize(path)
+    room = size * MAX_DEFLATE_RATIO + 1024 if path.lower().endswith(".gz") else size
+    if needed > room:
+        raise DataError(path, f"header declares {shape} of {image.get_data_dtype()} ({needed} bytes), more than "
+                              f"the file of {size} bytes can hold: truncated or corrupt")
+    image = nibabel.as_closest_canonical(image)
     data = np.asarray(image.dataobj)
     if data.ndim == 4 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim == 2:
         data = data[..., None]
-    if data.ndim != 3:
-        raise DataError(path, f"wrong dimensions {data.shape}: expected a 3D NIfTI volume")
     zooms = image.header.get_zooms()[:3]
     array = np.flip(np.transpose(data, (2, 1, 0)), axis=1)
     return Volume(np.ascontiguousarray(array), spacing=tuple(float(z) for z in zooms[::-1]))
@@ -150,7 +162,10 @@ def read_dicom_series(files, path):
         try:
             slices.append((file, pydicom.dcmread(file)))
         except Exception as error:  # noqa: BLE001
-            raise DataError(file, f"unreadable DICOM file ({_describe(error)})") from None
+            raise DataError(file, f"unreadable DICOM file ({describe(error)})") from None
+    for file, ds in slices:
+        if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+            raise DataError(file, "unreadable DICOM file: no pixel data (not an image, or damaged)")
     series = {str(getattr(ds, "SeriesInstanceUID", "")) for _, ds in slices}
     if len(series) > 1:
         raise DataError(path, f"holds {len(series)} DICOM series; put one series per folder")
@@ -169,7 +184,7 @@ def read_dicom_series(files, path):
         try:
             pixels = ds.pixel_array.astype(np.float32)
         except Exception as error:  # noqa: BLE001
-            raise DataError(file, f"unreadable DICOM pixel data ({_describe(error)})") from None
+            raise DataError(file, f"unreadable DICOM pixel data ({describe(error)})") from None
         pixels = pixels * float(getattr(ds, "RescaleSlope", 1) or 1) + float(getattr(ds, "RescaleIntercept", 0) or 0)
         arrays.append(pixels[None] if pixels.ndim == 2 else pixels)  # multi-frame files stay 3D
     shapes = {a.shape[1:] for a in arrays}
@@ -184,24 +199,64 @@ def read_dicom_series(files, path):
     return Volume(array, spacing=spacing, meta={"series": series.pop()})
 
 
+def _pixel_limit():
+    from PIL import Image
+
+    return Image.MAX_IMAGE_PIXELS
+
+
 def read_tiff(path):
-    """Pages of a (multi-page) TIFF: `(S, H, W)` or `(S, H, W, C)`."""
+    """Every page of a (multi-page) TIFF, one instance each: `(S, H, W)` or `(S, H, W, C)`.
+
+    Pages written one at a time (separate series) are all read; pages of different sizes are an error.
+    """
     import tifffile
 
-    array = tifffile.imread(path)
-    if array.ndim == 3 and array.shape[-1] in (3, 4) and len(tifffile.TiffFile(path).pages) == 1:
-        array = array[None]  # one RGB page
-    return Volume(_as_instances(array, path))
+    with tifffile.TiffFile(path) as tiff:
+        pages = list(tiff.pages)
+        if not pages:
+            raise DataError(path, "TIFF file without pages")
+        limit = _pixel_limit()
+        shapes = []
+        for number, page in enumerate(pages, start=1):
+            axes = page.axes
+            shape = tuple(int(n) for n in page.shape)
+            pixels = math.prod(n for n, axis in zip(shape, axes) if axis not in "S")
+            if limit and pixels > limit:
+                raise DataError(path, f"page {number} of {shape} holds {pixels} pixels, over the limit of {limit} "
+                                      "(PIL.Image.MAX_IMAGE_PIXELS): refused before decoding")
+            shapes.append(shape)
+        if len(set(shapes)) > 1:
+            sizes = ", ".join(f"page {i}: {shape}" for i, shape in enumerate(shapes, start=1) if shape != shapes[0])
+            raise DataError(path, f"TIFF pages of different sizes (page 1: {shapes[0]}; {sizes})")
+        arrays = []
+        for page in pages:
+            array = page.asarray()
+            if page.axes.startswith("S") and array.ndim == 3:  # planar (separate) samples: to channels last
+                array = np.moveaxis(array, 0, -1)
+            arrays.append(array)
+    array = np.stack(arrays)
+    if array.ndim == 4 and array.shape[-1] not in (1, 3, 4):
+        raise DataError(path, f"wrong dimensions {array.shape}: TIFF pages must be 2D or have 1, 3 or 4 samples")
+    return Volume(as_instances(array, path))
 
 
 def _read_image(path):
     from PIL import Image
 
-    with Image.open(path) as image:
-        image.load()  # decode now: truncated files fail here
-        if image.mode in ("RGBA", "P", "LA", "CMYK", "YCbCr"):
-            image = image.convert("RGB")
-        return np.asarray(image)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and width * height > limit:
+                raise DataError(path, f"image of {width}x{height} pixels is over the limit of {limit} pixels "
+                                      "(PIL.Image.MAX_IMAGE_PIXELS): refused before decoding")
+            image.load()  # decode now: truncated files fail here
+            if image.mode in ("RGBA", "P", "LA", "CMYK", "YCbCr"):
+                image = image.convert("RGB")
+            return np.asarray(image)
+    except Image.DecompressionBombError as error:
+        raise DataError(path, f"image too large, refused before decoding ({describe(error)})") from None
 
 
 def natural_key(name):
@@ -209,8 +264,14 @@ def natural_key(name):
 
 
 def _read_folder(path):
-    files = sorted((f for f in os.listdir(path) if not f.startswith(".")), key=natural_key)
-    files = [os.path.join(path, f) for f in files if os.path.isfile(os.path.join(path, f))]
+    names = sorted((f for f in os.listdir(path) if not f.startswith(".")), key=natural_key)
+    files = []
+    for name in names:
+        file = os.path.join(path, name)
+        if os.path.isdir(file) or not os.path.exists(file):
+            continue
+        check_regular(file, folders=False)
+        files.append(file)
     if not files:
         raise DataError(path, "empty folder: expected DICOM slices or image files")
     if any(f.lower().endswith(".dcm") for f in files) or _looks_like_dicom(files[0]):
@@ -220,10 +281,20 @@ def _read_folder(path):
         raise DataError(path, "no DICOM or image files in folder")
     slices = []
     for file in images:
+        if os.path.getsize(file) == 0:
+            raise DataError(file, "empty file (0 bytes)")
         try:
-            slices.append(_read_image(file))
+            if file.lower().endswith(TIFF_SUFFIXES):
+                pages = read_tiff(file).array
+                if len(pages) != 1:
+                    raise DataError(file, f"TIFF of {len(pages)} pages in a folder stack, which takes one image per file")
+                slices.append(pages[0])
+            else:
+                slices.append(_read_image(file))
+        except DataError:
+            raise
         except Exception as error:  # noqa: BLE001
-            raise DataError(file, f"unreadable image ({_describe(error)})") from None
+            raise DataError(file, f"unreadable image ({describe(error)})") from None
     shapes = {s.shape for s in slices}
     if len(shapes) > 1:
         raise DataError(path, f"images of different sizes in one stack: {sorted(shapes)}")

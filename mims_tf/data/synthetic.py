@@ -76,7 +76,7 @@ def write_dataset(folder, seed=0, splits=(("train", 96), ("val", 32), ("test", 3
 
     Each split uses its own seed (`seed`, `seed + 1`, ...); `kwargs` go to
     `make_volumes` (a dict per split is allowed: `lesion_size={"test": (12, 20)}`
-    tests scale invariance). Returns the npz path; `manifest.from_medmnist`
+    tests scale invariance). Returns the npz path; `layouts.from_medmnist`
     reads it.
     """
     os.makedirs(folder, exist_ok=True)

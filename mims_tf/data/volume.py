@@ -1,12 +1,17 @@
-"""`Volume`: what every reader returns (`mims_tf.data.readers` and the vendor OCT readers in `mims_tf.data.oct`).
+"""`Volume`: what every reader returns (`mims_tf.data.readers`, the NumPy readers in `mims_tf.data.arrays`
+and the vendor OCT readers in `mims_tf.data.oct`), and `as_instances`, the rule that turns an array into
+a volume's instances.
 
 A module of its own so the readers import it without importing one another:
-`readers` imports `oct` (to dispatch OCT suffixes), `oct` imports only this.
+`readers` imports `arrays` and `oct` (to dispatch their suffixes); `arrays` and `oct` import only this
+and `errors`.
 """
 
 import dataclasses
 
 import numpy as np
+
+from mims_tf.data.errors import DataError
 
 
 @dataclasses.dataclass
@@ -22,3 +27,13 @@ class Volume:
     array: np.ndarray
     spacing: tuple = None
     meta: dict = dataclasses.field(default_factory=dict)
+
+
+def as_instances(array, path):
+    """2D -> (1, H, W); 3D and 4D as they are; any other rank is a DataError naming `path`."""
+    array = np.asarray(array)
+    if array.ndim == 2:
+        return array[None]
+    if array.ndim in (3, 4):
+        return array
+    raise DataError(path, f"wrong dimensions {array.shape}: expected 2 to 4 axes")

@@ -66,6 +66,29 @@ def serving_module(model):
     return module
 
 
+def remove_stale_temporaries(folder):
+    """Removes `.tmp-<version>-<pid>` folders of exports whose process is gone (killed mid-export)."""
+    if not os.path.isdir(folder):
+        return []
+    removed = []
+    for name in os.listdir(folder):
+        match = re.fullmatch(r"\.tmp-\d+-(\d+)", name)
+        if match and not _alive(int(match.group(1))):
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
 def next_version(folder):
     """1 + the largest numeric version folder in `folder` (1 if none)."""
     versions = [int(n) for n in os.listdir(folder) if re.fullmatch(r"\d+", n)] if os.path.isdir(folder) else []
@@ -98,6 +121,7 @@ def export_saved_model(model, base_dir, name="mims", version=None, sample=None, 
         raise ValueError(f"{final}: version {version} exists; choose another version or leave it out for the next free one")
     model = as_float32(model)
     os.makedirs(folder, exist_ok=True)
+    remove_stale_temporaries(folder)
     tmp = os.path.join(folder, f".tmp-{version}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:

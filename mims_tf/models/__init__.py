@@ -1,10 +1,13 @@
-"""Model builder and the paper's presets."""
+"""Model builder and the paper's presets.
 
-from mims_tf.models.backbones import backbone_names, build_backbone, resnet34, tiny
-from mims_tf.models.builder import HEAD_PREFIX, build_model
+The presets and `ModelConfig` load without TensorFlow (the command line validates options with them before
+TensorFlow starts); the builder and the backbones load on first use.
+"""
+
+import importlib
+
 from mims_tf.models.config import (
-    paper_name,
-    presets_in_table,
+    HEAD_PREFIX,
     KERNEL_SETTINGS,
     PRESETS,
     TABLE1,
@@ -12,7 +15,17 @@ from mims_tf.models.config import (
     ModelConfig,
     get_preset,
     list_presets,
+    paper_name,
+    presets_in_table,
 )
+
+_LAZY = {
+    "build_model": "mims_tf.models.builder",
+    "backbone_names": "mims_tf.models.catalog",
+    "build_backbone": "mims_tf.models.backbones",
+    "resnet34": "mims_tf.models.backbones",
+    "tiny": "mims_tf.models.backbones",
+}
 
 __all__ = [
     "HEAD_PREFIX",
@@ -31,3 +44,9 @@ __all__ = [
     "resnet34",
     "tiny",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mims_tf.models' has no attribute {name!r}")

@@ -5,51 +5,7 @@ import re
 
 import keras
 
-from mims_tf.utils import did_you_mean
-
-# keras.applications constructor name -> its preprocessing mode (see BackbonePreprocessing).
-_APPLICATIONS = {
-    "ResNet50": "caffe", "ResNet101": "caffe", "ResNet152": "caffe",
-    "ResNet50V2": "tf", "ResNet101V2": "tf", "ResNet152V2": "tf",
-    "VGG16": "caffe", "VGG19": "caffe",
-    "MobileNet": "tf", "MobileNetV2": "tf",
-    "MobileNetV3Small": "none", "MobileNetV3Large": "none",
-    "DenseNet121": "torch", "DenseNet169": "torch", "DenseNet201": "torch",
-    "InceptionV3": "tf", "InceptionResNetV2": "tf", "Xception": "tf",
-    "NASNetMobile": "tf", "NASNetLarge": "tf",
-    **{f"EfficientNetB{i}": "none" for i in range(8)},
-    **{f"EfficientNetV2{s}": "none" for s in ("B0", "B1", "B2", "B3", "S", "M", "L")},
-    **{f"ConvNeXt{s}": "none" for s in ("Tiny", "Small", "Base", "Large", "XLarge")},
-}
-LOCAL_BACKBONES = {"resnet34": "tf", "tiny": "tf"}
-
-
-def _key(name):
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
-_BY_KEY = {_key(name): name for name in _APPLICATIONS}
-
-
-def backbone_names():
-    """Returns every accepted backbone name (lower case)."""
-    return sorted(LOCAL_BACKBONES) + sorted(name.lower() for name in _APPLICATIONS)
-
-
-def preprocessing_mode(name):
-    """Returns the `BackbonePreprocessing` mode of a backbone name."""
-    return LOCAL_BACKBONES.get(name.lower()) or _APPLICATIONS[_resolve(name)]
-
-
-def _resolve(name):
-    key = _key(name)
-    if key in _BY_KEY:
-        return _BY_KEY[key]
-    raise ValueError(
-        f"Unknown backbone {name!r}.{did_you_mean(name.lower(), backbone_names())} "
-        f"Valid: {', '.join(backbone_names())}. Received: backbone={name!r}"
-    )
-
+from mims_tf.models.catalog import LOCAL_BACKBONES, backbone_names, preprocessing_mode, resolve  # noqa: F401
 
 def build_backbone(name, weights=None, channels=3, image_size=None, feature_layers=None, **kwargs):
     """Builds a backbone as a `keras.Model` named "backbone" giving feature maps.
@@ -93,7 +49,7 @@ def build_backbone(name, weights=None, channels=3, image_size=None, feature_laye
         if weights is not None:
             _load_weights(model, weights, local)
     else:
-        app = _resolve(name)
+        app = resolve(name)
         model = _build_application(app, weights, input_shape, kwargs)
     outputs = [model.get_layer(n).output for n in resolve_feature_layers(model, feature_layers)]
     return keras.Model(model.inputs, outputs if len(outputs) > 1 else outputs[0], name="backbone")

@@ -4,7 +4,8 @@
     data:       source, classes, splits, image size (H, W), channels, central slices, normalisation,
                 instances per bag, augmentation
     training:   batch size, epochs, steps per epoch, learning rate, backbone multiplier, checkpoint steps
-    seed, precision, strategy, sensitivity (target of the decision threshold; None: Youden's J), out
+    seed, precision, strategy, sensitivity (target of the decision threshold; None: Youden's J),
+    deterministic (deterministic kernels, fixed threads; see `runs/environment.py`), out
 
 Adding a model option is one edit: a field of `ModelConfig` (with a `help` in its metadata, which gives
 it a command-line flag too). A flat mapping (every key at the top, as config files before 0.2 were
@@ -21,6 +22,7 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("none", "mirrored", "multi_worker")
 # The model block's defaults: the preset mims on the tiny backbone, from scratch (runs on any CPU).
 MODEL_DEFAULTS = {"preset": "mims", "backbone": "tiny", "weights": None}
+MIN_IMAGE_SIZE = 8  # smaller instances leave a backbone nothing to see (a 2x2 "image" trained silently before)
 # Options that come from the data, not the model block.
 _FROM_DATA = ("image_size", "channels", "classes", "name")
 
@@ -33,6 +35,11 @@ class DataConfig:
         source: a manifest CSV, a MedMNIST-style `.npz`, a folder of class folders, or `"synthetic"`.
         classes: class names in order (the last is the positive class); None: from the data.
         bag_pattern: regex naming the bag in each file name (class folders).
+        one_bag_per_file: class folders without a bag pattern: each file is its own bag (say so explicitly:
+            tiles of one patient must never be split across train and test).
+        group_pattern: regex naming a group (e.g. a patient) in file names that must not span two splits
+            (a TCGA patient id is always checked).
+        allow_shared_groups: accept a group in two splits.
         split_fractions: train, validation, test fractions where the data has no split.
         split_seed: seed of that split.
         image_size: instance `(height, width)`; an int means a square.
@@ -48,6 +55,9 @@ class DataConfig:
     source: str = "synthetic"
     classes: list = None
     bag_pattern: str = None
+    one_bag_per_file: bool = False
+    group_pattern: str = None
+    allow_shared_groups: bool = False
     split_fractions: tuple = (0.7, 0.15, 0.15)
     split_seed: int = 0
     image_size: tuple = (64, 64)
@@ -65,9 +75,9 @@ class DataConfig:
             self.image_size = (self.image_size, self.image_size)
         self.image_size = tuple(self.image_size) if isinstance(self.image_size, (list, tuple)) else self.image_size
         if not isinstance(self.image_size, tuple) or len(self.image_size) != 2 or not all(
-            _positive_int(v) for v in self.image_size
+            _positive_int(v, MIN_IMAGE_SIZE) for v in self.image_size
         ):
-            raise ValueError(f"`image_size` must be a positive integer or (height, width). "
+            raise ValueError(f"`image_size` must be an integer >= {MIN_IMAGE_SIZE} or (height, width) of such. "
                              f"Received: image_size={self.image_size!r}")
         _check_positive_int("channels", self.channels)
         _check_positive_int("split_seed", self.split_seed, minimum=0)
@@ -122,7 +132,7 @@ class TrainingConfig:
 
 
 BLOCKS = {"data": DataConfig, "training": TrainingConfig}
-TOP_LEVEL = ("seed", "precision", "strategy", "sensitivity", "out")
+TOP_LEVEL = ("seed", "precision", "strategy", "sensitivity", "deterministic", "out")
 
 
 @dataclasses.dataclass
@@ -143,6 +153,7 @@ class RunConfig:
     precision: str = None
     strategy: str = "none"
     sensitivity: float = None
+    deterministic: bool = False
     out: str = "runs/mims"
 
     @classmethod
@@ -211,7 +222,7 @@ class RunConfig:
     def model_config(self, classes):
         """The `ModelConfig` to build: the preset, the model block, and the data's image size and channels."""
         from mims_tf.models import get_preset
-        from mims_tf.models.backbones import preprocessing_mode
+        from mims_tf.models.catalog import preprocessing_mode
 
         overrides = {k: v for k, v in self.model_overrides().items() if not (k == "k" and v is None)}
         if isinstance(overrides.get("kernels"), dict):

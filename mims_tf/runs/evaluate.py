@@ -74,14 +74,14 @@ def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=No
     if len(manifest.classes) != 2:
         raise ValueError(f"{run_dir}: evaluate supports two classes; this run has {len(manifest.classes)}")
     decision = calibrate_run(run_dir, which, sensitivity) if sensitivity is not None else run_decision(run_dir, which)
-    temperature = decision["temperature"]
+    temperature, bias = decision["temperature"], decision.get("bias")
     source, labels, raw = split_scores(model, config, manifest, split, instances)
-    probs = temperature_scale(raw, temperature)
+    probs = temperature_scale(raw, temperature, bias)
     scores = probs[:, 1]
     picked_on, reliable, warning = "given", True, ""
     if threshold is None and instances:
         _, val_labels, val_raw = split_scores(model, config, manifest, "val", instances)
-        threshold = youden_threshold(val_labels, temperature_scale(val_raw, temperature)[:, 1])
+        threshold = youden_threshold(val_labels, temperature_scale(val_raw, temperature, bias)[:, 1])
         picked_on, reliable, warning = f"validation on {instances} instances (Youden's J)", decision["reliable"], decision["why"]
     elif threshold is None:
         threshold, picked_on = decision["threshold"], decision["threshold_from"]
@@ -94,14 +94,15 @@ def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=No
               "preset": config.preset, "data": config.data.source,
               "threshold": float(threshold), "threshold_from": picked_on, "threshold_reliable": bool(reliable),
               "threshold_warning": warning, **metrics, "auroc_low": low, "auroc_high": high,
-              "temperature": temperature, "ece": expected_calibration_error(labels, raw),
+              "calibration": decision.get("method", "temperature"), "temperature": temperature, "bias": bias,
+              "ece": expected_calibration_error(labels, raw),
               "ece_calibrated": expected_calibration_error(labels, probs), "brier": brier_score(labels, raw),
               "brier_calibrated": brier_score(labels, probs)}
     if write:
         paths = run.evaluation_paths(output_stem(split, instances, which))
         _write_per_bag(paths["csv"], source, labels, probs, threshold, manifest.classes)
         _plot_roc(paths["roc"], [(labels, scores, run.name)])
-        _plot_reliability(paths["reliability"], labels, raw, probs, temperature)
+        _plot_reliability(paths["reliability"], labels, raw, probs, decision)
         write_json(paths["json"], result)
     result["scores"] = scores  # for paired comparisons; not written
     result["labels"] = labels
@@ -179,12 +180,12 @@ def _plot_roc(path, curves):
     _save(plt, figure, path)
 
 
-def _plot_reliability(path, labels, raw, calibrated, temperature, bins=15):
+def _plot_reliability(path, labels, raw, calibrated, decision, bins=15):
     from mims_tf.train.calibration import expected_calibration_error, reliability_bins
 
     plt, figure, axis = _figure()
     axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect calibration")
-    for probs, name in ((raw, "model"), (calibrated, f"calibrated (T = {temperature:.2f})")):
+    for probs, name in ((raw, "model"), (calibrated, f"calibrated ({decision.get('method', 'temperature')})")):
         rows = [(p, o, n) for n, p, o in reliability_bins(labels, probs, bins) if n]
         axis.plot([r[0] for r in rows], [r[1] for r in rows], marker="o",
                   label=f"{name}: ECE {expected_calibration_error(labels, probs, bins):.3f}")

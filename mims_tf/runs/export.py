@@ -24,8 +24,9 @@ def export_metadata(config, classes, decision):
                   "pixel_range": [0, 255]},
         "data": config.to_dict()["data"],
         "precision_trained": config.precision,
-        "output": "calibrated probabilities (bags, classes), softmax then temperature scaling",
-        "decision": {key: decision[key] for key in ("temperature", "threshold", "threshold_from", "reliable", "why")},
+        "output": "calibrated probabilities (bags, classes): softmax(log(p) / temperature + bias) of the model's p",
+        "decision": {key: decision.get(key) for key in ("scoring", "method", "temperature", "bias", "threshold",
+                                                        "threshold_from", "reliable", "why")},
         "decision_rule": (f"{classes[-1]} where P({classes[-1]}) >= threshold, else {classes[0]}"
                           if decision["threshold"] is not None else "the most probable class"),
     }

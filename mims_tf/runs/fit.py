@@ -5,6 +5,7 @@ position always agree: a resumed run restarts the data stream at that step (`mak
 and ends bit-identical to an uninterrupted one.
 """
 
+import contextlib
 import logging
 import math
 import os
@@ -14,6 +15,7 @@ import keras
 import numpy as np
 
 from mims_tf.data import BagSource
+from mims_tf.runs.environment import environment, fingerprint, make_deterministic
 from mims_tf.runs.folder import RunFolder
 from mims_tf.runs.inputs import build_manifest, eval_batches, train_batches
 
@@ -36,12 +38,20 @@ class RunCheckpoint(keras.callbacks.Callback):
     def __init__(self, run, every, state):
         super().__init__()
         self.run, self.every, self.state = run, every, state
+        self.nan_step = None
 
     def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):  # stop; keep the last good checkpoints
+            self.nan_step = _step(self.model)
+            self.model.stop_training = True
+            return
         if _step(self.model) % self.every == 0:
             self.run.save_model(self.model, "last")
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.nan_step is not None:
+            return
         logs = logs or {}
         auroc, loss = logs.get("val_auroc"), logs.get("val_loss", math.inf)
         if auroc is not None and is_better(auroc, loss, self.state):
@@ -76,10 +86,10 @@ def prepare_run_folder(config, resume=False, overwrite=False):
             return stored, True
         if not overwrite:
             raise ValueError(f"{run.path}: holds another run (config.yaml); resume it or overwrite it")
-        shutil.rmtree(run.path)
+        _empty(run.path)
     elif resume:
         raise ValueError(f"{run.path}: no run to resume (no config.yaml)")
-    elif os.path.isdir(run.path) and os.listdir(run.path) and not overwrite:
+    elif _contents(run.path) and not overwrite:
         raise ValueError(f"{run.path}: folder is not empty; overwrite it or choose another output folder")
     os.makedirs(run.path, exist_ok=True)
     config.precision = config.resolved_precision()
@@ -87,8 +97,46 @@ def prepare_run_folder(config, resume=False, overwrite=False):
     return config, False
 
 
+LOCK = ".lock"
+
+
+def _contents(path):
+    return [n for n in os.listdir(path) if n != LOCK] if os.path.isdir(path) else []
+
+
+def _empty(path):
+    for name in _contents(path):
+        target = os.path.join(path, name)
+        shutil.rmtree(target) if os.path.isdir(target) and not os.path.islink(target) else os.remove(target)
+
+
+@contextlib.contextmanager
+def run_lock(path):
+    """An exclusive lock on the run folder for the life of the block (and of the process, if it dies)."""
+    os.makedirs(path, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here
+        yield
+        return
+    with open(os.path.join(path, LOCK), "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ValueError(f"{path}: another process is training in this run folder") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def train(config, resume=False, overwrite=False, verbose="auto", callbacks=()):
     """Trains as `config` says, in the run folder `config.out`; returns a summary dict.
+
+    The run folder is locked for the process's life (a second training in it is refused). A start that
+    fails before the first step (bad data, a model that cannot be built) leaves a new folder as it was,
+    so the corrected command runs. A loss that turns NaN stops training with a `RuntimeError`, keeping
+    the last good checkpoints.
 
     Args:
         config: a `RunConfig`.
@@ -98,14 +146,31 @@ def train(config, resume=False, overwrite=False, verbose="auto", callbacks=()):
         callbacks: extra Keras callbacks, run after the run's own.
 
     Returns:
-        `{"run", "precision", "replicas", "best_val_auroc", "best_epoch", "epochs_done", "best_model"}`.
+        `{"run", "precision", "replicas", "best_val_auroc", "best_epoch", "epochs_done", "best_model",
+        "decision"}`.
     """
+    fresh = not _contents(config.out)
+    with run_lock(config.out):
+        try:
+            config, resuming, model, fit_setup = _set_up(config, resume, overwrite, callbacks, verbose)
+        except BaseException:
+            if fresh and not resume:
+                _empty(config.out)
+            raise
+        return _fit(config, resuming, model, **fit_setup)
+
+
+def _set_up(config, resume, overwrite, callbacks, verbose):
     from mims_tf.models import build_model
     from mims_tf.train import compile_model
     from mims_tf.train.strategy import get_strategy
 
     config, resuming = prepare_run_folder(config, resume, overwrite)
     run = RunFolder(config.out)
+    if config.deterministic:
+        make_deterministic()
+    strategy = get_strategy(config.strategy)  # before anything starts TensorFlow's runtime (multi-worker needs it)
+    record_environment(run)
     keras.utils.set_random_seed(config.seed)
     if resuming and os.path.exists(run.manifest_path):
         manifest = run.manifest(config.data.classes)
@@ -117,12 +182,6 @@ def train(config, resume=False, overwrite=False, verbose="auto", callbacks=()):
     val_source = BagSource(manifest, "val", **options)
     state = run.state() if resuming else {"best_val_auroc": -1.0, "best_val_loss": None, "best_epoch": None,
                                            "epochs_done": 0}
-    if len(val_source) < SMALL_VALIDATION:
-        logger.warning("only %d validation bags: validation AUROC moves in steps of about 1/%d, the best epoch and "
-                       "the threshold chosen on it are rough", len(val_source), len(val_source))
-
-    strategy = get_strategy(config.strategy)
-    replicas = strategy.num_replicas_in_sync
     with strategy.scope():
         if resuming and os.path.exists(run.model_path("last")):
             model = run.load_model("last")
@@ -132,14 +191,24 @@ def train(config, resume=False, overwrite=False, verbose="auto", callbacks=()):
     _check_k_fits(model, train_source, config)
     logger.info("classes: %s (positive class: %s); %d training and %d validation bags",
                 ", ".join(manifest.classes), manifest.classes[-1], len(train_source), len(val_source))
+    if len(val_source) < SMALL_VALIDATION:
+        logger.warning("only %d validation bags: validation AUROC moves in steps of about 1/%d, the best epoch and "
+                       "the threshold chosen on it are rough", len(val_source), len(val_source))
+    checkpoint = RunCheckpoint(run, config.training.checkpoint_steps, state)
+    return config, resuming, model, dict(
+        run=run, strategy=strategy, train_source=train_source, val_source=val_source, checkpoint=checkpoint,
+        callbacks=callbacks, verbose=verbose)
 
+
+def _fit(config, resuming, model, run, strategy, train_source, val_source, checkpoint, callbacks, verbose):
     training = config.training
+    replicas = strategy.num_replicas_in_sync
     steps_per_epoch = training.steps_per_epoch or math.ceil(len(train_source) / training.batch_size)
     # Several devices split each batch: validation batches then hold one bag per device, the
     # last one filled by repeating bags (a device with an empty batch fails in Keras/TF).
     val_data = eval_batches(config, val_source, batch_size=replicas, pad_last=replicas > 1)
     callbacks = [
-        RunCheckpoint(run, training.checkpoint_steps, state),
+        checkpoint,
         keras.callbacks.CSVLogger(run.log_path, append=True),
         keras.callbacks.TensorBoard(run.tensorboard_dir, write_graph=False),
         *callbacks,
@@ -155,14 +224,38 @@ def train(config, resume=False, overwrite=False, verbose="auto", callbacks=()):
         model.fit(train_batches(config, train_source, step), initial_epoch=epoch, epochs=epoch + 1,
                   steps_per_epoch=steps_per_epoch - offset, **fit)
         epoch += 1
-    if epoch < training.epochs:
+    if epoch < training.epochs and not checkpoint.nan_step:
         model.fit(train_batches(config, train_source, epoch * steps_per_epoch), initial_epoch=epoch,
                   epochs=training.epochs, steps_per_epoch=steps_per_epoch, **fit)
+    state = checkpoint.state
+    if checkpoint.nan_step:
+        raise RuntimeError(
+            f"{run.path}: the training loss became NaN at step {checkpoint.nan_step}; training stopped, and "
+            f"last.keras / best.keras hold the last good checkpoint (epoch {state['epochs_done']}). "
+            f"A lower learning rate (now {training.learning_rate:g}) usually helps"
+        )
     logger.info("%s: best validation AUROC %.4f at epoch %s; run folder %s",
                 config.preset, state["best_val_auroc"], state["best_epoch"], run.path)
     decision = _calibrate(run, config)
     return {"run": run.path, "precision": config.precision, "replicas": replicas, **state,
-            "best_model": run.model_path("best"), "decision": decision}
+            "best_model": run.model_path("best"), "decision": decision,
+            "environment": fingerprint(environment())}
+
+
+def record_environment(run):
+    """Appends this process's `environment()` to `<run>/environment.json` (one entry per start or resume)."""
+    import json
+
+    from mims_tf.utils import write_json
+
+    path = run.file("environment.json")
+    sessions = []
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            sessions = json.load(f).get("sessions", [])
+    info = environment()
+    write_json(path, {"sessions": [*sessions, info]})
+    return info
 
 
 def _calibrate(run, config):

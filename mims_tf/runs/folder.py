@@ -22,6 +22,21 @@ from mims_tf.runs.config import load_config, save_config
 from mims_tf.utils import atomic_path, write_json
 
 
+def load_keras_file(path):
+    """`keras.saving.load_model(path, safe_mode=True)`; any failure (a truncated or corrupted file, a config
+    naming code that safe mode refuses, an unknown class) becomes one `ValueError` naming the file."""
+    import keras
+
+    import mims_tf
+
+    mims_tf.register_serializables()
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # noqa: BLE001 - whatever Keras, zipfile or h5py raise: one line with the file
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"{path}: not a loadable Keras model file ({type(error).__name__}: {message[:300]})") from None
+
+
 class RunFolder:
     """A run folder on disk (see the module docstring for its layout).
 
@@ -102,9 +117,10 @@ class RunFolder:
         """The stored manifest, with the run's classes in order."""
         from mims_tf.data import read_manifest
 
-        if classes is None:
-            classes = self.config().data.classes
-        return read_manifest(self.manifest_path, classes=classes, check_files=False)
+        data = self.config().data
+        return read_manifest(self.manifest_path, classes=data.classes if classes is None else classes,
+                             check_files=False, allow_shared_groups=data.allow_shared_groups,
+                             group_pattern=data.group_pattern)
 
     def save_manifest(self, manifest):
         from mims_tf.data import write_manifest
@@ -134,7 +150,7 @@ class RunFolder:
         import keras
 
         self.check(which)
-        return keras.saving.load_model(self.model_path(which), safe_mode=True)
+        return load_keras_file(self.model_path(which))
 
     def load(self, which="best"):
         """`(model, config, manifest)` of the run."""

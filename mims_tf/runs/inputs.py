@@ -16,19 +16,24 @@ def build_manifest(config, run_dir):
         path = write_dataset(os.path.join(run_dir, "data"), seed=config.seed, instances=16, size=64)
         manifest = from_medmnist(path, classes=data.classes)
     elif source.lower().endswith(".csv"):
-        manifest = read_manifest(source, classes=data.classes)
+        manifest = read_manifest(source, classes=data.classes, **_groups(data))
     elif source.lower().endswith(".npz"):
         manifest = from_medmnist(source, classes=data.classes)
     elif os.path.isdir(source):
-        manifest = from_class_folders(source, bag_pattern=data.bag_pattern, classes=data.classes)
+        manifest = from_class_folders(source, bag_pattern=data.bag_pattern, classes=data.classes,
+                                      one_bag_per_file=data.one_bag_per_file)
     else:
         raise ValueError(
             f"{source}: the data source must be a manifest .csv, a MedMNIST-style .npz, a folder of class "
             "folders, or 'synthetic'"
         )
     if any(not row["split"] for row in manifest.rows):
-        manifest = assign_splits(manifest, data.split_fractions, seed=data.split_seed)
+        manifest = assign_splits(manifest, data.split_fractions, seed=data.split_seed, **_groups(data))
     return manifest
+
+
+def _groups(data):
+    return {"allow_shared_groups": data.allow_shared_groups, "group_pattern": data.group_pattern}
 
 
 def bag_source(config, manifest, split=None, skip_unreadable=False, progress=False):

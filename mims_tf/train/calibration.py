@@ -11,9 +11,11 @@ import numpy as np
 EPSILON = 1e-7
 
 
-def temperature_scale(probs, temperature):
-    """`softmax(log(p) / T)`: the NumPy twin of `mims_tf.layers.TemperatureScaling`."""
+def temperature_scale(probs, temperature, bias=None):
+    """`softmax(log(p) / T + b)`: the NumPy twin of `mims_tf.layers.TemperatureScaling`."""
     logits = np.log(np.clip(np.asarray(probs, np.float64), EPSILON, 1.0)) / float(temperature)
+    if bias is not None:
+        logits = logits + np.asarray(bias, np.float64)
     logits -= logits.max(axis=1, keepdims=True)
     scaled = np.exp(logits)
     return scaled / scaled.sum(axis=1, keepdims=True)
@@ -40,6 +42,27 @@ def fit_temperature(labels, probs, bounds=(0.05, 20.0)):
         bounds=tuple(np.log(bounds)), method="bounded", options={"xatol": 1e-4},
     )
     return float(np.exp(result.x))
+
+
+def fit_platt(labels, probs, bounds=(0.05, 20.0)):
+    """`(T, bias)` of Platt scaling for two classes: `P(positive) = sigmoid(logit(p) / T + beta)`.
+
+    Two parameters fitted by negative log-likelihood (scipy, L-BFGS-B, T bounded): besides over- or
+    under-confidence (T) it corrects a shift of all probabilities towards one class (beta), which
+    temperature alone cannot. `bias` is `[0, beta]`, for `temperature_scale` and `TemperatureScaling`.
+    """
+    from scipy.optimize import minimize
+
+    labels = np.asarray(labels, int)
+    if np.asarray(probs).shape[1] != 2:
+        raise ValueError(f"Platt scaling is for two classes. Received: {np.asarray(probs).shape[1]} classes")
+
+    def loss(params):
+        return negative_log_likelihood(labels, temperature_scale(probs, np.exp(params[0]), [0.0, params[1]]))
+
+    start = [np.log(fit_temperature(labels, probs, bounds)), 0.0]
+    result = minimize(loss, start, method="L-BFGS-B", bounds=[tuple(np.log(bounds)), (-20.0, 20.0)])
+    return float(np.exp(result.x[0])), [0.0, float(result.x[1])]
 
 
 def _confidence_and_correct(labels, probs):

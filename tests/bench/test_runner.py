@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from mims_tf.bench.runner import bench, record_bag_size, write_summary
+from mims_tf.bench.runner import bench, record_bag_size, verify, write_summary
 from tests.conftest import SHARED, requires_tensorflow
 
 DATA_ROOT = os.path.join(SHARED, "data")
@@ -29,6 +29,11 @@ def test_bench_writes_results_and_skips_what_is_done(tmp_path, caplog):
     assert "| *bag size alone, no model* | / | / | / | / | / | 0.500 |" in summary  # every bag is one image
     assert "all bags have one size" in table
     assert "[bench] table1 breastmnist: mims seed 0" in caplog.text  # progress goes to the mims_tf logger
+    assert rows[0]["environment"] and "Code and machine of the rows" in table  # provenance per row
+    checks = verify("table1", "breastmnist", 1, out=options["out"], work=options["work"], data_root=DATA_ROOT,
+                    image_size=32, epochs=1, batch_size=32)
+    assert len(checks) == 1 and checks[0]["verdict"] == "identical", checks  # same machine, same code
+    assert checks[0]["environment"] == rows[0]["environment"]
     caplog.clear()
     bench("table1", "breastmnist", **options)  # everything done: nothing retrained
     assert "[bench]" not in caplog.text
@@ -111,3 +116,15 @@ def test_committed_tables_regenerate_byte_identical_from_their_results(tmp_path)
     shutil.copy(os.path.join(results, "summary.md"), tmp_path / "committed_summary.md")
     write_summary(str(tmp_path))
     assert (tmp_path / "summary.md").read_text() == (tmp_path / "committed_summary.md").read_text()
+
+
+def test_rows_from_other_machines_are_flagged():
+    from mims_tf.bench.report import provenance_lines
+
+    rows = [{"preset": "mims", "seed": "0", "environment": "abc, Intel Xeon"},
+            {"preset": "mims", "seed": "1", "environment": "abc, AMD EPYC"},
+            {"preset": "mi_pre", "seed": "0", "environment": "abc, AMD EPYC"}]
+    text = "\n".join(provenance_lines(rows, ["mi_pre", "mims"]))
+    assert "- abc, AMD EPYC: 2 rows" in text and "- abc, Intel Xeon: 1 row" in text
+    assert "Presets whose seeds mix them: `mims`." in text
+    assert provenance_lines([{"preset": "mims", "seed": "0"}], ["mims"]) == []  # old rows: the table as before

@@ -29,7 +29,6 @@ def _fails(capsys, argv, message):
         (["--k", "500", "--instances", "2"], "k=500 is larger than what a bag of 2 instance(s) gives"),
         (["--weights", "/nonexistent/weights.h5"], "Weights file not found: /nonexistent/weights.h5"),
         (["--backbone", "resnet34", "--weights", MOBILENET_H5], "does not fit backbone resnet34"),
-        (["--precision", "float8"], "Received: precision='float8'"),
     ],
 )
 def test_train_bad_options_are_one_line_errors(tmp_path, capsys, extra, message):

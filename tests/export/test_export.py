@@ -126,4 +126,6 @@ def test_sigkill_during_export_leaves_only_complete_versions_visible(model, tmp_
     versions = [n for n in os.listdir(tmp_path / "base" / "m") if n.isdigit()]
     assert versions == ["1"]  # the half-done export is a hidden .tmp-* folder, which TF Serving ignores
     assert tf.saved_model.load(first).signatures["serving_default"] is not None
+    assert any(n.startswith(".tmp-") for n in os.listdir(tmp_path / "base" / "m"))  # the dead export's copy
     assert os.path.basename(export_saved_model(model, tmp_path / "base", name="m")) == "2"
+    assert sorted(os.listdir(tmp_path / "base" / "m")) == ["1", "2"]  # the next export removed it

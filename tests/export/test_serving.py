@@ -43,17 +43,15 @@ class PredictionService:
 
 
 def test_grpc_client_gets_the_same_probabilities_as_mims_predict(tmp_path):
-    from mims_tf.export import export_saved_model
     from mims_tf.export.serving import predict_grpc, rest_body
     from mims_tf.runs.config import RunConfig
     from mims_tf.runs.predict import predict
+    from mims_tf.runs.export import export_run
     from mims_tf.runs.fit import train
-    from mims_tf.runs.folder import RunFolder
 
     run = str(tmp_path / "run")
     train(RunConfig.from_dict(dict(out=run, epochs=1, batch_size=8, image_size=32, instances=4)), verbose=0)
-    model, _, _ = RunFolder(run).load()
-    exported = export_saved_model(model, tmp_path / "saved_models", name="mims")
+    exported = export_run(run, "saved_model", out=str(tmp_path / "saved_models"))["path"]  # calibrated, as predict
     volume = np.random.default_rng(0).uniform(0, 255, (5, 32, 32)).astype(np.float32)
     np.save(tmp_path / "scan.npy", volume)
     expected = predict(run, [str(tmp_path / "scan.npy")], out=str(tmp_path / "p.csv"))[0]["probabilities"]

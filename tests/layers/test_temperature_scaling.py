@@ -35,3 +35,15 @@ def test_zero_probabilities_stay_finite_and_bad_arguments_are_refused():
     for bad in (0, -1.0, float("nan"), True, "2"):
         with pytest.raises(ValueError, match="Received: temperature="):
             TemperatureScaling(bad)
+
+
+def test_a_bias_per_class_is_platt_scaling_for_two_classes():
+    p = _probs(2, 6, 2)
+    got = keras.ops.convert_to_numpy(TemperatureScaling(1.5, bias=[0.0, -0.8])(p))
+    logit = np.log(p[:, 1] / p[:, 0])
+    np.testing.assert_allclose(got[:, 1], 1 / (1 + np.exp(-(logit / 1.5 - 0.8))), rtol=1e-5)
+    np.testing.assert_allclose(got, temperature_scale(p, 1.5, [0.0, -0.8]), rtol=1e-5, atol=1e-6)
+    run_layer_test(TemperatureScaling, {"temperature": 0.7, "bias": [0.0, 0.3]}, input_data=p, expected_output_shape=(6, 2),
+                   expected_num_trainable_weights=0, mixed_precision_output_dtype="float32")
+    with pytest.raises(ValueError, match="one value per class"):
+        TemperatureScaling(1.0, bias=[0.0, 0.1, 0.2])(p)

@@ -44,7 +44,8 @@ def test_yaml_round_trip_is_nested(tmp_path):
     config = RunConfig.from_dict({"preset": "mims", "epochs": 2})
     save_config(config, tmp_path / "config.yaml")
     stored = yaml.safe_load((tmp_path / "config.yaml").read_text())
-    assert set(stored) == {"model", "data", "training", "seed", "precision", "strategy", "sensitivity", "out"}
+    assert set(stored) == {"model", "data", "training", "seed", "precision", "strategy", "sensitivity", "deterministic",
+                           "out"}
     assert stored["training"]["epochs"] == 2 and stored["data"]["image_size"] == [64, 64]
     assert load_config(str(tmp_path / "config.yaml")) == config
 

@@ -28,7 +28,8 @@ def run(tmp_path_factory):
 
 def test_training_stores_a_temperature_and_a_threshold_chosen_on_validation(run):
     decision = json.load(open(os.path.join(run, "decision.json")))["best"]
-    assert decision["temperature"] > 0 and 0 <= decision["threshold"] <= 1
+    assert decision["method"] == "platt" and decision["temperature"] > 0 and len(decision["bias"]) == 2
+    assert 0 <= decision["threshold"] <= 1
     assert decision["threshold_from"] == "validation (Youden's J)" and decision["val_bags"] == 32
     target = calibrate_run(run, sensitivity=1.0)  # a target sensitivity gives its own, stored threshold
     assert target["threshold_from"] == "validation (sensitivity >= 1)" and target["threshold"] <= decision["threshold"]
@@ -77,7 +78,7 @@ def test_one_file_scores_the_same_through_all_five_paths(run, tmp_path):
     other = {"path": str(tmp_path / "other.npy"), "label": "0", "bag": "other", "split": "test"}
     one = from_rows(rows + [other], classes=manifest.classes)  # two classes, so the split can be scored
     _, _, raw = split_scores(raw_model, config, one, "test")
-    scores["evaluate"] = float(temperature_scale(raw, decision["temperature"])[0, 1])
+    scores["evaluate"] = float(temperature_scale(raw, decision["temperature"], decision["bias"])[0, 1])
     _, written, probabilities = explain_file(run, path, out=str(tmp_path / "explain"), slices=1)
     scores["explain"] = probabilities["1"]
     title = open(tmp_path / "explain" / "index.md").read().splitlines()[0]

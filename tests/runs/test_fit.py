@@ -43,8 +43,12 @@ def trained(tmp_path_factory):
 
 def test_a_run_folder_holds_everything(trained):
     out, summary = trained
-    for name in ("config.yaml", "manifest.csv", "best.keras", "last.keras", "state.json", "log.csv", "tensorboard"):
+    for name in ("config.yaml", "manifest.csv", "best.keras", "last.keras", "state.json", "log.csv", "tensorboard",
+                 "decision.json", "environment.json"):
         assert os.path.exists(os.path.join(out, name)), name
+    session = json.load(open(os.path.join(out, "environment.json")))["sessions"][0]
+    assert {"commit", "cpu", "isa", "onednn", "threads", "tensorflow", "keras", "deterministic"} <= set(session)
+    assert summary["environment"].startswith(session["commit"])
     with open(os.path.join(out, "log.csv")) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 and "val_auroc" in rows[0]
@@ -194,3 +198,54 @@ def test_multi_worker_strategy_with_two_workers_on_loopback(tmp_path):
     assert int(a.optimizer.iterations) == int(b.optimizer.iterations) > 0
     for x, y in zip(a.trainable_weights, b.trainable_weights):  # one model, trained together
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=x.path)
+
+
+LOCK_DRIVER = """
+import sys, time
+from mims_tf.runs.fit import run_lock
+with run_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(30)
+"""
+
+
+def test_a_run_folder_is_locked_while_a_process_trains_in_it(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_DRIVER, str(tmp_path / "run")], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ValueError, match="another process is training in this run folder"):
+            train(RunConfig.from_dict(dict(out=str(tmp_path / "run"), **TINY)), verbose=0)
+        assert not os.path.exists(tmp_path / "run" / "config.yaml")  # nothing written by the refused start
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_failed_start_leaves_nothing_that_blocks_the_corrected_command(tmp_path):
+    out = str(tmp_path / "run")
+    bad = dict(out=out, **dict(TINY, image_size=8), k=500)  # k cannot fit: fails after the manifest is written
+    with pytest.raises(ValueError, match="k=500 is larger"):
+        train(RunConfig.from_dict(bad), verbose=0)
+    assert [n for n in os.listdir(out) if n != ".lock"] == []
+    summary = train(RunConfig.from_dict(dict(out=out, **dict(TINY, epochs=1))), verbose=0)  # the corrected command
+    assert summary["epochs_done"] == 1
+
+
+def test_a_loss_that_turns_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+    import keras
+
+    class PoisonAt(keras.callbacks.Callback):  # the classifier's weights become NaN before step 14 (epoch 2)
+        def on_train_batch_begin(self, batch, logs=None):
+            if int(self.model.optimizer.iterations) == 13:
+                for v in self.model.trainable_variables[-2:]:
+                    v.assign(v * float("nan"))
+
+    out = str(tmp_path / "nan")
+    with pytest.raises(RuntimeError, match="loss became NaN at step 14; training stopped"):
+        train(RunConfig.from_dict(dict(out=out, **dict(TINY, epochs=3))), verbose=0, callbacks=[PoisonAt()])
+    state = json.load(open(os.path.join(out, "state.json")))
+    assert state["epochs_done"] == 1
+    last = mims_tf.load_model(os.path.join(out, "last.keras"))
+    assert all(np.isfinite(w).all() for w in last.get_weights())

@@ -5,6 +5,7 @@ from sklearn.metrics import brier_score_loss
 from mims_tf.train.calibration import (
     brier_score,
     expected_calibration_error,
+    fit_platt,
     fit_temperature,
     reliability_bins,
     sensitivity_threshold,
@@ -58,3 +59,18 @@ def test_thresholds():
     assert sensitivity_threshold(labels, scores, 0.75) == pytest.approx(0.7)
     with pytest.raises(ValueError, match="Received: sensitivity=0"):
         sensitivity_threshold(labels, scores, 0)
+
+
+def test_platt_scaling_also_corrects_a_shift_that_temperature_cannot():
+    rng = np.random.default_rng(2)
+    true = rng.uniform(0.05, 0.95, 3000)
+    labels = (rng.uniform(size=3000) < true).astype(int)
+    logit = np.log(true / (1 - true))
+    shifted = 1 / (1 + np.exp(-(2.0 * logit - 1.5)))  # over-confident and shifted towards class 0
+    probs = np.stack([1 - shifted, shifted], axis=1)
+    temperature, bias = fit_platt(labels, probs)
+    assert temperature == pytest.approx(2.0, rel=0.15) and bias[0] == 0 and bias[1] == pytest.approx(0.75, abs=0.2)
+    platt = temperature_scale(probs, temperature, bias)
+    only_t = temperature_scale(probs, fit_temperature(labels, probs))
+    assert expected_calibration_error(labels, platt) < expected_calibration_error(labels, only_t) / 2
+    assert np.array_equal(np.argsort(platt[:, 1]), np.argsort(probs[:, 1]))  # the ranking is kept

@@ -1,0 +1,59 @@
+"""Splits: `assign_splits` draws train / val / test for a manifest's groups, stratified by label and
+reproducible by seed; rows the user placed are never moved."""
+
+import numpy as np
+
+from mims_tf.data.errors import DataError
+from mims_tf.data.manifest import _rows_text, check_shared_groups
+
+
+def assign_splits(manifest, fractions=(0.7, 0.15, 0.15), seed=0, allow_shared_groups=False, group_pattern=None):
+    """Returns a copy with `split` set to train / val / test, by group, stratified by label.
+
+    Uses scikit-learn's `StratifiedGroupKFold` over the groups (default: bags):
+    the test part is one fold of `round(1 / test)` folds, then val is one fold of
+    the rest. A group (so a bag) never crosses splits; the same seed gives the
+    same splits. Fractions are approximate (whole groups).
+
+    Rows the user placed are never moved: a manifest whose split column is
+    partly filled is an error. A split that puts one TCGA patient id (or one
+    `group_pattern` match) of the file names in two splits is refused unless
+    `allow_shared_groups=True` (see `check_shared_groups`).
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    try:
+        train, val, test = (float(f) for f in fractions)
+    except (TypeError, ValueError):
+        raise ValueError(f"`fractions` are (train, val, test). Received: fractions={fractions!r}") from None
+    if min(train, val, test) < 0 or abs(train + val + test - 1) > 1e-6 or train <= 0:
+        raise ValueError(f"`fractions` are (train, val, test), nonnegative and summing to 1. Received: fractions={fractions}")
+    empty = [number for number, row in zip(manifest.lines, manifest.rows) if not row["split"]]
+    if empty and len(empty) < len(manifest.rows):
+        raise DataError(manifest.source, f"{_rows_text(empty)}: empty split while other rows have one; rows the user "
+                                         "placed are never moved: fill in every split, or clear the whole split column")
+    bags = manifest.bags()
+    bag_names = [bag.bag for bag in bags]
+    labels = np.array([bag.label for bag in bags])
+    group_of_bag = {row["bag"]: row["group"] for row in manifest.rows}
+    group_ids = np.array([group_of_bag[name] for name in bag_names])
+    split = np.array(["train"] * len(bag_names), dtype=object)
+
+    def hold_out(indices, fraction, name, seed_offset):
+        folds = max(2, int(round(1.0 / fraction)))
+        if len(set(group_ids[indices])) < folds:
+            raise DataError(manifest.source, f"too few groups ({len(set(group_ids[indices]))}) for a {name} split of {fraction:.0%}")
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed + seed_offset)
+        _, held = next(splitter.split(np.zeros(len(indices)), labels[indices], group_ids[indices]))
+        split[indices[held]] = name
+
+    everything = np.arange(len(bag_names))
+    if test > 0:
+        hold_out(everything, test, "test", 0)
+    if val > 0:
+        rest = everything[split == "train"]
+        hold_out(rest, val / (train + val), "val", 1)
+    result = manifest.with_splits(dict(zip(group_ids, split)))
+    if not allow_shared_groups:
+        check_shared_groups(result, group_pattern)
+    return result

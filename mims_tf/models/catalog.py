@@ -1,0 +1,52 @@
+"""The backbone names this package accepts and their preprocessing, without TensorFlow (options are
+checked with it before TensorFlow starts)."""
+
+import re
+
+from mims_tf.utils import did_you_mean
+
+# keras.applications constructor name -> its preprocessing mode (see BackbonePreprocessing).
+_APPLICATIONS = {
+    "ResNet50": "caffe", "ResNet101": "caffe", "ResNet152": "caffe",
+    "ResNet50V2": "tf", "ResNet101V2": "tf", "ResNet152V2": "tf",
+    "VGG16": "caffe", "VGG19": "caffe",
+    "MobileNet": "tf", "MobileNetV2": "tf",
+    "MobileNetV3Small": "none", "MobileNetV3Large": "none",
+    "DenseNet121": "torch", "DenseNet169": "torch", "DenseNet201": "torch",
+    "InceptionV3": "tf", "InceptionResNetV2": "tf", "Xception": "tf",
+    "NASNetMobile": "tf", "NASNetLarge": "tf",
+    **{f"EfficientNetB{i}": "none" for i in range(8)},
+    **{f"EfficientNetV2{s}": "none" for s in ("B0", "B1", "B2", "B3", "S", "M", "L")},
+    **{f"ConvNeXt{s}": "none" for s in ("Tiny", "Small", "Base", "Large", "XLarge")},
+}
+LOCAL_BACKBONES = {"resnet34": "tf", "tiny": "tf"}
+
+
+def _key(name):
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+_BY_KEY = {_key(name): name for name in _APPLICATIONS}
+
+
+def backbone_names():
+    """Returns every accepted backbone name (lower case)."""
+    return sorted(LOCAL_BACKBONES) + sorted(name.lower() for name in _APPLICATIONS)
+
+
+def preprocessing_mode(name):
+    """Returns the `BackbonePreprocessing` mode of a backbone name."""
+    return LOCAL_BACKBONES.get(name.lower()) or _APPLICATIONS[resolve(name)]
+
+
+def resolve(name):
+    """The `keras.applications` constructor name of a backbone name (any spelling); errors suggest."""
+    key = _key(name)
+    if key in _BY_KEY:
+        return _BY_KEY[key]
+    raise ValueError(
+        f"Unknown backbone {name!r}.{did_you_mean(name.lower(), backbone_names())} "
+        f"Valid: {', '.join(backbone_names())}. Received: backbone={name!r}"
+    )
+
+

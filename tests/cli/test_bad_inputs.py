@@ -1,0 +1,225 @@
+"""Bad command lines, configs and run folders: one line naming the argument or file and the cause, exit 2,
+no traceback, nothing left behind that blocks the corrected command."""
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from mims_tf.cli.main import main
+from tests.conftest import requires_tensorflow
+
+pytestmark = requires_tensorflow()
+FAST = ["--epochs", "1", "--image-size", "16", "--instances", "2", "--batch-size", "8"]
+
+
+def _one_line_error(capsys, argv, message):
+    try:
+        status = main(argv)
+    except SystemExit as exit_info:  # argparse's own errors exit with 2
+        status = exit_info.code
+    assert status == 2
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.strip().splitlines() if line]
+    assert len(lines) == 1, lines
+    assert "Traceback" not in captured.err and lines[0].startswith("mims"), lines[0]
+    assert message in lines[0], lines[0]
+    return lines[0]
+
+
+TRAIN_OPTIONS = [
+    (["--learning-rate", "nan"], "Received: learning_rate=nan"),
+    (["--learning-rate", "-0.1"], "Received: learning_rate=-0.1"),
+    (["--learning-rate", "0"], "`learning_rate` must be positive"),
+    (["--learning-rate", "inf"], "Received: learning_rate=inf"),
+    (["--learning-rate", "abc"], "argument --learning-rate: invalid float value: 'abc'"),
+    (["--steps-per-epoch", "0"], "Received: steps_per_epoch=0"),
+    (["--steps-per-epoch", "-3"], "Received: steps_per_epoch=-3"),
+    (["--epochs", "0"], "Received: epochs=0"),
+    (["--epochs", "-1"], "Received: epochs=-1"),
+    (["--epochs", "2.5"], "argument --epochs: invalid int value: '2.5'"),
+    (["--batch-size", "0"], "Received: batch_size=0"),
+    (["--image-size", "2"], "Received: image_size=(2, 2)"),
+    (["--image-size", "0"], "Received: image_size=(0, 0)"),
+    (["--instances", "0"], "Received: instances=0"),
+    (["--instances", "-4"], "Received: instances=-4"),
+    (["--central", "0"], "Received: central=0"),
+    (["--checkpoint-steps", "0"], "Received: checkpoint_steps=0"),
+    (["--seed", "-1"], "Received: seed=-1"),
+    (["--k", "0"], "Received: k=0"),
+    (["--sensitivity", "1.5"], "Received: sensitivity=1.5"),
+    (["--sensitivity", "0"], "Received: sensitivity=0"),
+    (["--precision", "float8"], "argument --precision: invalid choice: 'float8'"),
+    (["--strategy", "mirorred"], "argument --strategy: invalid choice: 'mirorred'"),
+    (["--preset", "mimz"], "Unknown preset 'mimz'. Did you mean 'mims'?"),
+    (["--backbone", "resnet5"], "Unknown backbone 'resnet5'. Did you mean"),
+    (["--kernels", "retina"], "Unknown kernel setting 'retina'"),
+    (["--epcohs", "3"], "unrecognized argument(s): --epcohs. Did you mean '--epochs'?"),
+    (["--lr", "0.1"], "unrecognized argument(s): --lr. Did you mean '--learning-rate'?"),
+    (["--data", "/nonexistent/set.npz"], "/nonexistent/set.npz: data not found"),
+    (["--config", "/nonexistent.yaml"], "/nonexistent.yaml: config file not found"),
+    (["--weights", "/nonexistent/weights.h5"], "Weights file not found: /nonexistent/weights.h5"),
+    (["--k", "500"], "k=500 is larger than what a bag of 2 instance(s) gives"),
+    (["--backbone", "resnet50", "--image-size", "16"], "Cannot build backbone ResNet50"),
+]
+
+
+@pytest.mark.parametrize("extra, message", TRAIN_OPTIONS, ids=[" ".join(e) for e, _ in TRAIN_OPTIONS])
+def test_bad_train_options_and_nothing_left_behind(tmp_path, capsys, extra, message):
+    out = tmp_path / "run"
+    _one_line_error(capsys, ["train", "--out", str(out), *FAST, *extra], message)
+    assert not out.exists() or [n for n in os.listdir(out) if n != ".lock"] == []  # the corrected command runs
+
+
+YAML_CONFIGS = [
+    ("lerning_rate: 0.01\n", "unknown config key 'lerning_rate'. Did you mean 'learning_rate'?"),
+    ("training: {epoch: 3}\n", "unknown config key training.'epoch'. Did you mean 'epochs'?"),
+    ("data: 123\n", "`data` must be a mapping"),
+    ("model: [mims]\n", "`model` must be a mapping"),
+    ("- a\n- b\n", "a config file is a mapping"),
+    ("training: {epochs: [\n", "not valid YAML"),
+    ("!!python/object/apply:os.system ['echo hacked']\n", "not valid YAML"),
+    ("model: {image_size: 32}\n", "`model.image_size` comes from the data"),
+    ("model: {pooling: topK}\n", "Unknown pooling 'topK'. Did you mean 'topk'?"),
+    ("data: {instances: [5, 2, 1]}\n", "Received: instances=(5, 2, 1)"),
+    ("data: {classes: MSS}\n", "Received: classes='MSS'"),
+    ("precision: 16\n", "Received: precision=16"),
+    ("out: ''\n", "Received: out=''"),
+    ("\ufefftraining: {epochs: 0}\n", "Received: epochs=0"),
+]
+
+
+@pytest.mark.parametrize("text, message", YAML_CONFIGS, ids=[t[:20] for t, _ in YAML_CONFIGS])
+def test_bad_config_files(tmp_path, capsys, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text, encoding="utf-8")
+    line = _one_line_error(capsys, ["train", "--config", str(path), "--out", str(tmp_path / "run")], message)
+    assert "hacked" not in line and not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_resume_and_overwrite_mistakes(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("data: synthetic\n")
+    _one_line_error(capsys, ["train", "--out", str(out), *FAST], "holds another run (config.yaml)")
+    _one_line_error(capsys, ["train", "--out", str(tmp_path / "none"), "--resume"], "no run to resume")
+    _one_line_error(capsys, ["train", "--out", str(out), "--resume", "--learning-rate", "0.1"],
+                    "only --epochs may change. Received: learning_rate")
+    other = tmp_path / "busy"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    _one_line_error(capsys, ["train", "--out", str(other), *FAST], "folder is not empty")
+    assert (other / "notes.txt").read_text() == "mine"
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("bad") / "run")
+    assert main(["train", "--out", out, "--epochs", "1", "--image-size", "32", "--instances", "4", "--batch-size", "8"]) == 0
+    return out
+
+
+def _broken_copy(run_folder, tmp_path, name, content):
+    import shutil
+
+    copy = tmp_path / name
+    shutil.copytree(run_folder, copy)
+    (copy / "best.keras").write_bytes(content(open(os.path.join(run_folder, "best.keras"), "rb").read()))
+    return str(copy)
+
+
+def _unsafe_keras(data):
+    """A .keras file whose config names a Lambda layer (arbitrary code): safe mode must refuse it."""
+    import io
+    import json
+    import zipfile
+
+    source, target = zipfile.ZipFile(io.BytesIO(data)), io.BytesIO()
+    with zipfile.ZipFile(target, "w") as out:
+        for item in source.namelist():
+            content = source.read(item)
+            if item == "config.json":
+                config = json.loads(content)
+                layer = {"module": "keras.layers", "class_name": "Lambda", "config": {
+                    "name": "evil", "function": {"class_name": "__lambda__", "config": {
+                        "code": "print('hacked')", "defaults": None, "closure": None}}}, "registered_name": None}
+                config["config"]["layers"].append(layer)
+                content = json.dumps(config).encode()
+            out.writestr(item, content)
+    return target.getvalue()
+
+
+RUN_INPUTS = [
+    ("truncated best.keras", lambda d: d[: len(d) // 2], "not a loadable Keras model file"),
+    ("corrupted best.keras", lambda d: d[:200] + bytes(len(d) - 400) + d[-200:], "not a loadable Keras model file"),
+    ("empty best.keras", lambda d: b"", "not a loadable Keras model file"),
+    ("text best.keras", lambda d: b"not a model", "not a loadable Keras model file"),
+    ("code in config", _unsafe_keras, "not a loadable Keras model file"),
+]
+
+
+@pytest.mark.parametrize("name, content, message", RUN_INPUTS, ids=[r[0] for r in RUN_INPUTS])
+@pytest.mark.parametrize("command", ["evaluate", "predict", "export", "explain"])
+def test_broken_model_files(run_folder, tmp_path, capsys, name, content, message, command):
+    broken = _broken_copy(run_folder, tmp_path, "broken", content)
+    os.remove(os.path.join(broken, "decision.json"))
+    np.save(tmp_path / "scan.npy", np.zeros((3, 32, 32), np.float32))
+    argv = {"evaluate": ["evaluate", broken], "predict": ["predict", broken, str(tmp_path / "scan.npy")],
+            "export": ["export", broken, "--out", str(tmp_path / "exp")],
+            "explain": ["explain", broken, str(tmp_path / "scan.npy")]}[command]
+    line = _one_line_error(capsys, argv, message)
+    assert "best.keras" in line and "hacked" not in capsys.readouterr().out
+
+
+def test_evaluate_predict_explain_export_bad_arguments(run_folder, tmp_path, capsys):
+    np.save(tmp_path / "scan.npy", np.random.default_rng(0).uniform(0, 255, (4, 32, 32)).astype(np.float32))
+    scan = str(tmp_path / "scan.npy")
+    cases = [
+        (["evaluate", str(tmp_path / "missing")], "run folder not found"),
+        (["evaluate", str(tmp_path)], "not a run folder (no config.yaml)"),
+        (["evaluate", run_folder, "--model", "worst"], "argument --model: invalid choice: 'worst'"),
+        (["evaluate", run_folder, "--split", "tset"], "split 'tset'"),
+        (["evaluate", run_folder, "--sensitivity", "2"], "Received: sensitivity=2"),
+        (["evaluate", run_folder, "--instances", "0"], "Received: instances=0"),
+        (["predict", run_folder], "give either input files or --manifest"),
+        (["predict", run_folder, scan, "--manifest", scan], "give either input files or --manifest"),
+        (["predict", run_folder, str(tmp_path / "nope.npy")], "nope.npy"),
+        (["predict", run_folder, scan, "--format", "xml"], "argument --format: invalid choice: 'xml'"),
+        (["predict", str(tmp_path / "missing"), scan], "run folder not found"),
+        (["explain", run_folder, scan, "--slices", "-1"], "Received: slices=-1"),
+        (["explain", run_folder, scan, "--slices", "0"], "Received: slices=0"),
+        (["explain", run_folder, scan, "--class", "7"], "class index 7 is out of range"),
+        (["explain", run_folder, scan, "--layer", "nope"], "no feature layer 'nope'"),
+        (["explain", run_folder, str(tmp_path / "nope.npy")], "nope.npy"),
+        (["export", run_folder, "--format", "onnx"], "argument --format: invalid choice: 'onnx'"),
+        (["export", run_folder, "--quantize", "int4"], "argument --quantize: invalid choice: 'int4'"),
+        (["export", str(tmp_path)], "not a run folder"),
+        (["bench", "table3", "--dataset", "breastmnist"], "argument table: invalid choice: 'table3'"),
+        (["bench", "table1", "--dataset", "nope"], "argument --dataset: invalid choice: 'nope'"),
+        (["analyze", "scale-correlation", "--images", str(tmp_path / "none")], "none"),
+        (["trian"], "invalid choice: 'trian'"),
+    ]
+    for argv, message in cases:
+        _one_line_error(capsys, argv, message)
+
+
+def test_argparse_errors_are_one_line_too(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "x", "--format", "onnx"])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mims export: error: argument --format: invalid choice")
+
+
+def test_a_typo_is_answered_before_tensorflow_starts():
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    for argv in (["train", "--epcohs", "3"], ["train", "--learning-rate", "nan"], ["train", "--data", "/nope.npz"],
+                 ["evaluate", "/nonexistent/run"], ["train", "--preset", "mimz"]):
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "mims_tf.cli.main", *argv], env=env, capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert elapsed < 2.0, (argv, elapsed)
