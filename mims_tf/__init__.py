@@ -14,7 +14,8 @@ Subpackages, one concern each (lower ones never import higher ones):
 
 `import mims_tf` is fast (no TensorFlow) and enough for plain Keras to load a saved model: every
 serializable class of the package (layers, optimizers, metrics) registers as soon as Keras is imported,
-before or after this package.
+before or after this package. When Keras is imported after this package, TensorFlow's C++ start-up lines
+(absl, oneDNN, CUDA probing) are kept off the terminal; `MIMS_VERBOSE=1` shows them.
 
     import mims_tf, keras
     model = keras.saving.load_model("runs/adrenal/best.keras")
@@ -50,7 +51,10 @@ class _RegisterAfterKeras(importlib.abc.MetaPathFinder):
         exec_module = spec.loader.exec_module
 
         def exec_and_register(module):
-            exec_module(module)
+            from mims_tf.utils import stderr_muted
+
+            with stderr_muted():  # TensorFlow's C++ start-up lines (MIMS_VERBOSE=1 shows them)
+                exec_module(module)
             register_serializables()
 
         spec.loader.exec_module = exec_and_register

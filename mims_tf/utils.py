@@ -88,23 +88,32 @@ def check_choice(name, value, valid, what=None):
     )
 
 
-def import_keras_quietly():
-    """Imports Keras (and TensorFlow) with file descriptor 2 muted.
+@contextlib.contextmanager
+def stderr_muted():
+    """Points file descriptor 2 at /dev/null for the block (C++ libraries write there, not to `sys.stderr`).
 
-    TensorFlow 2.21 prints absl/oneDNN/CUDA lines at import whatever
-    TF_CPP_MIN_LOG_LEVEL says. Set MIMS_VERBOSE=1 to see them.
+    Does nothing when `MIMS_VERBOSE=1`.
     """
     if os.environ.get("MIMS_VERBOSE") == "1":
-        import keras  # noqa: F401
-
+        yield
         return
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import keras  # noqa: F401
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def import_keras_quietly():
+    """Imports Keras (and TensorFlow) with file descriptor 2 muted.
+
+    TensorFlow 2.21 prints absl/oneDNN/CUDA lines at import whatever
+    TF_CPP_MIN_LOG_LEVEL says. Set MIMS_VERBOSE=1 to see them.
+    """
+    with stderr_muted():
+        import keras  # noqa: F401

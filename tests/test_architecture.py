@@ -135,3 +135,33 @@ def test_import_mims_tf_is_fast_and_enough_to_load_a_model_with_plain_keras(tmp_
     loaded = subprocess.run([sys.executable, "-c", code, path], env=env, capture_output=True, text=True)
     assert loaded.returncode == 0, loaded.stderr[-1500:]
     assert "mims_tf.train.optimizers FoldInstances" in loaded.stdout
+    quiet = dict(env)
+    quiet.pop("TF_CPP_MIN_LOG_LEVEL")
+    loaded = subprocess.run([sys.executable, "-c", code, path], env=quiet, capture_output=True, text=True)
+    assert "oneDNN" not in loaded.stderr and "absl" not in loaded.stderr, loaded.stderr  # start-up lines kept off
+    loud = subprocess.run([sys.executable, "-c", code, path], env=dict(quiet, MIMS_VERBOSE="1"), capture_output=True,
+                          text=True)
+    assert "oneDNN" in loud.stderr  # MIMS_VERBOSE=1 brings them back
+
+
+def test_a_user_script_fitting_the_packages_dataset_is_quiet(tmp_path):
+    script = (
+        "import numpy as np, mims_tf\n"
+        "from mims_tf.data import BagSource, from_rows, make_dataset\n"
+        "from mims_tf.models import build_model\n"
+        "from mims_tf.train import compile_model\n"
+        "rows = []\n"
+        "for i in range(4):\n"
+        "    np.save(f'{sys.argv[1]}/v{i}.npy', np.random.default_rng(i).uniform(0, 255, (3, 16, 16)).astype('float32'))\n"
+        "    rows.append({'path': f'{sys.argv[1]}/v{i}.npy', 'label': i % 2, 'split': 'train'})\n"
+        "data = make_dataset(BagSource(from_rows(rows), progress=False), True, image_size=(16, 16), instances=2, batch_size=2)\n"
+        "model = compile_model(build_model('mims', backbone='tiny', weights=None, image_size=(16, 16), kernels={1: 4}))\n"
+        "model.fit(data, epochs=1, verbose=0)\n"
+        "print('done')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    done = subprocess.run([sys.executable, "-c", "import sys\n" + script, str(tmp_path)], env=env, capture_output=True,
+                          text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr[-2000:]
+    assert "shuffle=True" not in done.stderr and "oneDNN" not in done.stderr, done.stderr[-2000:]

@@ -20,6 +20,9 @@ class Flag:
 
 
 _FLAGS = (
+    Flag("task", "task", str, "the paper's settings for a task (kernels, image size, slice sampling, batch size, "
+         "learning rate, ImageNet ResNet-101), under the flags given; printed at the start of the run",
+         ("oct", "fundus", "histology")),
     Flag("data", "data.source", str, "manifest .csv, MedMNIST-style .npz, folder of class folders, or 'synthetic'"),
     Flag("bag_pattern", "data.bag_pattern", str,
          "regex naming the bag in each file name (class folders), e.g. 'TCGA-\\w\\w-\\w\\w\\w\\w'"),
@@ -67,7 +70,7 @@ def train_flags():
         Flag(f.name, f"model.{f.name}", f.metadata.get("type", str), f.metadata["help"] + default(f.name))
         for f in dataclasses.fields(ModelConfig) if "help" in f.metadata
     )
-    return _FLAGS[:7] + model + _FLAGS[7:]
+    return _FLAGS[:8] + model + _FLAGS[8:]
 
 
 def add_flags(parser, flags):

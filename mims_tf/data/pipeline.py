@@ -13,6 +13,7 @@ or float16, before resizing.
 """
 
 import logging
+import warnings
 
 import numpy as np
 
@@ -21,6 +22,10 @@ from mims_tf.data.readers import read_volume
 from mims_tf.data.transforms import augment_bag, prepare_instances, sample_instances
 
 logger = logging.getLogger("mims_tf")
+# `make_dataset` shuffles by (seed, epoch) itself, so Keras's "`shuffle=True` ... will be ignored" warning on
+# every `model.fit(dataset)` says nothing; it is silenced for exactly that message.
+warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed, but will be ignored since the data `x` was "
+                        r"provided as a tf.data.Dataset")
 
 NORMALIZE = ("auto", "minmax", "none")
 

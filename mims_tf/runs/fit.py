@@ -189,6 +189,11 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
             model = build_model(config.model_config(len(manifest.classes)), dtype=config.precision)
             compile_model(model, config.training.learning_rate, config.training.backbone_multiplier)
     _check_k_fits(model, train_source, config)
+    if config.task:
+        from mims_tf.runs.config import TASKS
+
+        logger.info("task %s, the paper's settings under the ones given: %s", config.task,
+                    "; ".join(f"{block}: {settings}" for block, settings in TASKS[config.task].items()))
     logger.info("classes: %s (positive class: %s); %d training and %d validation bags",
                 ", ".join(manifest.classes), manifest.classes[-1], len(train_source), len(val_source))
     if len(val_source) < SMALL_VALIDATION:

@@ -44,7 +44,7 @@ def test_yaml_round_trip_is_nested(tmp_path):
     config = RunConfig.from_dict({"preset": "mims", "epochs": 2})
     save_config(config, tmp_path / "config.yaml")
     stored = yaml.safe_load((tmp_path / "config.yaml").read_text())
-    assert set(stored) == {"model", "data", "training", "seed", "precision", "strategy", "sensitivity", "deterministic",
+    assert set(stored) == {"model", "data", "training", "task", "seed", "precision", "strategy", "sensitivity", "deterministic",
                            "out"}
     assert stored["training"]["epochs"] == 2 and stored["data"]["image_size"] == [64, 64]
     assert load_config(str(tmp_path / "config.yaml")) == config
@@ -80,3 +80,16 @@ def test_bad_config_is_one_clear_error(values, message):
     with pytest.raises(ValueError, match=None) as error:
         RunConfig.from_dict(values)
     assert message in str(error.value), str(error.value)
+
+
+def test_a_task_sets_the_papers_settings_under_the_keys_given(tmp_path):
+    oct_ = RunConfig.from_dict({"task": "oct"})
+    assert (oct_.model["kernels"], oct_.model["backbone"], oct_.data.central, oct_.data.instances,
+            oct_.data.image_size, oct_.training.batch_size) == ("oct", "resnet101", 30, (12, 18), (224, 224), 1)
+    mine = RunConfig.from_dict({"task": "fundus", "image_size": 128, "model": {"backbone": "tiny", "weights": None}})
+    assert mine.model["kernels"] == "fundus" and mine.data.image_size == (128, 128) and mine.model["backbone"] == "tiny"
+    (tmp_path / "c.yaml").write_text("data: {image_size: 96}\n")
+    flagged = load_config(str(tmp_path / "c.yaml"), {"task": "histology"})
+    assert flagged.model["kernels"] == "crc" and flagged.data.image_size == (96, 96) and flagged.data.instances == 8
+    with pytest.raises(ValueError, match="Unknown task 'retina'"):
+        RunConfig.from_dict({"task": "retina"})
