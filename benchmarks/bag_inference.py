@@ -177,19 +177,24 @@ def write_report(rows, out):
     if not names:
         return
     figure, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), dpi=110, squeeze=False)
-    modes = sorted({r["mode"] for r in rows})
+    modes = ("scored whole", "mean of subsets", "trained whole, scored whole")
+
+    def kind(mode):
+        return "mean of subsets" if mode.startswith("mean of") else mode
+
     for axis, name in zip(axes[0], names):
         subset = [r for r in rows if r["dataset"] == name]
         poolings = sorted({r["pooling"] for r in subset})
         for m, mode in enumerate(modes):
-            values = [next((float(r["auroc"]) for r in subset if r["pooling"] == p and r["mode"] == mode), np.nan)
+            values = [next((float(r["auroc"]) for r in subset if r["pooling"] == p and kind(r["mode"]) == mode), np.nan)
                       for p in poolings]
             axis.bar(np.arange(len(poolings)) + (m - 1) * 0.27, values, width=0.27, label=mode)
+        axis.axhline(0.5, color="grey", linestyle=":", linewidth=1)
         axis.set_xticks(range(len(poolings)), poolings)
-        axis.set_ylim(0.4, 1.0)
+        axis.set_ylim(0.2, 1.0)
         axis.set_title(name, fontsize=9)
         axis.set_ylabel("test AUROC")
-    axes[0][0].legend(fontsize=7, loc="lower left")
+    axes[0][-1].legend(fontsize=7, loc="upper right")
     figure.tight_layout()
     figure.savefig(os.path.join(out, "auroc_by_scoring.png"))
     plt.close(figure)
