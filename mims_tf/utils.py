@@ -88,6 +88,20 @@ def check_choice(name, value, valid, what=None):
     )
 
 
+def new_figure(width, height, dpi=110):
+    """A matplotlib `Figure` without pyplot: the caller's backend (a notebook's) is left alone."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=dpi)
+
+
+def save_figure(figure, path):
+    """Lays out `figure` and writes it as PNG to `path`, atomically."""
+    figure.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp)
+
+
 @contextlib.contextmanager
 def stderr_muted():
     """Points file descriptor 2 at /dev/null for the block (C++ libraries write there, not to `sys.stderr`).

@@ -12,7 +12,7 @@ import numpy as np
 
 from mims_tf.bench.tables import DATASETS, PAPER, TABLES
 from mims_tf.models.config import paper_name
-from mims_tf.utils import atomic_open, atomic_path, write_text
+from mims_tf.utils import atomic_open, new_figure, save_figure, write_text
 
 COLUMNS = ["preset", "seed", "val_auroc", "test_auroc", "test_accuracy", "seconds", "environment"]
 
@@ -192,21 +192,14 @@ def write_summary(out="benchmarks/results"):
 
 
 def _plot(path, summary, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if not summary:
         return
     names = list(summary)
-    figure, axis = plt.subplots(figsize=(max(4, 0.6 * len(names) + 1), 3.5), dpi=110)
+    figure = new_figure(max(4, 0.6 * len(names) + 1), 3.5, dpi=110)
+    axis = figure.subplots()
     axis.bar(range(len(names)), [summary[n][0] for n in names], yerr=[summary[n][1] for n in names], capsize=3)
     axis.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
     axis.set_ylim(0, 1)
     axis.set_ylabel("test AUROC")
     axis.set_title(title, fontsize=9)
-    figure.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        figure.savefig(tmp)
-    plt.close(figure)
+    save_figure(figure, path)

@@ -58,6 +58,7 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
     name = f"{table}_{dataset}" + (f"_{tag}" if tag else "")
     folder = os.path.join(out, name)
     os.makedirs(folder, exist_ok=True)
+    _check_budget(folder, settings, fresh)
     results_path = os.path.join(folder, "results.csv")
     rows = [] if fresh else read_results(results_path)
     done = {(r["preset"], int(r["seed"])) for r in rows}
@@ -91,6 +92,23 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
     if failed:
         raise RuntimeError(f"{len(failed)} run(s) failed, the others are in {folder}: {'; '.join(failed)}")
     return folder
+
+
+def _check_budget(folder, settings, fresh):
+    """`<folder>/settings.json` holds the budget of its results; another budget may not add rows to them."""
+    import json
+
+    from mims_tf.utils import write_json
+
+    path = os.path.join(folder, "settings.json")
+    current = json.loads(json.dumps(settings))
+    if os.path.isfile(path) and not fresh:
+        with open(path, encoding="utf-8") as f:
+            stored = json.load(f)
+        if stored != current:
+            raise ValueError(f"{folder}: its results were made with settings {stored}, not {current}; "
+                             "redo them (fresh=True) or give these results their own tag")
+    write_json(path, current)
 
 
 def run_options(preset, dataset_settings, settings):

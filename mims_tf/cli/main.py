@@ -113,6 +113,7 @@ def run_train(args):
         if changed:
             raise ValueError(f"--resume continues the stored run; only --epochs may change. Received: {', '.join(changed)}")
         config = load_config(RunFolder(out).config_path, {"epochs": args.epochs})
+        config.out = out  # the folder named now, not the path stored when the run began
     else:
         config = load_config(args.config, overrides)
     source = config.data.source
@@ -449,6 +450,12 @@ def _unknown_flags(parser, args, extras):
     return f"mims {args.command}: error: unrecognized argument(s): {shown}.{hints} (see mims {args.command} --help)"
 
 
+def _runtime_errors():
+    """TensorFlow's own errors (e.g. an op that fails on a bag at run time), where TensorFlow is loaded."""
+    tf = sys.modules.get("tensorflow")
+    return (tf.errors.OpError,) if tf is not None and hasattr(tf, "errors") else ()
+
+
 def main(argv=None):
     parser = build_parser()
     args, extras = parser.parse_known_args(argv)
@@ -465,7 +472,7 @@ def main(argv=None):
     start = time.perf_counter()
     try:
         status = args.func(args)
-    except (ValueError, DataError, RuntimeError, ImportError, OSError) as error:  # bad input: one line, no traceback
+    except (ValueError, DataError, RuntimeError, ImportError, OSError, *_runtime_errors()) as error:  # one line
         print(f"mims {args.command}: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}",
               file=sys.stderr)
         return 2

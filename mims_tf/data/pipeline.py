@@ -74,7 +74,7 @@ class BagSource:
         normalize: see `normalize_volume`.
         cache: keep every bag in memory (read once, up front).
         skip_unreadable: drop bags with unreadable files instead of failing;
-            `skipped` lists `(path, reason)` and a summary goes to stderr.
+            `skipped` lists `(path, reason)` and a summary goes to the `mims_tf` logger.
         progress: log progress while reading (the `mims_tf` logger).
     """
 

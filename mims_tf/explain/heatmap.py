@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from mims_tf.utils import atomic_path, write_text
+from mims_tf.utils import new_figure, save_figure, write_text
 
 
 def feature_layers(model):
@@ -164,14 +164,13 @@ def explain_bag(model, bag, out_dir, layer_name=None, class_index=1, slices=3, n
 
 def _figure(path, image, heatmap, title, colormap="jet"):
     """The slice beside its overlay, a colour bar, a title; at least 256 px per panel."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.cm
+    import matplotlib.colors
 
     image = np.asarray(image, np.float32)
     grey = image.mean(axis=-1) if image.ndim == 3 else image
-    figure, axes = plt.subplots(1, 2, figsize=(6.4, 3.6), dpi=100)
+    figure = new_figure(6.4, 3.6, dpi=100)
+    axes = figure.subplots(1, 2)
     axes[0].imshow(grey, cmap="gray", vmin=0, vmax=max(255.0, float(grey.max())), interpolation="bilinear")
     axes[0].set_title("slice", fontsize=8)
     axes[1].imshow(overlay(image, heatmap, colormap), interpolation="bilinear")
@@ -181,6 +180,4 @@ def _figure(path, image, heatmap, title, colormap="jet"):
     mappable = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 255), cmap=colormap)
     figure.colorbar(mappable, ax=axes[1], fraction=0.046, pad=0.04, label="share of the bag's peak (0-255)")
     figure.suptitle(title, fontsize=8)
-    with atomic_path(path, suffix=".png") as tmp:
-        figure.savefig(tmp)
-    plt.close(figure)
+    save_figure(figure, path)

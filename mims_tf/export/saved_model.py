@@ -24,8 +24,6 @@ def float32_copy(model):
     A model built under a mixed-precision policy serves and converts to TFLite
     builtins only as float32; its weights (float32 variables) carry over as is.
     """
-    import keras
-
     config = json.loads(json.dumps(model.get_config()))
 
     def visit(node):

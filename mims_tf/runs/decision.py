@@ -7,7 +7,8 @@ calibrated P(positive):
 Youden's J (where sensitivity + specificity is largest, the operating point the paper's sensitivity and
 specificity describe) or the highest threshold that reaches a target sensitivity. Both go into the run
 folder (`decision.json`), and every path that scores a bag (`evaluate`, `predict`, `explain`, the exported
-SavedModel and TFLite file) uses `scoring_model`: the run's model with that temperature built in.
+SavedModel and TFLite file) computes the same float32 numbers: `scoring_model`, the run's model (as
+float32) with that calibration built in; `evaluate` runs it with the uncalibrated output beside it.
 """
 
 import json
@@ -45,16 +46,13 @@ def calibrate_run(run_dir, which="best", sensitivity=None, method=None):
     from sklearn.metrics import roc_auc_score
 
     from mims_tf.data import DataError
-    from mims_tf.train.calibration import (
-        fit_platt,
-        fit_temperature,
-        sensitivity_threshold,
-        temperature_scale,
-        youden_threshold,
-    )
+    from mims_tf.train.calibration import fit_platt, fit_temperature, sensitivity_threshold, youden_threshold
+
+    from mims_tf.export import as_float32
 
     run = RunFolder(run_dir)
     model, config, manifest = run.load(which)
+    model = as_float32(model)  # every path scores in float32, as the exports do
     source = bag_source(config, manifest, "val")
     labels = source.labels
     if len(set(labels.tolist())) < 2:
@@ -66,13 +64,13 @@ def calibrate_run(run_dir, which="best", sensitivity=None, method=None):
         temperature, bias = fit_platt(labels, probs)
     else:
         temperature, bias = fit_temperature(labels, probs), None
-    calibrated = temperature_scale(probs, temperature, bias)
     decision = {"model": which, "scoring": SCORING, "method": method, "temperature": temperature, "bias": bias,
-                "threshold": None,
+                "sensitivity": sensitivity, "threshold": None,
                 "threshold_from": "most probable class",
                 "val_bags": int(len(labels)), "val_auroc": None, "reliable": True, "why": ""}
     if probs.shape[1] == 2:
-        scores = calibrated[:, 1]
+        # The threshold is chosen on the very numbers every path computes: the scoring model's (float32).
+        scores = predict_bags(scoring_model(model, decision), config, source)[:, 1]
         if sensitivity is None:
             threshold, picked = youden_threshold(labels, scores), "validation (Youden's J)"
         else:
@@ -104,10 +102,21 @@ def read_decisions(run):
         return json.load(f)
 
 
+def forget_decision(run, which):
+    """Drops the stored decision of a model that was just saved again (it is chosen anew when next needed)."""
+    stored = read_decisions(run)
+    if which in stored:
+        del stored[which]
+        write_json(decision_path(run), stored)
+
+
 def run_decision(run_dir, which="best"):
-    """The stored decision of a run's model; calibrated now (and stored) where the run has none yet."""
+    """The stored decision of a run's model; calibrated now (and stored) where the run has none yet, with the
+    run's own target sensitivity."""
     stored = read_decisions(RunFolder(run_dir)).get(which)
-    return stored if stored is not None else calibrate_run(run_dir, which)
+    if stored is not None:
+        return stored
+    return calibrate_run(run_dir, which, RunFolder(run_dir).config().sensitivity)
 
 
 def scoring_model(model, decision):
@@ -123,9 +132,11 @@ def scoring_model(model, decision):
 
 def load_scoring_model(run_dir, which="best"):
     """`(scoring model, config, manifest, decision)` of a run: the calibrated model every path uses."""
+    from mims_tf.export import as_float32
+
     decision = run_decision(run_dir, which)
     model, config, manifest = RunFolder(run_dir).load(which)
-    return scoring_model(model, decision), config, manifest, decision
+    return scoring_model(as_float32(model), decision), config, manifest, decision
 
 
 def decide(probabilities, decision):

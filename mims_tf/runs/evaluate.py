@@ -7,7 +7,7 @@ import numpy as np
 from mims_tf.data import DataError
 from mims_tf.runs.folder import RunFolder
 from mims_tf.runs.inputs import bag_source, predict_bags
-from mims_tf.utils import atomic_open, atomic_path, write_json
+from mims_tf.utils import atomic_open, new_figure, save_figure, write_json
 
 METRICS = ("auroc", "accuracy", "sensitivity", "specificity", "ece_calibrated", "brier_calibrated")
 
@@ -65,9 +65,12 @@ def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=No
         `specificity` at `threshold`; `ece`, `brier` (uncalibrated) and `ece_calibrated`,
         `brier_calibrated`; `temperature`; `threshold_from`, `threshold_reliable`, `threshold_warning`.
     """
+    import keras
+
+    from mims_tf.export import as_float32
     from mims_tf.runs.decision import calibrate_run, run_decision, scoring_model
     from mims_tf.train.bootstrap import auroc_ci
-    from mims_tf.train.calibration import brier_score, expected_calibration_error, temperature_scale, youden_threshold
+    from mims_tf.train.calibration import brier_score, expected_calibration_error, sensitivity_threshold, youden_threshold
 
     run = RunFolder(run_dir)
     model, config, manifest = run.load(which)
@@ -75,14 +78,19 @@ def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=No
         raise ValueError(f"{run_dir}: evaluate supports two classes; this run has {len(manifest.classes)}")
     decision = calibrate_run(run_dir, which, sensitivity) if sensitivity is not None else run_decision(run_dir, which)
     temperature, bias = decision["temperature"], decision.get("bias")
-    source, labels, raw = split_scores(model, config, manifest, split, instances)
-    probs = temperature_scale(raw, temperature, bias)
+    model = as_float32(model)
+    # The scoring model every path uses, with the uncalibrated output beside it (for ECE and Brier before).
+    both = keras.Model(model.inputs, [model.outputs[0], scoring_model(model, decision).outputs[0]])
+    source, labels, (raw, probs) = split_scores(both, config, manifest, split, instances)
     scores = probs[:, 1]
     picked_on, reliable, warning = "given", True, ""
     if threshold is None and instances:
-        _, val_labels, val_raw = split_scores(model, config, manifest, "val", instances)
-        threshold = youden_threshold(val_labels, temperature_scale(val_raw, temperature, bias)[:, 1])
-        picked_on, reliable, warning = f"validation on {instances} instances (Youden's J)", decision["reliable"], decision["why"]
+        _, val_labels, (_, val_probs) = split_scores(both, config, manifest, "val", instances)
+        target = decision.get("sensitivity")
+        threshold = (youden_threshold(val_labels, val_probs[:, 1]) if target is None else
+                     sensitivity_threshold(val_labels, val_probs[:, 1], target))
+        rule = "Youden's J" if target is None else f"sensitivity >= {target:g}"
+        picked_on, reliable, warning = f"validation on {instances} instances ({rule})", decision["reliable"], decision["why"]
     elif threshold is None:
         threshold, picked_on = decision["threshold"], decision["threshold_from"]
         reliable, warning = decision["reliable"], decision["why"]
@@ -151,25 +159,14 @@ def _write_per_bag(path, source, labels, probs, threshold, classes):
 
 
 def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt, *plt.subplots(figsize=(4.5, 4.5), dpi=120)
-
-
-def _save(plt, figure, path):
-    figure.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        figure.savefig(tmp)
-    plt.close(figure)
+    figure = new_figure(4.5, 4.5, dpi=120)
+    return figure, figure.subplots()
 
 
 def _plot_roc(path, curves):
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    plt, figure, axis = _figure()
+    figure, axis = _figure()
     for labels, scores, name in curves:
         fpr, tpr, _ = roc_curve(labels, scores)
         axis.plot(fpr, tpr, label=f"{name} (AUROC {roc_auc_score(labels, scores):.3f})")
@@ -177,13 +174,13 @@ def _plot_roc(path, curves):
     axis.set_xlabel("1 - specificity")
     axis.set_ylabel("sensitivity")
     axis.legend(loc="lower right", fontsize=8)
-    _save(plt, figure, path)
+    save_figure(figure, path)
 
 
 def _plot_reliability(path, labels, raw, calibrated, decision, bins=15):
     from mims_tf.train.calibration import expected_calibration_error, reliability_bins
 
-    plt, figure, axis = _figure()
+    figure, axis = _figure()
     axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect calibration")
     for probs, name in ((raw, "model"), (calibrated, f"calibrated ({decision.get('method', 'temperature')})")):
         rows = [(p, o, n) for n, p, o in reliability_bins(labels, probs, bins) if n]
@@ -195,4 +192,4 @@ def _plot_reliability(path, labels, raw, calibrated, decision, bins=15):
     axis.set_ylabel("fraction of positive bags")
     axis.set_title(f"reliability ({bins} bins, {len(labels)} bags)", fontsize=9)
     axis.legend(loc="upper left", fontsize=7)
-    _save(plt, figure, path)
+    save_figure(figure, path)

@@ -16,6 +16,7 @@ import numpy as np
 
 from mims_tf.data import BagSource
 from mims_tf.runs.environment import environment, fingerprint, make_deterministic
+from mims_tf.runs.decision import forget_decision
 from mims_tf.runs.folder import RunFolder
 from mims_tf.runs.inputs import build_manifest, eval_batches, train_batches
 
@@ -35,9 +36,9 @@ class RunCheckpoint(keras.callbacks.Callback):
     epoch with the lower validation loss, so `best.keras` is not stuck at the first epoch that reached it.
     """
 
-    def __init__(self, run, every, state):
+    def __init__(self, run, every, state, steps_per_epoch=None):
         super().__init__()
-        self.run, self.every, self.state = run, every, state
+        self.run, self.every, self.state, self.steps_per_epoch = run, every, state, steps_per_epoch
         self.nan_step = None
 
     def on_train_batch_end(self, batch, logs=None):
@@ -46,22 +47,33 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.nan_step = _step(self.model)
             self.model.stop_training = True
             return
-        if _step(self.model) % self.every == 0:
-            self.run.save_model(self.model, "last")
+        step = _step(self.model)
+        # At an epoch's last step, last.keras is saved after validation (on_epoch_end): a kill during
+        # validation then resumes that epoch's validation instead of skipping it.
+        if step % self.every == 0 and not (self.steps_per_epoch and step % self.steps_per_epoch == 0):
+            self.save("last")
+
+    def save(self, which):
+        self.run.save_model(self.model, which)
+        forget_decision(self.run, which)  # the model changed: its calibration and threshold are chosen again
 
     def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        val_loss = logs.get("val_loss")
+        if self.nan_step is None and val_loss is not None and not math.isfinite(float(val_loss)):
+            self.nan_step = _step(self.model)  # the weights went non-finite without a NaN training loss
+            self.model.stop_training = True
         if self.nan_step is not None:
             return
-        logs = logs or {}
         auroc, loss = logs.get("val_auroc"), logs.get("val_loss", math.inf)
         if auroc is not None and is_better(auroc, loss, self.state):
-            self.run.save_model(self.model, "best")
+            self.save("best")
             self.state.update(best_val_auroc=float(auroc), best_val_loss=float(loss), best_epoch=epoch + 1)
         if auroc is not None and auroc >= 1.0 and not self.state.get("saturated"):
             self.state["saturated"] = True
             logger.warning("validation AUROC reached 1.0 at epoch %d: it cannot rank later epochs; ties go to the "
                            "lower validation loss, and a threshold chosen on this split is unreliable", epoch + 1)
-        self.run.save_model(self.model, "last")
+        self.save("last")
         self.state["epochs_done"] = epoch + 1
         self.run.save_state(self.state)
 
@@ -80,12 +92,17 @@ def prepare_run_folder(config, resume=False, overwrite=False):
     if run.exists():
         if resume:
             stored = run.config()
+            stored.out = config.out  # the folder named now (it may have moved, or be named from elsewhere)
             if config.training.epochs != stored.training.epochs:  # the one setting a resumed run may change
                 stored.training.epochs = config.training.epochs
                 run.save_config(stored)
             return stored, True
         if not overwrite:
             raise ValueError(f"{run.path}: holds another run (config.yaml); resume it or overwrite it")
+        foreign = [n for n in _contents(run.path) if not _is_run_file(n)]
+        if foreign:  # overwrite replaces a run, never a folder of other files that holds a config.yaml
+            raise ValueError(f"{run.path}: holds files that are not a run's ({', '.join(sorted(foreign)[:5])}); "
+                             "overwrite replaces a run folder only: choose another output folder")
         _empty(run.path)
     elif resume:
         raise ValueError(f"{run.path}: no run to resume (no config.yaml)")
@@ -104,6 +121,15 @@ def _contents(path):
     return [n for n in os.listdir(path) if n != LOCK] if os.path.isdir(path) else []
 
 
+RUN_FILES = ("config.yaml", "manifest.csv", "last.keras", "best.keras", "state.json", "log.csv", "decision.json",
+             "environment.json", "tensorboard", "explain", "export", "data")
+
+
+def _is_run_file(name):
+    """A file or folder a run writes (`RUN_FILES`, evaluations, temporaries of atomic writes)."""
+    return (name in RUN_FILES or name.startswith(("eval_", "roc_", "reliability_")) or ".tmp" in name)
+
+
 def _empty(path):
     for name in _contents(path):
         target = os.path.join(path, name)
@@ -112,7 +138,7 @@ def _empty(path):
 
 @contextlib.contextmanager
 def run_lock(path):
-    """An exclusive lock on the run folder for the life of the block (and of the process, if it dies)."""
+    """An exclusive lock on the run folder for the life of the block (released if the process dies)."""
     os.makedirs(path, exist_ok=True)
     try:
         import fcntl
@@ -199,19 +225,24 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
     if len(val_source) < SMALL_VALIDATION:
         logger.warning("only %d validation bags: validation AUROC moves in steps of about 1/%d, the best epoch and "
                        "the threshold chosen on it are rough", len(val_source), len(val_source))
-    checkpoint = RunCheckpoint(run, config.training.checkpoint_steps, state)
-    return config, resuming, model, dict(
-        run=run, strategy=strategy, train_source=train_source, val_source=val_source, checkpoint=checkpoint,
-        callbacks=callbacks, verbose=verbose)
-
-
-def _fit(config, resuming, model, run, strategy, train_source, val_source, checkpoint, callbacks, verbose):
-    training = config.training
     replicas = strategy.num_replicas_in_sync
-    steps_per_epoch = training.steps_per_epoch or math.ceil(len(train_source) / training.batch_size)
+    steps_per_epoch = config.training.steps_per_epoch or math.ceil(len(train_source) / config.training.batch_size)
     # Several devices split each batch: validation batches then hold one bag per device, the
     # last one filled by repeating bags (a device with an empty batch fails in Keras/TF).
+    if replicas > 1 and len(set(val_source.instance_counts())) > 1:
+        raise ValueError(f"strategy {config.strategy!r} splits each validation batch over {replicas} devices, but "
+                         "validation bags differ in size: use strategy 'none'")
     val_data = eval_batches(config, val_source, batch_size=replicas, pad_last=replicas > 1)
+    checkpoint = RunCheckpoint(run, config.training.checkpoint_steps, state, steps_per_epoch)
+    return config, resuming, model, dict(
+        run=run, strategy=strategy, train_source=train_source, val_data=val_data, checkpoint=checkpoint,
+        callbacks=callbacks, verbose=verbose, steps_per_epoch=steps_per_epoch)
+
+
+def _fit(config, resuming, model, run, strategy, train_source, val_data, checkpoint, callbacks, verbose,
+         steps_per_epoch):
+    training = config.training
+    replicas = strategy.num_replicas_in_sync
     callbacks = [
         checkpoint,
         keras.callbacks.CSVLogger(run.log_path, append=True),

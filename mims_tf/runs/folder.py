@@ -147,8 +147,6 @@ class RunFolder:
 
     def load_model(self, which="best"):
         """The run's `best.keras` or `last.keras` (safe mode: no code from the file runs)."""
-        import keras
-
         self.check(which)
         return load_keras_file(self.model_path(which))
 

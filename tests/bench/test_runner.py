@@ -128,3 +128,13 @@ def test_rows_from_other_machines_are_flagged():
     assert "- abc, AMD EPYC: 2 rows" in text and "- abc, Intel Xeon: 1 row" in text
     assert "Presets whose seeds mix them: `mims`." in text
     assert provenance_lines([{"preset": "mims", "seed": "0"}], ["mims"]) == []  # old rows: the table as before
+
+
+def test_a_results_folder_refuses_rows_of_another_budget(tmp_path):
+    from mims_tf.bench.runner import _check_budget
+
+    _check_budget(str(tmp_path), {"epochs": 15, "image_size": 96}, fresh=False)
+    _check_budget(str(tmp_path), {"epochs": 15, "image_size": 96}, fresh=False)  # the same: fine
+    with pytest.raises(ValueError, match="were made with settings"):
+        _check_budget(str(tmp_path), {"epochs": 5, "image_size": 96}, fresh=False)
+    _check_budget(str(tmp_path), {"epochs": 5}, fresh=True)  # redone from scratch: the new budget

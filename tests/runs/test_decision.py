@@ -60,26 +60,15 @@ def test_one_file_scores_the_same_through_all_five_paths(run, tmp_path):
     from mims_tf.runs.export import export_run
     from mims_tf.runs.inputs import eval_batches, unlabelled_source
 
-    volume = np.random.default_rng(3).uniform(0, 255, (7, 40, 40)).astype(np.float32)
-    np.save(tmp_path / "scan.npy", volume)
-    path = str(tmp_path / "scan.npy")
+    evaluate_run(run, n_resamples=0)
+    evaluated = next(csv.DictReader(open(os.path.join(run, "eval_test.csv"))))  # a test bag, as evaluate scored it
+    manifest_rows = [r for r in csv.DictReader(open(os.path.join(run, "manifest.csv"))) if r["bag"] == evaluated["bag"]]
+    path = manifest_rows[0]["path"]
     model, config, manifest, decision = load_scoring_model(run)
     bag = next(iter(eval_batches(config, unlabelled_source(config, manifest.classes, [{"path": path}]))))[0].numpy()
 
-    scores = {"predict": predict(run, [path])[0]["probabilities"]["1"]}
-    from mims_tf.data import from_rows
-    from mims_tf.runs.evaluate import split_scores
-    from mims_tf.train.calibration import temperature_scale
-
-    rows = [{"path": path, "label": "1", "bag": "scan", "split": "test"}]
-
-    raw_model, _, _ = RunFolder(run).load()
-    np.save(tmp_path / "other.npy", volume[::-1].copy())
-    other = {"path": str(tmp_path / "other.npy"), "label": "0", "bag": "other", "split": "test"}
-    one = from_rows(rows + [other], classes=manifest.classes)  # two classes, so the split can be scored
-    _, _, raw = split_scores(raw_model, config, one, "test")
-    scores["evaluate"] = float(temperature_scale(raw, decision["temperature"], decision["bias"])[0, 1])
-    _, written, probabilities = explain_file(run, path, out=str(tmp_path / "explain"), slices=1)
+    scores = {"evaluate": float(evaluated["p_1"]), "predict": predict(run, [path])[0]["probabilities"]["1"]}
+    _, _, probabilities = explain_file(run, path, out=str(tmp_path / "explain"), slices=1)
     scores["explain"] = probabilities["1"]
     title = open(tmp_path / "explain" / "index.md").read().splitlines()[0]
     assert f"P(1) = {probabilities['1']:.4f}" in title and "threshold" in title
@@ -90,7 +79,7 @@ def test_one_file_scores_the_same_through_all_five_paths(run, tmp_path):
     scores["tflite"] = float(run_tflite(tflite["path"], bag)[0, 1])
     assert max(scores.values()) - min(scores.values()) < 1e-5, scores
     assert saved["metadata"]["decision"]["threshold"] == decision["threshold"]
-    assert json.load(open(os.path.splitext(tflite["path"])[0] + ".json"))["decision"]["temperature"] == decision["temperature"]
+    assert json.load(open(os.path.splitext(tflite["path"])[0] + ".json"))["decision"]["bias"] == decision["bias"]
 
 
 def test_decide_and_ties_in_model_selection():

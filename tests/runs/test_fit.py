@@ -249,3 +249,28 @@ def test_a_loss_that_turns_nan_stops_training_and_keeps_the_last_good_checkpoint
     assert state["epochs_done"] == 1
     last = mims_tf.load_model(os.path.join(out, "last.keras"))
     assert all(np.isfinite(w).all() for w in last.get_weights())
+
+
+def test_overwrite_replaces_a_run_but_never_a_folder_of_other_files(tmp_path, monkeypatch):
+    from mims_tf.runs.fit import prepare_run_folder
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.yaml").write_text("data: synthetic\n")  # the user's own config beside their files
+    (project / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds files that are not a run's"):
+        prepare_run_folder(RunConfig.from_dict(dict(out=str(project), **TINY)), overwrite=True)
+    assert (project / "notes.txt").read_text() == "mine"
+
+
+def test_resume_continues_in_the_folder_named_even_when_the_run_was_started_elsewhere(trained, tmp_path, monkeypatch):
+    import shutil
+
+    out, _ = trained
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    monkeypatch.chdir(tmp_path)
+    from mims_tf.runs.fit import prepare_run_folder
+
+    config, resuming = prepare_run_folder(RunConfig.from_dict(dict(out=str(moved), **TINY)), resume=True)
+    assert resuming and config.out == str(moved)
