@@ -64,5 +64,6 @@ def demo(out, epochs=25, presets=PRESETS, verbose=2):
     print(f"  TFLite: {tflite['path']} ({tflite['bytes']:,} bytes, verified)")
     print(f"  heatmaps of a positive test volume: {overlays}/index.md")
     print(f"each run folder ({', '.join(f'{out}/{p}' for p in presets)}) holds config.yaml, manifest.csv,")
-    print("best.keras, last.keras, log.csv, tensorboard/, eval_test.csv (per bag) and roc_test.png")
+    print("best.keras, last.keras, decision.json (calibration and threshold), log.csv, tensorboard/,")
+    print("eval_test.csv (per bag), roc_test.png and reliability_test.png; try: mims evaluate " + out)
     return 0

@@ -6,7 +6,7 @@ import tempfile
 import numpy as np
 
 from mims_tf.export.verify import verify_outputs
-from mims_tf.utils import atomic_open
+from mims_tf.utils import atomic_open, stderr_muted
 
 QUANTIZATIONS = ("none", "float16", "int8")
 
@@ -64,11 +64,12 @@ def run_tflite(model, bags, num_threads=None):
     from ai_edge_litert.interpreter import Interpreter
 
     threads = num_threads or os.cpu_count()
-    interpreter = (Interpreter(model_content=model, num_threads=threads) if isinstance(model, bytes)
-                   else Interpreter(model_path=model, num_threads=threads))
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    interpreter.resize_tensor_input(inp["index"], bags.shape)
-    interpreter.allocate_tensors()
+    with stderr_muted():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line (MIMS_VERBOSE=1 shows it)
+        interpreter = (Interpreter(model_content=model, num_threads=threads) if isinstance(model, bytes)
+                       else Interpreter(model_path=model, num_threads=threads))
+        inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+        interpreter.resize_tensor_input(inp["index"], bags.shape)
+        interpreter.allocate_tensors()
     interpreter.set_tensor(inp["index"], bags)
     interpreter.invoke()
     return interpreter.get_tensor(out["index"])
