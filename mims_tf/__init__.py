@@ -24,6 +24,7 @@ before or after this package. When Keras is imported after this package, TensorF
 import importlib
 import importlib.abc
 import importlib.util
+import os
 import sys
 
 __version__ = "0.1.0"
@@ -39,27 +40,38 @@ def register_serializables():
 
 
 class _RegisterAfterKeras(importlib.abc.MetaPathFinder):
-    """Runs `register_serializables` right after the `keras` package finishes importing."""
+    """Runs `register_serializables` right after the `keras` package finishes importing, and keeps
+    TensorFlow's C++ start-up lines off the terminal while `keras` or `tensorflow` imports."""
+
+    watched = {"keras", "tensorflow"}
 
     def find_spec(self, name, path=None, target=None):
-        if name != "keras":
+        if name not in self.watched:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec("keras")
+        self.watched = self.watched - {name}
+        if not self.watched:
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)  # the next finder: this one no longer answers for `name`
         if spec is None or spec.loader is None:
             return spec
         exec_module = spec.loader.exec_module
 
-        def exec_and_register(module):
+        def exec_quietly(module):
             from mims_tf.utils import stderr_muted
 
             with stderr_muted():  # TensorFlow's C++ start-up lines (MIMS_VERBOSE=1 shows them)
                 exec_module(module)
-            register_serializables()
+            if name == "keras":
+                register_serializables()
 
-        spec.loader.exec_module = exec_and_register
+        spec.loader.exec_module = exec_quietly
         return spec
 
+
+if "tensorflow" not in sys.modules and os.environ.get("MIMS_VERBOSE") != "1":
+    # TensorFlow's C++ log lines ("failed call to cuInit ... (303)" on a machine without a GPU reads like a
+    # fault); MIMS_VERBOSE=1, or TF_CPP_MIN_LOG_LEVEL set by the user, keeps them.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 if "keras" in sys.modules:
     register_serializables()
