@@ -30,7 +30,7 @@ _FLAGS = (
          "class names in order, comma-separated; the last is the positive class (e.g. MSS_JPEG,MSIMUT_JPEG)"),
     Flag("group_pattern", "data.group_pattern", str,
          "regex naming a patient (group) in file names; one group in two splits is refused"),
-        Flag("one_bag_per_file", "data.one_bag_per_file", bool,
+    Flag("one_bag_per_file", "data.one_bag_per_file", bool,
          "class folders without --bag-pattern: every file is its own bag (say so: a patient's tiles split across "
          "train and test inflate the results)"),
     Flag("allow_shared_groups", "data.allow_shared_groups", bool, "accept one patient (group) in two splits"),

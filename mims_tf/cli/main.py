@@ -58,11 +58,7 @@ def _check_runs(paths):
     from mims_tf.runs.folder import RunFolder
 
     for path in paths:
-        run = RunFolder(path)
-        if not os.path.isdir(path):
-            raise ValueError(f"{path}: run folder not found")
-        if not run.exists():
-            raise ValueError(f"{path}: not a run folder (no config.yaml)")
+        RunFolder(path).check(which=None)
 
 
 def demo_parser(sub):

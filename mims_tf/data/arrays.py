@@ -70,19 +70,28 @@ def _check_member_size(info, path, what):
         raise DataError(path, f"{what} declares {info.file_size} bytes from {info.compress_size} compressed: corrupt")
 
 
-def npz_shape(path, key):
-    """The shape of array `key` of an `.npz`, from its header only (nothing else is read)."""
+def _read_npz_member(path, key, read):
+    """Opens array `key` of an `.npz`, checks its size and `.npy` header, and returns `read(header, open_member)`.
+
+    Whatever fails inside is one `DataError` naming the file and the array.
+    """
     with _open_npz(path) as archive:
         info = _npz_member(archive, key, path)
         what = f"array {key!r}"
         _check_member_size(info, path, what)
         try:
             with archive.open(info) as member:
-                return _npy_header(member, info.file_size, path, what)[0]
+                header = _npy_header(member, info.file_size, path, what)
+            return read(header, lambda: archive.open(info))
         except DataError:
             raise
         except Exception as error:  # noqa: BLE001
             raise DataError(path, f"unreadable or corrupt {what}: truncated or damaged ({describe(error)})") from None
+
+
+def npz_shape(path, key):
+    """The shape of array `key` of an `.npz`, from its header only (nothing else is read)."""
+    return _read_npz_member(path, key, lambda header, open_member: header[0])
 
 
 def read_npz_array(path, key):
@@ -93,19 +102,11 @@ def read_npz_array(path, key):
 
 @functools.lru_cache(maxsize=8)
 def _npz_array(path, key, mtime_ns, size):
-    with _open_npz(path) as archive:
-        info = _npz_member(archive, key, path)
-        what = f"array {key!r}"
-        _check_member_size(info, path, what)
-        try:
-            with archive.open(info) as member:
-                _npy_header(member, info.file_size, path, what)
-            with archive.open(info) as member:
-                return np.lib.format.read_array(member, allow_pickle=False)
-        except DataError:
-            raise
-        except Exception as error:  # noqa: BLE001
-            raise DataError(path, f"unreadable or corrupt {what}: truncated or damaged ({describe(error)})") from None
+    def read(header, open_member):
+        with open_member() as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
+
+    return _read_npz_member(path, key, read)
 
 
 def read_npz_item(path, item):

@@ -17,7 +17,7 @@ import numpy as np
 from mims_tf.data import BagSource
 from mims_tf.runs.environment import environment, fingerprint, make_deterministic
 from mims_tf.runs.decision import forget_decision
-from mims_tf.runs.folder import RunFolder
+from mims_tf.runs.folder import NEW_STATE, RunFolder
 from mims_tf.runs.inputs import build_manifest, eval_batches, train_batches
 
 logger = logging.getLogger("mims_tf")
@@ -206,8 +206,7 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
     options = dict(central=config.data.central, normalize=config.data.normalize)
     train_source = BagSource(manifest, "train", **options)
     val_source = BagSource(manifest, "val", **options)
-    state = run.state() if resuming else {"best_val_auroc": -1.0, "best_val_loss": None, "best_epoch": None,
-                                           "epochs_done": 0}
+    state = run.state() if resuming else dict(NEW_STATE)
     with strategy.scope():
         if resuming and os.path.exists(run.model_path("last")):
             model = run.load_model("last")

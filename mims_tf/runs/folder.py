@@ -37,6 +37,9 @@ def load_keras_file(path):
         raise ValueError(f"{path}: not a loadable Keras model file ({type(error).__name__}: {message[:300]})") from None
 
 
+NEW_STATE = {"best_val_auroc": -1.0, "best_val_loss": None, "best_epoch": None, "epochs_done": 0}
+
+
 class RunFolder:
     """A run folder on disk (see the module docstring for its layout).
 
@@ -95,12 +98,12 @@ class RunFolder:
         return os.path.isfile(self.config_path)
 
     def check(self, which="best"):
-        """Raises ValueError unless the folder holds a run with `<which>.keras`."""
+        """Raises ValueError unless the folder holds a run with `<which>.keras` (`which=None`: any run)."""
         if not os.path.isdir(self.path):
             raise ValueError(f"{self.path}: run folder not found")
         if not self.exists():
             raise ValueError(f"{self.path}: not a run folder (no config.yaml)")
-        if not os.path.isfile(self.model_path(which)):
+        if which is not None and not os.path.isfile(self.model_path(which)):
             raise ValueError(f"{self.path}: no {which}.keras (was the run trained for at least one epoch?)")
         return self
 
@@ -129,7 +132,7 @@ class RunFolder:
 
     def state(self):
         """The stored state (best validation AUROC, its epoch, epochs done); defaults where absent."""
-        state = {"best_val_auroc": -1.0, "best_val_loss": None, "best_epoch": None, "epochs_done": 0}
+        state = dict(NEW_STATE)
         if os.path.isfile(self.state_path):
             with open(self.state_path, encoding="utf-8") as f:
                 state.update(json.load(f))
