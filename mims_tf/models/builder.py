@@ -20,9 +20,11 @@ def build_model(preset="mims", dtype=None, **overrides):
             `weights=None`, `image_size=(224, 224)`, `kernels="crc"`, `k=3`.
 
     Returns:
-        A `keras.Model` from float32 bags of pixel values in [0, 255], shape
+        A `keras.Model` from bags of pixel values in [0, 255], shape
         `(B, S, H, W, C)` (S and, unless `image_size` is set, H and W dynamic),
-        to class probabilities `(B, classes)` in float32.
+        to class probabilities `(B, classes)` in float32. Bags may be float32 or
+        uint8: the model casts them as its first op, so on a GPU a uint8 bag is
+        copied to the device at a quarter of the bytes.
 
     Example:
 

@@ -36,6 +36,16 @@ def test_a_bag_does_not_depend_on_its_batch_neighbours():
     np.testing.assert_allclose(together[1:2], alone, rtol=1e-5, atol=1e-6)
 
 
+def test_uint8_bags_give_the_float32_bags_results_and_train():
+    """uint8 bags (4x fewer bytes to copy to a GPU) are cast on the device, inside the model."""
+    model = build_model("mims", image_size=(24, 24), **TINY)
+    bags = np.random.default_rng(0).integers(0, 256, size=(2, 3, 24, 24, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(model.predict(bags, verbose=0), model.predict(bags.astype("float32"), verbose=0))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    history = model.fit(bags, np.array([0, 1]), batch_size=1, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
 def test_head_layers_carry_the_head_prefix_and_backbone_is_nested():
     model = build_model("featpyra_45", image_size=(24, 24), **TINY)
     names = [layer.name for layer in model.layers]
