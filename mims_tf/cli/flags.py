@@ -38,6 +38,13 @@ _FLAGS = (
     Flag("image_size", "data.image_size", int, "instance height and width; default 64"),
     Flag("instances", "data.instances", int, "instances sampled per bag per training step; default 8"),
     Flag("central", "data.central", int, "use only the central N instances of each volume (paper OCT: 30)"),
+    Flag("cache", "data.cache", str, "where bags are kept once read, cropped and resized: auto (memory when they "
+         "fit --memory-budget, else disk with --cache-dir, else read every step), memory, disk, none; default auto",
+         ("auto", "memory", "disk", "none")),
+    Flag("memory_budget", "data.memory_budget_gb", float, "gigabytes the cached bags may take in memory; "
+         "default half the memory available"),
+    Flag("cache_dir", "data.cache_dir", str, "folder of the disk cache (keyed by file content and settings, "
+         "shared by runs); default none"),
     Flag("batch_size", "training.batch_size", int, "bags per training step; default 4"),
     Flag("epochs", "training.epochs", int, "epochs; default 10"),
     Flag("steps_per_epoch", "training.steps_per_epoch", int, "training steps per epoch; default one pass over the bags"),

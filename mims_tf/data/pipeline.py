@@ -6,145 +6,20 @@ turns grayscale into 3 channels, and augments with stateless `tf.random` ops
 seeded from the dataset (so a seed fixes order, sampling and augmentation).
 Evaluation mode yields every bag whole, in manifest order.
 
-Bags are read once up front by `BagSource` (which is also where bad files are
-found, with a clear error or, with `skip_unreadable=True`, a report of what was
-skipped) and kept in memory when `cache=True`: volumes as uint8 (8-bit sources)
-or float16, before resizing.
+Bags come from a `BagSource` (`mims_tf.data.source`): read and checked once up
+front, and kept in memory, in a disk cache or read again each step, as its
+memory budget allows.
 """
 
-import logging
 import warnings
 
-import numpy as np
-
-from mims_tf.data.errors import DataError
-from mims_tf.data.readers import read_volume
+from mims_tf.data.source import BagSource, central_slices, normalize_volume  # noqa: F401  (their former home)
 from mims_tf.data.transforms import augment_bag, prepare_instances, sample_instances
 
-logger = logging.getLogger("mims_tf")
 # `make_dataset` shuffles by (seed, epoch) itself, so Keras's "`shuffle=True` ... will be ignored" warning on
 # every `model.fit(dataset)` says nothing; it is silenced for exactly that message.
 warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed, but will be ignored since the data `x` was "
                         r"provided as a tf.data.Dataset")
-
-NORMALIZE = ("auto", "minmax", "none")
-
-
-def normalize_volume(array, mode, path="<volume>"):
-    """Maps a volume to [0, 255] (the models' input range).
-
-    Args:
-        mode: `"auto"` (uint8 kept as is, anything else per-volume min-max),
-            `"minmax"` (per volume), `"none"` (values kept), or a window
-            `(low, high)` clipped and scaled (e.g. CT `(-160, 240)`).
-    """
-    if isinstance(mode, (tuple, list)):
-        low, high = (float(v) for v in mode)
-        if not high > low:
-            raise ValueError(f"A window needs high > low. Received: normalize={mode}")
-        return ((np.clip(array.astype(np.float32), low, high) - low) * (255.0 / (high - low))).astype(np.float32)
-    if mode not in NORMALIZE:
-        raise ValueError(f"`normalize` must be one of {NORMALIZE} or (low, high). Received: normalize={mode!r}")
-    if mode == "none" or (mode == "auto" and array.dtype == np.uint8):
-        return array
-    low, high = float(array.min()), float(array.max())
-    if high == low:
-        return np.zeros(array.shape, np.float32)
-    # float64 when the range itself would overflow float32 (e.g. -3e38 to 3e38)
-    wide = high - low > float(np.finfo(np.float32).max)
-    array = array.astype(np.float64 if wide else np.float32)
-    return ((array - low) * (255.0 / (high - low))).astype(np.float32)
-
-
-def central_slices(array, central):
-    """The `central` middle instances (all if None or fewer)."""
-    if central is None or len(array) <= central:
-        return array
-    start = (len(array) - central) // 2
-    return array[start : start + central]
-
-
-class BagSource:
-    """Reads the bags of one split: each bag's rows concatenated to `(S, H, W, C)`.
-
-    Args:
-        manifest: a `Manifest`.
-        split: the split to read (None: all rows).
-        central: keep only the central this-many instances of each file.
-        normalize: see `normalize_volume`.
-        cache: keep every bag in memory (read once, up front).
-        skip_unreadable: drop bags with unreadable files instead of failing;
-            `skipped` lists `(path, reason)` and a summary goes to the `mims_tf` logger.
-        progress: log progress while reading (the `mims_tf` logger).
-    """
-
-    def __init__(self, manifest, split=None, central=None, normalize="auto", cache=True,
-                 skip_unreadable=False, progress=True):
-        if central is not None and (not isinstance(central, int) or central < 1):
-            raise ValueError(f"`central` must be a positive integer or None. Received: central={central!r}")
-        normalize_volume(np.zeros((1, 1, 1), np.uint8), normalize)  # validates the option
-        self.manifest = manifest
-        self.split = split
-        self.central = central
-        self.normalize = normalize
-        self.cache = cache
-        self.skipped = []
-        bags = manifest.bags(split)
-        self._arrays = []
-        self.bags = []
-        for number, bag in enumerate(bags, start=1):
-            if progress and (number % 200 == 0 or number == len(bags)) and len(bags) >= 200:
-                logger.info("reading %s bags: %d/%d", split or "all", number, len(bags))
-            if not cache and not skip_unreadable:
-                self.bags.append(bag)
-                continue
-            try:
-                array = self._read(bag)
-            except DataError as error:
-                if not skip_unreadable:
-                    raise
-                self.skipped.append((error.path, error.reason))
-                continue
-            self.bags.append(bag)
-            if cache:
-                self._arrays.append(array)
-        if self.skipped:
-            names = "; ".join(f"{p} ({r})" for p, r in self.skipped[:10])
-            more = f" and {len(self.skipped) - 10} more" if len(self.skipped) > 10 else ""
-            logger.warning("skipped %d unreadable file(s): %s%s", len(self.skipped), names, more)
-        if not self.bags:
-            raise DataError(manifest.source, f"no readable bags in split {split!r}")
-
-    def _read(self, bag):
-        parts = []
-        for path in bag.paths:
-            array = read_volume(path).array
-            if array.ndim == 3:
-                array = array[..., None]
-            array = central_slices(normalize_volume(array, self.normalize, path), self.central)
-            parts.append(array)
-        shapes = {p.shape[1:] for p in parts}
-        if len(shapes) > 1:
-            raise DataError(bag.paths[0], f"bag {bag.bag!r} mixes instance shapes {sorted(shapes)}")
-        array = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        return array if array.dtype == np.uint8 else array.astype(np.float16)
-
-    def __len__(self):
-        return len(self.bags)
-
-    @property
-    def labels(self):
-        return np.array([bag.label for bag in self.bags], dtype=np.int32)
-
-    def load(self, index):
-        """Returns bag `index` as float32 `(S, H, W, C)` in [0, 255]."""
-        array = self._arrays[index] if self.cache else self._read(self.bags[index])
-        return array.astype(np.float32)
-
-    def instance_counts(self):
-        """Instances per bag (reads the files when not cached)."""
-        return [len(self._arrays[i]) if self.cache else len(self._read(b)) for i, b in enumerate(self.bags)]
-
 
 def make_dataset(source, training, image_size=(224, 224), channels=3, instances=None, batch_size=1,
                  augment=True, seed=0, repeat=False, start_step=0, pad_last=False, replacement=False):

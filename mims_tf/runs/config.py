@@ -21,6 +21,7 @@ from mims_tf.utils import atomic_open, check_choice, did_you_mean
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("none", "mirrored", "multi_worker")
+CACHE_MODES = ("auto", "memory", "disk", "none")  # as `mims_tf.data.source.CACHE_MODES` (no data import here)
 # The model block's defaults: the preset mims on the tiny backbone, from scratch (runs on any CPU).
 MODEL_DEFAULTS = {"preset": "mims", "backbone": "tiny", "weights": None}
 MIN_IMAGE_SIZE = 8  # smaller instances leave a backbone nothing to see (a 2x2 "image" trained silently before)
@@ -51,6 +52,11 @@ class DataConfig:
         augment: random flips (and the augmentation of `make_dataset`) in training.
         replacement: sample a bag smaller than `instances` with replacement (copies of instances) to
             `instances`; by default it keeps its own instances, each once, as at test.
+        cache: where bags are kept once read, cropped and resized to `image_size`: `"auto"` (in memory
+            when they fit `memory_budget_gb`, else on disk when `cache_dir` is set, else read at every
+            step), `"memory"`, `"disk"` or `"none"` (see `mims_tf.data.source`).
+        memory_budget_gb: gigabytes the bags may take in memory (None: half the memory available).
+        cache_dir: folder of the disk cache (files keyed by content and settings; shared across runs).
     """
 
     source: str = "synthetic"
@@ -68,6 +74,9 @@ class DataConfig:
     instances: object = 8
     augment: bool = True
     replacement: bool = False
+    cache: str = "auto"
+    memory_budget_gb: float = None
+    cache_dir: str = None
 
     def validate(self):
         if not isinstance(self.source, str) or not self.source:
@@ -93,6 +102,13 @@ class DataConfig:
                                  f"Received: instances={self.instances!r}")
         if isinstance(self.split_fractions, list):
             self.split_fractions = tuple(self.split_fractions)
+        check_choice("cache", self.cache, CACHE_MODES)
+        if self.cache == "disk" and not self.cache_dir:
+            raise ValueError("cache 'disk' needs a cache folder (`cache_dir`). Received: cache_dir=None")
+        budget = self.memory_budget_gb
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
+                                   or not math.isfinite(budget) or budget < 0):
+            raise ValueError(f"`memory_budget_gb` must be a number of gigabytes >= 0. Received: memory_budget_gb={budget!r}")
         if self.classes is not None and not isinstance(self.classes, (list, tuple)):
             raise ValueError(f"`classes` must be a list of class names. Received: classes={self.classes!r}")
         return self

@@ -7,8 +7,8 @@ from mims_tf.runs.folder import RunFolder
 from mims_tf.runs.inputs import eval_batches, unlabelled_source
 
 
-def explain_file(run_dir, path, out=None, layer_name=None, class_index=1, slices=3):
-    """Ranks the slices of one file (a bag) by their contribution and writes overlays and `index.md`.
+def explain_file(run_dir, path, out=None, layer_name=None, class_index=1, slices=3, method=None):
+    """Ranks the slices of one file (a bag) by their contribution; writes overlays, `index.md` and `index.png`.
 
     Args:
         run_dir: the run folder.
@@ -17,6 +17,7 @@ def explain_file(run_dir, path, out=None, layer_name=None, class_index=1, slices
         layer_name: layer whose input is explained (default: the backbone, pixel level).
         class_index: the class to explain.
         slices: overlays for the top N slices.
+        method: `"smoothgrad"` or `"gradient_x_input"` (default: `heatmap.default_method`, SmoothGrad).
 
     Returns:
         `(out, [(slice, contribution, png path), ...], {class: calibrated probability})`.
@@ -41,7 +42,7 @@ def explain_file(run_dir, path, out=None, layer_name=None, class_index=1, slices
     name = item_name(path)
     out = out or RunFolder(run_dir).explain_dir(name)
     written = explain_bag(model, bag, out, layer_name=layer_name, class_index=class_index, slices=slices, name=name,
-                          prediction=prediction, class_name=classes[class_index])
+                          prediction=prediction, class_name=classes[class_index], method=method)
     return out, written, {c: float(p) for c, p in zip(classes, probs[0])}
 
 

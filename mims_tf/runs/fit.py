@@ -14,11 +14,10 @@ import shutil
 import keras
 import numpy as np
 
-from mims_tf.data import BagSource
 from mims_tf.runs.environment import environment, fingerprint, make_deterministic
 from mims_tf.runs.decision import forget_decision
 from mims_tf.runs.folder import NEW_STATE, RunFolder
-from mims_tf.runs.inputs import build_manifest, eval_batches, train_batches
+from mims_tf.runs.inputs import bag_source, build_manifest, eval_batches, train_batches
 
 logger = logging.getLogger("mims_tf")
 SMALL_VALIDATION = 30  # fewer validation bags than this: a warning
@@ -203,9 +202,8 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
     else:
         manifest = build_manifest(config, run.path)
         run.save_manifest(manifest)
-    options = dict(central=config.data.central, normalize=config.data.normalize)
-    train_source = BagSource(manifest, "train", **options)
-    val_source = BagSource(manifest, "val", **options)
+    train_source = bag_source(config, manifest, "train", progress=True)
+    val_source = bag_source(config, manifest, "val", progress=True)
     state = run.state() if resuming else dict(NEW_STATE)
     with strategy.scope():
         if resuming and os.path.exists(run.model_path("last")):
@@ -219,6 +217,8 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
 
         logger.info("task %s, the paper's settings under the ones given: %s", config.task,
                     "; ".join(f"{block}: {settings}" for block, settings in TASKS[config.task].items()))
+    for name, source in (("training", train_source), ("validation", val_source)):
+        logger.info("%s bags kept: %s (%s)", name, source.mode, source.reason)
     logger.info("classes: %s (positive class: %s); %d training and %d validation bags",
                 ", ".join(manifest.classes), manifest.classes[-1], len(train_source), len(val_source))
     if len(val_source) < SMALL_VALIDATION:

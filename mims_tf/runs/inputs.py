@@ -37,13 +37,19 @@ def _groups(data):
 
 
 def bag_source(config, manifest, split=None, skip_unreadable=False, progress=False):
-    """A `BagSource` that reads bags the way the run was trained (central slices, normalisation)."""
-    return BagSource(manifest, split, central=config.data.central, normalize=config.data.normalize,
-                     skip_unreadable=skip_unreadable, progress=progress)
+    """A `BagSource` that reads bags the way the run was trained (central slices, normalisation, resized to
+    the model's input before they are kept), kept as the run's data block says (`cache`, `memory_budget_gb`,
+    `cache_dir`). Every path that scores a bag reads it through here, so all give the same probabilities."""
+    data = config.data
+    budget = None if data.memory_budget_gb is None else int(data.memory_budget_gb * 1e9)
+    return BagSource(manifest, split, central=data.central, normalize=data.normalize,
+                     skip_unreadable=skip_unreadable, progress=progress, cache=data.cache, memory_budget=budget,
+                     cache_dir=data.cache_dir, image_size=data.image_size)
 
 
 def unlabelled_source(config, classes, rows, skip_unreadable=False):
-    """A `bag_source` over unlabelled rows (dicts with `path`, optional `bag`), e.g. files to predict."""
+    """A `bag_source` over unlabelled rows (dicts with `path`, optional `bag`), e.g. files to predict: read
+    exactly as evaluation reads a bag, so both give the same probabilities."""
     rows = [dict(row, label=classes[0], split="predict") for row in rows]
     return bag_source(config, from_rows(rows, classes=classes), "predict", skip_unreadable)
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mims_tf.explain.heatmap import contributions, explain_bag, feature_layers, heatmaps, overlay
+from mims_tf.explain.heatmap import COLORMAP, contributions, default_method, explain_bag, feature_layers, heatmaps, overlay
 from tests.conftest import requires_tensorflow
 
 pytestmark = requires_tensorflow()
@@ -25,13 +25,13 @@ def _bag(volume):
     return np.repeat(volume[None, ..., None].astype(np.float32), 3, axis=-1)
 
 
-def peak_in_lesion_rate(model, data, layer):
+def peak_in_lesion_rate(model, data, layer, method=None):
     from scipy.ndimage import binary_dilation
 
     images, labels, masks = data["test_images"], data["test_labels"][:, 0], data["test_masks"]
     hits = []
     for i in np.flatnonzero(labels):
-        t, _ = contributions(model, _bag(images[i]), layer)
+        t, _ = contributions(model, _bag(images[i]), layer, method=method)
         top = int(np.argmax(np.maximum(t, 0).sum(axis=(1, 2))))
         heat = heatmaps(t, images.shape[2:4])[top]
         y, x = np.unravel_index(np.argmax(heat), heat.shape)
@@ -41,7 +41,8 @@ def peak_in_lesion_rate(model, data, layer):
 
 def test_heatmap_peaks_fall_inside_planted_lesions_in_most_positive_bags(trained):
     model, data = trained
-    rate, bags = peak_in_lesion_rate(model, data, "backbone")
+    assert default_method(model) == "smoothgrad"
+    rate, bags = peak_in_lesion_rate(model, data, "backbone")  # the default method, SmoothGrad
     print(f"peak in lesion (within 4 px): {rate:.2f} of {bags} positive bags")
     assert bags == 16 and rate >= 0.6
 
@@ -64,15 +65,82 @@ def test_explain_writes_ranked_overlays_and_an_index(trained, tmp_path):
     assert len(titled) == 1
 
 
-def test_overlay_formula_and_scaling():
-    image = np.full((4, 4), 100.0)
-    heat = np.zeros((4, 4), np.uint8)
+def test_overlay_blends_the_perceptually_uniform_colour_map_by_value():
     from matplotlib import colormaps
 
-    expected = 0.6 * 100 + 0.3 * np.array(colormaps["jet"](0.0)[:3]) * 255
-    np.testing.assert_allclose(overlay(image, heat)[0, 0], np.floor(expected), atol=1)
+    assert COLORMAP == "inferno"
+    image = np.full((4, 4), 100.0)
+    np.testing.assert_array_equal(overlay(image, np.zeros((4, 4), np.uint8)), np.full((4, 4, 3), 100))  # no evidence
+    expected = 0.3 * 100 + 0.7 * np.array(colormaps["inferno"](1.0)[:3]) * 255
+    np.testing.assert_allclose(overlay(image, np.full((4, 4), 255, np.uint8))[0, 0], np.floor(expected), atol=1)
     maps = heatmaps(np.array([[[-1.0, 2.0], [0.5, 4.0]]]), (2, 2))
     assert maps.max() == 255 and maps.min() == 0
+
+
+def test_colour_is_scaled_by_the_probability_so_weak_evidence_is_pale():
+    t = np.array([[[0.0, 1.0], [3.0, 4.0]]])
+    strong, weak = heatmaps(t, (2, 2), probability=0.9), heatmaps(t, (2, 2), probability=0.1)
+    assert strong.max() == round(0.9 * 255) and weak.max() == round(0.1 * 255)
+    with pytest.raises(ValueError, match="Received: probability=1.5"):
+        heatmaps(t, (2, 2), probability=1.5)
+
+
+def test_weak_evidence_bag_is_drawn_paler_than_a_strong_one(trained):
+    model, data = trained
+    images, labels = data["test_images"], data["test_labels"][:, 0]
+    peaks = {}
+    for i in range(len(labels)):
+        bag = _bag(images[i])
+        t, probs = contributions(model, bag, method="gradient_x_input")
+        peaks[i] = (probs[1], heatmaps(t, images.shape[2:4], probability=float(probs[1])).max())
+    (p_weak, weak), (p_strong, strong) = peaks[min(peaks, key=lambda i: peaks[i][0])], peaks[max(peaks, key=lambda i: peaks[i][0])]
+    assert p_strong - p_weak > 0.05
+    assert abs(int(weak) - p_weak * 255) <= 1 and abs(int(strong) - p_strong * 255) <= 1 and weak < strong
+
+
+def _tiny_model():
+    import keras
+
+    from mims_tf.models import build_model
+
+    keras.utils.set_random_seed(1)
+    return build_model("mims", backbone="tiny", weights=None, image_size=(16, 16), kernels={1: 4})
+
+
+def test_smoothgrad_is_the_average_of_gradient_x_input_over_seeded_noisy_copies():
+    model = _tiny_model()
+    bag = np.random.default_rng(0).uniform(0, 255, (1, 2, 16, 16, 3)).astype(np.float32)
+    # At the "preprocessing" layer the watched tensor is the bag's pixels, so noisy copies can be made here.
+    smooth, probs = contributions(model, bag, "preprocessing", method="smoothgrad", samples=4, noise=0.1, seed=3)
+    rng = np.random.default_rng(3)
+    sigma = 0.1 * float(bag.max() - bag.min())
+    copies = [(bag[0] + rng.normal(0.0, sigma, bag.shape[1:])).astype(np.float32)[None] for _ in range(4)]
+    reference = np.mean([contributions(model, c, "preprocessing", method="gradient_x_input")[0] for c in copies], axis=0)
+    np.testing.assert_allclose(smooth, reference, rtol=1e-4, atol=1e-6 * np.abs(reference).max())
+    plain, plain_probs = contributions(model, bag, "preprocessing", method="gradient_x_input")
+    np.testing.assert_allclose(probs, plain_probs, rtol=1e-6)  # the probabilities are the clean bag's
+    assert not np.allclose(smooth, plain, rtol=1e-2)
+    again, _ = contributions(model, bag, "preprocessing", method="smoothgrad", samples=4, noise=0.1, seed=3)
+    np.testing.assert_array_equal(again, smooth)
+    with pytest.raises(ValueError, match="Did you mean 'smoothgrad'"):
+        contributions(model, bag, method="smoothgrd")
+    with pytest.raises(ValueError, match="Received: samples=0"):
+        contributions(model, bag, samples=0)
+
+
+def test_contact_sheet_ranks_the_top_slices(tmp_path):
+    from PIL import Image
+
+    model = _tiny_model()
+    bag = np.random.default_rng(0).uniform(0, 255, (1, 5, 16, 16, 3)).astype(np.float32)
+    written = explain_bag(model, bag, str(tmp_path), slices=2, sheet=4, name="b", method="gradient_x_input")
+    sheet = np.asarray(Image.open(tmp_path / "index.png"))
+    assert sheet.shape[:2] == (330, round(100 * (2.9 * 4 + 0.9)))  # 4 panels of 290 px and a colour bar
+    assert len(written) == 2 and "![top slices](index.png)" in (tmp_path / "index.md").read_text()
+    explain_bag(model, bag, str(tmp_path / "all"), slices=2, sheet=9, name="b", method="gradient_x_input")
+    assert np.asarray(Image.open(tmp_path / "all" / "index.png")).shape[1] == round(100 * (2.9 * 5 + 0.9))  # 5 slices
+    with pytest.raises(ValueError, match="Received: sheet=0"):
+        explain_bag(model, bag, str(tmp_path), sheet=0)
 
 
 def test_bad_layer_and_class(trained):

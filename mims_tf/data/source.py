@@ -1,0 +1,292 @@
+"""Bags of one split: read and checked once, up front, then kept where a memory budget allows.
+
+`BagSource` reads every bag of a split once (that is where bad files are found:
+a clear error, or with `skip_unreadable=True` a report of what was skipped) and
+keeps what the model will see, not what the scanner wrote: the central slices,
+normalised to [0, 255] and, with `image_size`, resized to the model's input
+(bilinear, as `make_dataset` resizes; uint8 sources stay uint8, rounded, others
+become float16). A 900 x 600 fundus photograph kept at 224 x 224 is 10x smaller,
+a 128-slice OCT volume cropped to its 30 central slices 4x more. Augmentation is
+not cached: `make_dataset` applies it per step.
+
+Where the bags are kept (`cache`):
+
+- `"memory"`: in memory;
+- `"disk"`: one `.npy` file per bag in `cache_dir`, named by a key made of the
+  bag's file contents (size and the first and last MiB of each file) and the
+  preprocessing settings, written once and memory-mapped on every read (a
+  second run over the same files and settings reads none of them);
+- `"none"`: the files are read again at every step (the up-front pass still
+  checks them and counts their instances);
+- `"auto"` (the default): memory when the bags fit `memory_budget` (estimated
+  from the first bags read: their kept size times the number of bags; default
+  half the memory available now), else the disk cache when `cache_dir` is
+  given, else `"none"`. `mode` says which was chosen and `reason` why.
+
+Memory then does not grow with the data set, only with what `"memory"` keeps.
+"""
+
+import hashlib
+import logging
+import os
+
+import numpy as np
+
+from mims_tf.data.errors import DataError
+from mims_tf.data.readers import read_volume
+
+logger = logging.getLogger("mims_tf")
+
+CACHE_MODES = ("auto", "memory", "disk", "none")
+SAMPLE_BAGS = 8  # bags read before "auto" estimates the size of the whole split
+BUDGET_SHARE = 0.5  # of the memory available, the default budget
+_KEY_VERSION = 1  # bump when what a disk cache file holds changes
+
+NORMALIZE = ("auto", "minmax", "none")
+
+
+def normalize_volume(array, mode, path="<volume>"):
+    """Maps a volume to [0, 255] (the models' input range).
+
+    Args:
+        mode: `"auto"` (uint8 kept as is, anything else per-volume min-max),
+            `"minmax"` (per volume), `"none"` (values kept), or a window
+            `(low, high)` clipped and scaled (e.g. CT `(-160, 240)`).
+    """
+    if isinstance(mode, (tuple, list)):
+        low, high = (float(v) for v in mode)
+        if not high > low:
+            raise ValueError(f"A window needs high > low. Received: normalize={mode}")
+        return ((np.clip(array.astype(np.float32), low, high) - low) * (255.0 / (high - low))).astype(np.float32)
+    if mode not in NORMALIZE:
+        raise ValueError(f"`normalize` must be one of {NORMALIZE} or (low, high). Received: normalize={mode!r}")
+    if mode == "none" or (mode == "auto" and array.dtype == np.uint8):
+        return array
+    low, high = float(array.min()), float(array.max())
+    if high == low:
+        return np.zeros(array.shape, np.float32)
+    # float64 when the range itself would overflow float32 (e.g. -3e38 to 3e38)
+    wide = high - low > float(np.finfo(np.float32).max)
+    array = array.astype(np.float64 if wide else np.float32)
+    return ((array - low) * (255.0 / (high - low))).astype(np.float32)
+
+
+def central_slices(array, central):
+    """The `central` middle instances (all if None or fewer)."""
+    if central is None or len(array) <= central:
+        return array
+    start = (len(array) - central) // 2
+    return array[start : start + central]
+
+
+def available_memory():
+    """Bytes of memory available to a new allocation now (Linux `MemAvailable`), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def resize_instances(array, image_size):
+    """Resizes `(S, H, W, C)` to `image_size` like `make_dataset` (bilinear); uint8 stays uint8 (rounded)."""
+    import tensorflow as tf
+
+    resized = tf.image.resize(array.astype(np.float32), tuple(image_size), method="bilinear").numpy()
+    if array.dtype == np.uint8:
+        return np.clip(np.round(resized), 0, 255).astype(np.uint8)
+    return resized.astype(np.float16)
+
+
+def _gb(size):
+    return f"{size / 1e9:.2f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
+
+
+class BagSource:
+    """Reads the bags of one split: each bag's rows concatenated to `(S, H, W, C)`.
+
+    Args:
+        manifest: a `Manifest`.
+        split: the split to read (None: all rows).
+        central: keep only the central this-many instances of each file.
+        normalize: see `normalize_volume`.
+        cache: where bags are kept: `"auto"`, `"memory"`, `"disk"` or `"none"`
+            (module docstring); `True` and `False` mean `"memory"` and `"none"`.
+        skip_unreadable: drop bags with unreadable files instead of failing;
+            `skipped` lists `(path, reason)` and a summary goes to the `mims_tf` logger.
+        progress: log progress while reading (the `mims_tf` logger).
+        image_size: `(H, W)`: instances are resized to it before they are kept
+            (None: kept at their stored size).
+        memory_budget: bytes `"auto"` may keep in memory (None: half the memory
+            available when reading starts).
+        cache_dir: the folder of the disk cache (needed by `"disk"`).
+
+    Example:
+
+    >>> source = BagSource(manifest, "train", central=30, image_size=(224, 224), cache_dir="~/.cache/mims")
+    >>> source.mode, source.reason
+    ('memory', '339 bags, about 0.51 GB as kept, within the budget of 11.2 GB (half the memory available)')
+    """
+
+    def __init__(self, manifest, split=None, central=None, normalize="auto", cache="auto",
+                 skip_unreadable=False, progress=True, image_size=None, memory_budget=None, cache_dir=None):
+        if central is not None and (not isinstance(central, int) or central < 1):
+            raise ValueError(f"`central` must be a positive integer or None. Received: central={central!r}")
+        normalize_volume(np.zeros((1, 1, 1), np.uint8), normalize)  # validates the option
+        cache = {True: "memory", False: "none"}.get(cache, cache)
+        if cache not in CACHE_MODES:
+            raise ValueError(f"`cache` must be one of {CACHE_MODES} (or True / False). Received: cache={cache!r}")
+        if cache == "disk" and not cache_dir:
+            raise ValueError("cache='disk' needs a `cache_dir`. Received: cache_dir=None")
+        if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
+            raise ValueError(f"`image_size` must be (height, width) or None. Received: image_size={image_size!r}")
+        if memory_budget is not None and memory_budget < 0:
+            raise ValueError(f"`memory_budget` must be >= 0 bytes. Received: memory_budget={memory_budget!r}")
+        self.manifest = manifest
+        self.split = split
+        self.central = central
+        self.normalize = normalize
+        self.image_size = tuple(image_size) if image_size is not None else None
+        self.cache_dir = os.path.expanduser(cache_dir) if cache_dir else None
+        self.skipped = []
+        self.bags = []
+        self._arrays = []  # "memory": the arrays; "disk": their cache files
+        self._counts = []
+        if memory_budget is None:
+            available = available_memory()
+            memory_budget = None if available is None else int(available * BUDGET_SHARE)
+            budget_text = "half the memory available" if available else "memory available unknown"
+        else:
+            budget_text = "as set"
+        self.memory_budget = memory_budget
+        self.mode, self.reason = cache, "as asked"
+        if cache == "none" and not skip_unreadable:  # read at each step only (no up-front pass)
+            self.bags = manifest.bags(split)
+            self._counts = None
+        else:
+            self._read_all(manifest.bags(split), skip_unreadable, progress, budget_text)
+        if self.skipped:
+            names = "; ".join(f"{p} ({r})" for p, r in self.skipped[:10])
+            more = f" and {len(self.skipped) - 10} more" if len(self.skipped) > 10 else ""
+            logger.warning("skipped %d unreadable file(s): %s%s", len(self.skipped), names, more)
+        if not self.bags:
+            raise DataError(manifest.source, f"no readable bags in split {split!r}")
+
+    @property
+    def cache(self):
+        """True when bags are kept (in memory or on disk) rather than read at each step."""
+        return self.mode in ("memory", "disk")
+
+    def _read_all(self, bags, skip_unreadable, progress, budget_text):
+        kept_bytes = 0
+        for number, bag in enumerate(bags, start=1):
+            if progress and (number % 200 == 0 or number == len(bags)) and len(bags) >= 200:
+                logger.info("reading %s bags: %d/%d", self.split or "all", number, len(bags))
+            cached = self._cache_file(bag) if self.mode == "disk" else None
+            if cached and os.path.isfile(cached):
+                array = np.load(cached, mmap_mode="r")
+            else:
+                try:
+                    array = self._read(bag)
+                except DataError as error:
+                    if not skip_unreadable:
+                        raise
+                    self.skipped.append((error.path, error.reason))
+                    continue
+            self.bags.append(bag)
+            self._counts.append(len(array))
+            kept_bytes += array.nbytes
+            self._keep(bag, array)
+            if self.mode == "auto" and (len(self.bags) == SAMPLE_BAGS or (number == len(bags) and self.bags)):
+                self._choose(kept_bytes / len(self.bags) * (len(bags) - len(self.skipped)), budget_text)
+
+    def _choose(self, estimate, budget_text):
+        """Settles "auto" on a mode from the estimated size of the split as kept; moves what was kept."""
+        count = len(self.manifest.bags(self.split))
+        size = f"{count} bags, about {_gb(estimate)} as kept"
+        if self.memory_budget is None or estimate <= self.memory_budget:
+            budget = "no budget known" if self.memory_budget is None else f"the budget of {_gb(self.memory_budget)}"
+            self.mode, self.reason = "memory", f"{size}, within {budget} ({budget_text})"
+            return
+        over = f"{size}, over the budget of {_gb(self.memory_budget)} ({budget_text})"
+        arrays, self._arrays = self._arrays, []
+        if self.cache_dir:
+            self.mode, self.reason = "disk", f"{over}: a disk cache in {self.cache_dir}"
+            for bag, array in zip(self.bags, arrays):
+                self._keep(bag, array)
+        else:
+            self.mode, self.reason = "none", f"{over}, and no cache folder: the files are read at every step"
+
+    def _keep(self, bag, array):
+        if self.mode in ("memory", "auto"):
+            self._arrays.append(array)
+        elif self.mode == "disk":
+            path = self._cache_file(bag)
+            if not os.path.isfile(path):
+                os.makedirs(self.cache_dir, exist_ok=True)
+                tmp = f"{path}.{os.getpid()}.tmp.npy"
+                try:
+                    np.save(tmp, np.asarray(array))
+                    os.replace(tmp, path)
+                finally:
+                    if os.path.exists(tmp):
+                        os.remove(tmp)
+            self._arrays.append(path)
+
+    def _cache_file(self, bag):
+        """The disk cache file of `bag`: a key of its files' contents and the preprocessing settings."""
+        digest = hashlib.sha256(repr((_KEY_VERSION, self.central, self.normalize, self.image_size)).encode())
+        for path in bag.paths:
+            size = os.path.getsize(path)
+            digest.update(str(size).encode())
+            with open(path, "rb") as f:
+                digest.update(f.read(1 << 20))
+                if size > 2 << 20:
+                    f.seek(-(1 << 20), os.SEEK_END)
+                    digest.update(f.read())
+        return os.path.join(self.cache_dir, digest.hexdigest()[:32] + ".npy")
+
+    def _read(self, bag):
+        parts = []
+        for path in bag.paths:
+            array = read_volume(path).array
+            if array.ndim == 3:
+                array = array[..., None]
+            array = central_slices(normalize_volume(array, self.normalize, path), self.central)
+            parts.append(array)
+        shapes = {p.shape[1:] for p in parts}
+        if len(shapes) > 1:
+            raise DataError(bag.paths[0], f"bag {bag.bag!r} mixes instance shapes {sorted(shapes)}")
+        array = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if self.image_size is not None and array.shape[1:3] != self.image_size:
+            return resize_instances(array, self.image_size)
+        return array if array.dtype == np.uint8 else array.astype(np.float16)
+
+    def __len__(self):
+        return len(self.bags)
+
+    @property
+    def labels(self):
+        return np.array([bag.label for bag in self.bags], dtype=np.int32)
+
+    def load(self, index):
+        """Returns bag `index` as float32 `(S, H, W, C)` in [0, 255]."""
+        if self.mode == "memory":
+            array = self._arrays[index]
+        elif self.mode == "disk":
+            array = np.load(self._arrays[index], mmap_mode="r")
+        else:
+            array = self._read(self.bags[index])
+        return np.asarray(array, dtype=np.float32)
+
+    def instance_counts(self):
+        """Instances per bag (counted while reading; without an up-front pass, by reading the files)."""
+        if self._counts is None:
+            self._counts = [len(self._read(bag)) for bag in self.bags]
+        return list(self._counts)

@@ -1,0 +1,108 @@
+"""`BagSource`: where bags are kept (memory, disk cache, read every step) and what is kept (model size)."""
+
+import os
+
+import numpy as np
+import pytest
+
+import mims_tf.data.source as source_module
+from mims_tf.data import BagSource, from_rows, make_dataset
+from tests.conftest import requires_tensorflow
+
+pytestmark = requires_tensorflow()
+
+
+def _bags(tmp_path, count=5, shape=(4, 40, 30), dtype=np.uint8, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(count):
+        array = rng.integers(0, 256, size=shape).astype(dtype)
+        path = tmp_path / f"b{i}.npy"
+        np.save(path, array)
+        rows.append({"path": str(path), "label": i % 2, "split": "train"})
+    return from_rows(rows)
+
+
+def _loaded(source):
+    return [source.load(i) for i in range(len(source))]
+
+
+def test_auto_keeps_bags_in_memory_within_the_budget_and_says_why(tmp_path):
+    source = BagSource(_bags(tmp_path), progress=False, memory_budget=10**9)
+    assert source.mode == "memory" and source.cache
+    assert "5 bags" in source.reason and "within the budget of 1.00 GB (as set)" in source.reason
+
+
+def test_over_the_budget_without_a_cache_folder_the_files_are_read_every_step(tmp_path, monkeypatch):
+    manifest = _bags(tmp_path)
+    memory = _loaded(BagSource(manifest, progress=False, cache="memory"))
+    source = BagSource(manifest, progress=False, memory_budget=0)
+    assert source.mode == "none" and not source.cache and "no cache folder" in source.reason
+    assert source._arrays == []  # nothing kept
+    assert source.instance_counts() == [4] * 5  # counted in the up-front pass
+    reads = []
+    original = source_module.read_volume
+    monkeypatch.setattr(source_module, "read_volume", lambda path: reads.append(path) or original(path))
+    for a, b in zip(_loaded(source), memory):
+        np.testing.assert_array_equal(a, b)
+    assert len(reads) == 5
+
+
+def test_over_the_budget_with_a_cache_folder_a_disk_cache_is_built_once_and_reused(tmp_path, monkeypatch):
+    manifest = _bags(tmp_path)
+    memory = _loaded(BagSource(manifest, progress=False, cache="memory"))
+    cache_dir = tmp_path / "cache"
+    first = BagSource(manifest, progress=False, memory_budget=0, cache_dir=str(cache_dir))
+    assert first.mode == "disk" and str(cache_dir) in first.reason
+    assert len(os.listdir(cache_dir)) == 5 and all(n.endswith(".npy") for n in os.listdir(cache_dir))
+
+    def no_reading(path):
+        raise AssertionError(f"read {path} although it is in the disk cache")
+
+    monkeypatch.setattr(source_module, "read_volume", no_reading)
+    second = BagSource(manifest, progress=False, cache="disk", cache_dir=str(cache_dir))
+    for a, b in zip(_loaded(second), memory):
+        np.testing.assert_array_equal(a, b)
+    assert second.instance_counts() == [4] * 5
+
+
+def test_the_disk_cache_key_follows_content_and_settings(tmp_path):
+    manifest = _bags(tmp_path, count=1)
+    cache_dir = str(tmp_path / "cache")
+    BagSource(manifest, progress=False, cache="disk", cache_dir=cache_dir)
+    BagSource(manifest, progress=False, cache="disk", cache_dir=cache_dir, central=2)  # other settings
+    assert len(os.listdir(cache_dir)) == 2
+    np.save(manifest.rows[0]["path"], np.zeros((4, 40, 30), np.uint8))  # other content, same name and size
+    changed = BagSource(manifest, progress=False, cache="disk", cache_dir=cache_dir)
+    assert len(os.listdir(cache_dir)) == 3 and float(changed.load(0).max()) == 0.0
+
+
+def test_bags_are_kept_at_the_model_size_and_batches_match_resizing_later(tmp_path):
+    manifest = _bags(tmp_path, shape=(4, 40, 30))
+    stored = BagSource(manifest, progress=False, cache="memory")
+    resized = BagSource(manifest, progress=False, cache="memory", image_size=(16, 12))
+    assert resized._arrays[0].shape == (4, 16, 12, 1) and resized._arrays[0].dtype == np.uint8
+    assert (resized._arrays[0].nbytes, stored._arrays[0].nbytes) == (4 * 16 * 12, 4 * 40 * 30)
+    options = dict(training=True, image_size=(16, 12), instances=3, batch_size=1, seed=0, augment=False)
+    late = np.concatenate([x.numpy().ravel() for x, _ in make_dataset(stored, **options)])
+    early = np.concatenate([x.numpy().ravel() for x, _ in make_dataset(resized, **options)])
+    assert np.max(np.abs(late - early)) <= 0.5 + 1e-3  # uint8 kept rounded; the same instances sampled
+
+
+def test_bags_already_at_the_model_size_are_kept_exactly(tmp_path):
+    manifest = _bags(tmp_path, shape=(3, 16, 16), dtype=np.float32)
+    stored = BagSource(manifest, progress=False, cache="memory")
+    same = BagSource(manifest, progress=False, cache="memory", image_size=(16, 16))
+    for a, b in zip(_loaded(stored), _loaded(same)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(cache="ram"), "`cache` must be one of"),
+    (dict(cache="disk"), "needs a `cache_dir`"),
+    (dict(memory_budget=-1), "`memory_budget` must be >= 0"),
+    (dict(image_size=(16,)), "`image_size` must be"),
+])
+def test_bad_cache_options_are_clear_errors(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        BagSource(_bags(tmp_path, count=1), progress=False, **kwargs)
