@@ -22,7 +22,7 @@ warnings.filterwarnings("ignore", message=r"`shuffle=True` was passed, but will 
                         r"provided as a tf.data.Dataset")
 
 def make_dataset(source, training, image_size=(224, 224), channels=3, instances=None, batch_size=1,
-                 augment=True, seed=0, repeat=False, start_step=0, pad_last=False, replacement=False):
+                 augment=True, seed=0, repeat=False, start_step=0, pad_last=False, replacement=False, shard=None):
     """A `tf.data.Dataset` of `(bags, labels)`: float32 `(B, S, H, W, C)` in [0, 255], int32 `(B,)`.
 
     Args:
@@ -49,6 +49,12 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
             batch is full (needed to split batches over several devices).
         replacement: sample bags smaller than `instances` with replacement, to
             `instances` (copies of instances), as mims-tf 0.1 did.
+        shard: training only: `(index, count)`: this reader's share of every
+            epoch, the bags at positions `index, index + count, ...` of the epoch's
+            order. The order depends only on `seed` and the epoch, so `count`
+            readers with one seed read disjoint shards that together hold every bag
+            once per epoch (each worker of a multi-worker run reads only its own).
+            `batch_size` is then this reader's batch.
 
     Each bag goes through `sample_instances`, `prepare_instances` and, in
     training, `augment_bag` (`mims_tf.data.transforms`), with the stateless seed
@@ -80,6 +86,13 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
             f"Some bags have fewer than {instances} instances and keep their own size, so they cannot be batched: "
             f"use batch_size=1 or replacement=True. Received: batch_size={batch_size}"
         )
+    if shard is not None:
+        if not training:
+            raise ValueError(f"`shard` splits training epochs; evaluation reads every bag. Received: shard={shard!r}")
+        if (not isinstance(shard, (tuple, list)) or len(shard) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+                or not 0 <= shard[0] < shard[1]):
+            raise ValueError(f"`shard` must be (index, count) with 0 <= index < count. Received: shard={shard!r}")
     labels = tf.constant(source.labels)
 
     def load(index):
@@ -97,6 +110,8 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
 
         def epoch_order(current):
             order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), [seed, current])
+            if shard is not None:
+                order = order[shard[0]::shard[1]]
             return tf.data.Dataset.from_tensor_slices(order).map(lambda i: (i, current))
 
         def train_map(index, current):
@@ -128,7 +143,8 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
                                               lambda _, window: window.batch(batch_size), window_size=batch_size)
             return (dataset.skip(start_step) if repeat else dataset).prefetch(tf.data.AUTOTUNE)
         if not repeat:
-            dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))  # Keras knows the epoch length
+            shard_length = count if shard is None else len(range(shard[0], count, shard[1]))
+            dataset = dataset.apply(tf.data.experimental.assert_cardinality(shard_length))  # Keras knows the epoch length
     else:
         order = tf.data.Dataset.range(len(source))
         missing = -len(source) % batch_size

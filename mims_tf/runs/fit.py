@@ -17,7 +17,7 @@ import numpy as np
 from mims_tf.runs.environment import environment, fingerprint, make_deterministic
 from mims_tf.runs.decision import forget_decision
 from mims_tf.runs.folder import NEW_STATE, RunFolder
-from mims_tf.runs.inputs import bag_source, build_manifest, eval_batches, train_batches
+from mims_tf.runs.inputs import bag_source, build_manifest, distributed_train_batches, eval_batches, train_batches
 
 logger = logging.getLogger("mims_tf")
 SMALL_VALIDATION = 30  # fewer validation bags than this: a warning
@@ -231,6 +231,9 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
     if replicas > 1 and len(set(val_source.instance_counts())) > 1:
         raise ValueError(f"strategy {config.strategy!r} splits each validation batch over {replicas} devices, but "
                          "validation bags differ in size: use strategy 'none'")
+    if config.strategy == "multi_worker" and config.training.batch_size % replicas:
+        raise ValueError(f"strategy 'multi_worker' splits each batch of {config.training.batch_size} bags over "
+                         f"{replicas} devices: the batch size must be a multiple of {replicas}")
     val_data = eval_batches(config, val_source, batch_size=replicas, pad_last=replicas > 1)
     checkpoint = RunCheckpoint(run, config.training.checkpoint_steps, state, steps_per_epoch)
     return config, resuming, model, dict(
@@ -248,20 +251,28 @@ def _fit(config, resuming, model, run, strategy, train_source, val_data, checkpo
         keras.callbacks.TensorBoard(run.tensorboard_dir, write_graph=False),
         *callbacks,
     ]
+    shards = []
     if config.strategy == "multi_worker":
         from mims_tf.train.multi_worker import patch_keras_for_multi_worker
 
         patch_keras_for_multi_worker(model, strategy, train_batches(config, train_source))
+
+    def batches(start_step):
+        if config.strategy != "multi_worker":
+            return train_batches(config, train_source, start_step)
+        dataset, pipelines = distributed_train_batches(config, train_source, strategy, start_step)
+        shards.append(pipelines)
+        return dataset
+
     step = _step(model)
     epoch, offset = divmod(step, steps_per_epoch)
     fit = dict(validation_data=val_data, callbacks=callbacks, verbose=verbose, shuffle=False)
     if offset and epoch < training.epochs:  # a run stopped mid-epoch: finish that epoch first
-        model.fit(train_batches(config, train_source, step), initial_epoch=epoch, epochs=epoch + 1,
-                  steps_per_epoch=steps_per_epoch - offset, **fit)
+        model.fit(batches(step), initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps_per_epoch - offset, **fit)
         epoch += 1
     if epoch < training.epochs and not checkpoint.nan_step:
-        model.fit(train_batches(config, train_source, epoch * steps_per_epoch), initial_epoch=epoch,
-                  epochs=training.epochs, steps_per_epoch=steps_per_epoch, **fit)
+        model.fit(batches(epoch * steps_per_epoch), initial_epoch=epoch, epochs=training.epochs,
+                  steps_per_epoch=steps_per_epoch, **fit)
     state = checkpoint.state
     if checkpoint.nan_step:
         raise RuntimeError(
@@ -272,7 +283,8 @@ def _fit(config, resuming, model, run, strategy, train_source, val_data, checkpo
     logger.info("%s: best validation AUROC %.4f at epoch %s; run folder %s",
                 config.preset, state["best_val_auroc"], state["best_epoch"], run.path)
     decision = _calibrate(run, config)
-    return {"run": run.path, "precision": config.precision, "replicas": replicas, **state,
+    data_shards = sorted({shard for pipelines in shards for shard in pipelines})
+    return {"run": run.path, "precision": config.precision, "replicas": replicas, "data_shards": data_shards, **state,
             "best_model": run.model_path("best"), "decision": decision,
             "environment": fingerprint(environment())}
 

@@ -62,14 +62,32 @@ def eval_batches(config, source, instances=None, batch_size=1, pad_last=False, s
                         replacement=config.data.replacement)
 
 
-def train_batches(config, source, start_step=0):
-    """The endless, shuffled, augmented training stream of the run, from global step `start_step`."""
+def train_batches(config, source, start_step=0, shard=None, batch_size=None):
+    """The endless, shuffled, augmented training stream of the run, from global step `start_step`; with `shard`
+    `(index, count)`, this reader's share of it in batches of `batch_size` (see `make_dataset`)."""
     data = config.data
     return make_dataset(
         source, True, image_size=data.image_size, channels=data.channels, instances=data.instances,
-        batch_size=config.training.batch_size, augment=data.augment, seed=config.seed, repeat=True,
-        start_step=start_step, replacement=data.replacement,
+        batch_size=batch_size or config.training.batch_size, augment=data.augment, seed=config.seed, repeat=True,
+        start_step=start_step, replacement=data.replacement, shard=shard,
     )
+
+
+def distributed_train_batches(config, source, strategy, start_step=0):
+    """`train_batches` for a multi-worker strategy: each worker reads only its shard of every epoch.
+
+    Returns `(distributed dataset, shards)`: `shards` fills with the `(index, count)` each input pipeline of
+    this process was given once the dataset is built.
+    """
+    shards = []
+
+    def per_worker(context):
+        shard = (context.input_pipeline_id, context.num_input_pipelines)
+        shards.append(shard)
+        batch = context.get_per_replica_batch_size(config.training.batch_size)
+        return train_batches(config, source, start_step, shard=shard, batch_size=batch)
+
+    return strategy.distribute_datasets_from_function(per_worker), shards
 
 
 def sample_bags(config, manifest, count=2):

@@ -174,3 +174,30 @@ def test_synthetic_set_through_the_pipeline(tmp_path):
     source = BagSource(manifest, "train", progress=False)
     x, y = next(iter(make_dataset(source, True, image_size=(32, 32), instances=6, batch_size=8)))
     assert x.shape == (8, 6, 32, 32, 3) and sorted(y.numpy().tolist()) == [0] * 4 + [1] * 4
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_shards_of_one_seed_are_disjoint_and_cover_every_bag_once_per_epoch(tmp_path, count):
+    rows = []
+    for i in range(10):  # bag i holds the value i everywhere
+        np.save(tmp_path / f"b{i}.npy", np.full((2, 4, 4), i, np.uint8))
+        rows.append({"path": str(tmp_path / f"b{i}.npy"), "label": i % 2, "split": "train"})
+    source = BagSource(from_rows(rows), progress=False)
+    streams = [iter(make_dataset(source, True, image_size=(4, 4), instances=2, augment=False, seed=3, repeat=True,
+                                 shard=(index, count))) for index in range(count)]
+    lengths = [len(range(index, 10, count)) for index in range(count)]
+    orders = []
+    for _ in range(3):  # epochs
+        epoch = [int(next(stream)[0].numpy()[0, 0, 0, 0, 0]) for stream, n in zip(streams, lengths) for _ in range(n)]
+        assert sorted(epoch) == list(range(10))  # every bag once, none twice, across the readers
+        orders.append(epoch)
+    assert orders[0] != orders[1]  # reshuffled each epoch
+
+
+def test_bad_shards_are_clear_errors(tmp_path):
+    source = BagSource(_volumes(tmp_path, [3, 3]), progress=False)
+    for shard in [(2, 2), (0, 0), (-1, 2), "0/2"]:
+        with pytest.raises(ValueError, match=r"`shard` must be \(index, count\)"):
+            make_dataset(source, True, image_size=(6, 5), instances=2, shard=shard)
+    with pytest.raises(ValueError, match="evaluation reads every bag"):
+        make_dataset(source, False, image_size=(6, 5), shard=(0, 2))

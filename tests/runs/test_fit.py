@@ -161,11 +161,13 @@ os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" fo
                                       "task": {"type": "worker", "index": index}})
 from mims_tf.runs.config import RunConfig
 from mims_tf.runs.fit import train
-# Each worker has its own seed: two independent runs would end with different weights; workers that
-# trained one model together (initial values broadcast, gradients all-reduced) end with the same.
-summary = train(RunConfig.from_dict(dict(out=out, epochs=2, batch_size=8, image_size=32, instances=4, seed=index,
+# One seed (one epoch order), and each worker reads only its shard of every epoch: the workers see
+# different bags, so workers that did not train one model together (initial values broadcast,
+# gradients all-reduced) would end with different weights.
+summary = train(RunConfig.from_dict(dict(out=out, epochs=2, batch_size=8, image_size=32, instances=4, seed=0,
                             strategy="multi_worker", learning_rate=3e-3)), verbose=0)
 print("REPLICAS", summary["replicas"])
+print("SHARDS", summary["data_shards"])
 """
 
 
@@ -193,6 +195,7 @@ def test_multi_worker_strategy_with_two_workers_on_loopback(tmp_path):
     for worker, (out, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-2000:]
     assert all("REPLICAS 2" in out for out, _ in outputs)
+    assert [f"SHARDS [({i}, 2)]" in out for i, (out, _) in enumerate(outputs)] == [True, True]
     assert json.load(open(tmp_path / "w0" / "state.json"))["epochs_done"] == 2
     a, b = (mims_tf.load_model(str(tmp_path / f"w{i}" / "last.keras")) for i in range(2))
     assert int(a.optimizer.iterations) == int(b.optimizer.iterations) > 0
