@@ -131,3 +131,55 @@ def import_keras_quietly():
     """
     with stderr_muted():
         import keras  # noqa: F401
+
+
+class Progress:
+    """Progress of a long loop, reported through the `mims_tf` logger with the time left.
+
+    Each report is an INFO record `"<label>: <done>/<total>, <time> left"` carrying
+    `record.progress = (label, done, total)`, at most every `interval` seconds and
+    always at the end; the command line draws it as a bar on a terminal and shows
+    only the final line elsewhere. The library itself never prints.
+
+    Example:
+
+    >>> progress = Progress("reading train bags", len(bags))
+    >>> for bag in bags:
+    ...     read(bag)
+    ...     progress.advance()
+    """
+
+    def __init__(self, label, total, interval=0.5, logger=None):
+        import logging
+        import time
+
+        self.label, self.total, self.done, self.interval = label, total, 0, interval
+        self.logger = logger or logging.getLogger("mims_tf")
+        self._clock = time.monotonic
+        self._start = self._last = self._clock()
+
+    def advance(self, steps=1):
+        """Counts `steps` more done; reports when `interval` has passed or the loop is complete."""
+        self.done += steps
+        now = self._clock()
+        if self.done < self.total and now - self._last < self.interval:
+            return
+        self._last = now
+        elapsed = now - self._start
+        left = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+        when = f"{format_seconds(left)} left" if self.done < self.total else f"done in {format_seconds(elapsed)}"
+        self.logger.info("%s: %d/%d, %s", self.label, self.done, self.total, when,
+                         extra={"progress": (self.label, self.done, self.total)})
+
+
+def format_seconds(seconds):
+    """`75.0` -> `"1 min 15 s"`; `8.2` -> `"8 s"`."""
+    if seconds != seconds:  # NaN
+        return "?"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    return f"{minutes // 60} h {minutes % 60} min"

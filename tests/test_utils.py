@@ -36,3 +36,26 @@ def test_write_text_and_json(tmp_path):
     with atomic_open(tmp_path / "c.bin", "wb") as f:
         f.write(b"\x00\x01")
     assert (tmp_path / "c.bin").read_bytes() == b"\x00\x01"
+
+
+def test_progress_reports_with_time_left_at_most_every_interval_and_always_at_the_end(caplog):
+    import logging
+
+    from mims_tf.utils import Progress
+
+    clock = iter([0.0, 0.1, 0.2, 1.0, 1.1, 2.0])  # start, then one reading per advance
+    progress = Progress("reading bags", 5, interval=0.5)
+    progress._clock = lambda: next(clock)
+    progress._start = progress._last = progress._clock()
+    with caplog.at_level(logging.INFO, logger="mims_tf"):
+        for _ in range(5):
+            progress.advance()
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["reading bags: 3/5, 1 s left", "reading bags: 5/5, done in 2 s"]
+    assert [r.progress for r in caplog.records] == [("reading bags", 3, 5), ("reading bags", 5, 5)]
+
+
+def test_format_seconds():
+    from mims_tf.utils import format_seconds
+
+    assert [format_seconds(s) for s in (8.2, 75, 3725, float("nan"))] == ["8 s", "1 min 15 s", "1 h 2 min", "?"]

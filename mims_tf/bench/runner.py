@@ -17,7 +17,7 @@ import time
 
 from mims_tf.bench.report import header_lines, read_results, write_report, write_results, write_summary
 from mims_tf.bench.tables import DATASETS, TABLES
-from mims_tf.utils import atomic_open, check_choice, import_keras_quietly
+from mims_tf.utils import Progress, atomic_open, check_choice, import_keras_quietly
 
 logger = logging.getLogger("mims_tf")
 
@@ -64,6 +64,7 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
     done = {(r["preset"], int(r["seed"])) for r in rows}
     command = command or f"mims_tf.bench.bench({table!r}, {dataset!r}, **{settings!r})"
     failed = []
+    progress = Progress(f"[bench] {name}: runs", sum((p, s) not in done for s in seeds for p in presets), interval=0)
     for seed in seeds:
         for preset in presets:
             if (preset, seed) in done:
@@ -78,7 +79,9 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
                 message = str(error).splitlines()[0] if str(error) else type(error).__name__
                 logger.warning("[bench] %s seed %s failed: %s", preset, seed, message)
                 failed.append(f"{preset} seed {seed} ({message})")
+                progress.advance()
                 continue
+            progress.advance()
             rows.append({"preset": preset, "seed": seed, "val_auroc": f"{summary['best_val_auroc']:.4f}",
                          "test_auroc": f"{result['auroc']:.4f}", "test_accuracy": f"{result['accuracy']:.4f}",
                          "seconds": f"{time.time() - start:.0f}", "environment": summary["environment"]})

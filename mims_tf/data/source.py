@@ -34,6 +34,7 @@ import numpy as np
 
 from mims_tf.data.errors import DataError
 from mims_tf.data.readers import read_volume
+from mims_tf.utils import Progress
 
 logger = logging.getLogger("mims_tf")
 
@@ -120,7 +121,7 @@ class BagSource:
             (module docstring); `True` and `False` mean `"memory"` and `"none"`.
         skip_unreadable: drop bags with unreadable files instead of failing;
             `skipped` lists `(path, reason)` and a summary goes to the `mims_tf` logger.
-        progress: log progress while reading (the `mims_tf` logger).
+        progress: report progress while reading (`mims_tf.utils.Progress`, the `mims_tf` logger).
         image_size: `(H, W)`: instances are resized to it before they are kept
             (None: kept at their stored size).
         memory_budget: bytes `"auto"` may keep in memory (None: half the memory
@@ -185,9 +186,10 @@ class BagSource:
 
     def _read_all(self, bags, skip_unreadable, progress, budget_text):
         kept_bytes = 0
+        report = Progress(f"reading {self.split or 'all'} bags", len(bags)) if progress and bags else None
         for number, bag in enumerate(bags, start=1):
-            if progress and (number % 200 == 0 or number == len(bags)) and len(bags) >= 200:
-                logger.info("reading %s bags: %d/%d", self.split or "all", number, len(bags))
+            if report and number > 1:
+                report.advance()
             cached = self._cache_file(bag) if self.mode == "disk" else None
             if cached and os.path.isfile(cached):
                 array = np.load(cached, mmap_mode="r")
@@ -205,6 +207,8 @@ class BagSource:
             self._keep(bag, array)
             if self.mode == "auto" and (len(self.bags) == SAMPLE_BAGS or (number == len(bags) and self.bags)):
                 self._choose(kept_bytes / len(self.bags) * (len(bags) - len(self.skipped)), budget_text)
+        if report:
+            report.advance()
 
     def _choose(self, estimate, budget_text):
         """Settles "auto" on a mode from the estimated size of the split as kept; moves what was kept."""

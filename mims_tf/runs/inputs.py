@@ -6,6 +6,7 @@ import os
 from mims_tf.data import BagSource, assign_splits, from_class_folders, from_medmnist, from_rows, make_dataset
 from mims_tf.data import read_manifest
 from mims_tf.data.synthetic import write_dataset
+from mims_tf.utils import Progress
 
 
 def build_manifest(config, run_dir):
@@ -102,5 +103,14 @@ def sample_bags(config, manifest, count=2):
 
 
 def predict_bags(model, config, source, instances=None):
-    """Class probabilities `(bags, classes)` for every bag of a `BagSource`, in order (see `eval_batches`)."""
-    return model.predict(eval_batches(config, source, instances), verbose=0)
+    """Class probabilities `(bags, classes)` for every bag of a `BagSource`, in order (see `eval_batches`);
+    progress goes to the `mims_tf` logger (`mims_tf.utils.Progress`)."""
+    import keras
+
+    progress = Progress(f"scoring {len(source)} bags", len(source))
+
+    class Report(keras.callbacks.Callback):
+        def on_predict_batch_end(self, batch, logs=None):
+            progress.advance()
+
+    return model.predict(eval_batches(config, source, instances), verbose=0, callbacks=[Report()])

@@ -115,3 +115,33 @@ def test_explain_and_its_bad_input(run_folder, tmp_path, capsys):
     _fails(capsys, ["explain", run_folder, str(tmp_path / "scan.npy"), "--class", "7"], "class index 7 is out of range")
     np.save(tmp_path / "tiny.npy", np.zeros((1, 2, 2, 2, 2), np.float32))
     _fails(capsys, ["explain", run_folder, str(tmp_path / "tiny.npy")], "wrong dimensions")
+
+
+def _progress_records(label, total):
+    import logging
+
+    return [logging.makeLogRecord({"msg": f"{label}: {done}/{total}, x", "levelno": logging.INFO,
+                                   "progress": (label, done, total)}) for done in range(1, total + 1)]
+
+
+def test_progress_is_a_bar_on_a_terminal_and_only_its_final_line_elsewhere():
+    import io
+    import logging
+
+    from mims_tf.cli.main import ProgressHandler
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    plain, terminal = io.StringIO(), Terminal()
+    for stream in (plain, terminal):
+        handler = ProgressHandler(stream)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        for record in _progress_records("reading bags", 4):
+            handler.emit(record)
+        handler.emit(logging.makeLogRecord({"msg": "next line", "levelno": logging.INFO}))
+    assert plain.getvalue() == "reading bags: 4/4, x\nnext line\n"
+    drawn = terminal.getvalue()
+    assert drawn.count("\r") == 4 and "[######.................." in drawn and "[########################] 4/4, x" in drawn
+    assert drawn.endswith("\nnext line\n") and drawn.count("\n") == 2
