@@ -24,15 +24,26 @@ def auroc_ci(labels, scores, n_resamples=2000, level=0.95, seed=0):
 
 
 def paired_auroc_difference_ci(labels, scores_a, scores_b, n_resamples=2000, level=0.95, seed=0):
-    """`(difference, low, high)` of AUROC(a) - AUROC(b) on the same bags, resampling bags jointly (paired)."""
+    """`(difference, low, high)` of AUROC(a) - AUROC(b) on the same bags, resampling bags jointly (paired).
+
+    Scores are `(bags,)`, or `(runs, bags)` for several runs of a model (e.g. seeds): AUROC is then the
+    mean of the runs' AUROCs, and each resample draws the same bags for every run of both models, so
+    the interval holds the test set's sampling and the runs' spread on it (the seeds pooled, not
+    averaged into one ensemble score).
+    """
     from sklearn.metrics import roc_auc_score
 
-    labels, scores_a, scores_b = np.asarray(labels), np.asarray(scores_a), np.asarray(scores_b)
-    if not len(labels) == len(scores_a) == len(scores_b):
+    labels = np.asarray(labels)
+    scores_a, scores_b = np.atleast_2d(np.asarray(scores_a)), np.atleast_2d(np.asarray(scores_b))
+    if not len(labels) == scores_a.shape[1] == scores_b.shape[1]:
         raise ValueError("paired scores need the same bags: "
-                         f"Received: {len(labels)} labels, {len(scores_a)} and {len(scores_b)} scores")
-    values = [roc_auc_score(labels[i], scores_a[i]) - roc_auc_score(labels[i], scores_b[i])
-              for i in _resamples(labels, n_resamples, seed)]
+                         f"Received: {len(labels)} labels, {scores_a.shape[1]} and {scores_b.shape[1]} scores")
+
+    def mean_auroc(scores, index):
+        return float(np.mean([roc_auc_score(labels[index], run[index]) for run in scores]))
+
+    everything = np.arange(len(labels))
+    values = [mean_auroc(scores_a, i) - mean_auroc(scores_b, i) for i in _resamples(labels, n_resamples, seed)]
     low, high = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
-    difference = roc_auc_score(labels, scores_a) - roc_auc_score(labels, scores_b)
+    difference = mean_auroc(scores_a, everything) - mean_auroc(scores_b, everything)
     return float(difference), float(low), float(high)

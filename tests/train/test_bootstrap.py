@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from sklearn.metrics import roc_auc_score
 
 from mims_tf.train.bootstrap import auroc_ci, paired_auroc_difference_ci
@@ -27,3 +28,17 @@ def test_paired_difference_of_a_model_with_itself_is_zero_and_a_better_model_win
     assert paired_auroc_difference_ci(labels, good, good, n_resamples=200) == (0.0, 0.0, 0.0)
     difference, low, high = paired_auroc_difference_ci(labels, good, poor, n_resamples=500)
     assert difference == roc_auc_score(labels, good) - roc_auc_score(labels, poor) and 0 < low <= difference <= high
+
+
+def test_paired_difference_over_several_runs_is_the_mean_of_their_aurocs():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 30)
+    a = labels + rng.normal(0, 0.8, size=(3, 60))  # three seeds of model a
+    b = labels + rng.normal(0, 1.5, size=(2, 60))  # two seeds of model b
+    difference, low, high = paired_auroc_difference_ci(labels, a, b, n_resamples=300)
+    expected = np.mean([roc_auc_score(labels, s) for s in a]) - np.mean([roc_auc_score(labels, s) for s in b])
+    assert difference == pytest.approx(expected) and low < difference < high
+    assert paired_auroc_difference_ci(labels, a[0], b[0], n_resamples=50)[0] == pytest.approx(
+        roc_auc_score(labels, a[0]) - roc_auc_score(labels, b[0]))
