@@ -138,8 +138,9 @@ class Progress:
 
     Each report is an INFO record `"<label>: <done>/<total>, <time> left"` carrying
     `record.progress = (label, done, total)`, at most every `interval` seconds and
-    always at the end; the command line draws it as a bar on a terminal and shows
-    only the final line elsewhere. The library itself never prints.
+    at the end; a loop done within `delay` seconds reports nothing. The command
+    line draws it as a bar on a terminal and shows only the final line elsewhere.
+    The library itself never prints.
 
     Example:
 
@@ -149,11 +150,11 @@ class Progress:
     ...     progress.advance()
     """
 
-    def __init__(self, label, total, interval=0.5, logger=None):
+    def __init__(self, label, total, interval=0.5, delay=1.0, logger=None):
         import logging
         import time
 
-        self.label, self.total, self.done, self.interval = label, total, 0, interval
+        self.label, self.total, self.done, self.interval, self.delay = label, total, 0, interval, delay
         self.logger = logger or logging.getLogger("mims_tf")
         self._clock = time.monotonic
         self._start = self._last = self._clock()
@@ -162,7 +163,7 @@ class Progress:
         """Counts `steps` more done; reports when `interval` has passed or the loop is complete."""
         self.done += steps
         now = self._clock()
-        if self.done < self.total and now - self._last < self.interval:
+        if now - self._start < self.delay or (self.done < self.total and now - self._last < self.interval):
             return
         self._last = now
         elapsed = now - self._start

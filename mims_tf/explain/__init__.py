@@ -1,1 +1,1 @@
-"""Explanations: supplement B's scale-correlation analysis (and, later, supplement C's heatmaps)."""
+"""Explanations: supplement C's heatmaps (`heatmap`) and supplement B's scale-correlation analysis."""

@@ -57,19 +57,19 @@ def _first_input(layer):
 def default_layer(model):
     """`"backbone"`: the backbone's input (pixel resolution); see `benchmarks/results/heatmaps/`.
 
-    On the synthetic set the pixel-level peak fell inside the planted lesion far
-    more often than the peak at the backbone's 8x8 feature maps
-    (`"head_ms_conv"`, the paper's kind of layer), whose peaks are only as
-    precise as one feature cell.
+    On the synthetic set the pixel-level peak fell inside the planted lesion in 15 of 16 positive test
+    bags, against 2 of 16 at the backbone's 8x8 feature maps (`"head_ms_conv"`, the paper's kind of
+    layer), whose peaks are only as precise as one feature cell.
     """
     return "backbone"
 
 
 def default_method(model):
-    """`"smoothgrad"`: gradient x input averaged over 16 noisy copies; see `benchmarks/results/heatmaps/`.
+    """`"smoothgrad"` (16 noisy copies, sigma 15 %), drawn with `BLUR`; see `benchmarks/results/heatmaps/`.
 
-    Plain gradient x input is as accurate on the synthetic set but, on real
-    photographs, speckle that follows every edge of the image.
+    Synthetic lesions, peak inside the lesion: 15 of 16 bags for SmoothGrad and plain gradient x input
+    (16 with blur) on a well-trained model; 16 against 10 on a poorly trained one. On real X-ray and
+    ultrasound images SmoothGrad gives fewer, more coherent regions. It costs `samples` gradient passes.
     """
     return "smoothgrad"
 

@@ -72,6 +72,8 @@ def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=No
     from mims_tf.train.bootstrap import auroc_ci
     from mims_tf.train.calibration import brier_score, expected_calibration_error, sensitivity_threshold, youden_threshold
 
+    if sensitivity is not None and (isinstance(sensitivity, bool) or not 0 < sensitivity <= 1):
+        raise ValueError(f"`sensitivity` must be in (0, 1]. Received: sensitivity={sensitivity!r}")
     run = RunFolder(run_dir)
     model, config, manifest = run.load(which)
     if len(manifest.classes) != 2:
