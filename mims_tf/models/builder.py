@@ -57,6 +57,7 @@ def _build(config):
         feature_layers=config.feature_layers,
         **config.backbone_kwargs,
     )
+    backbone.trainable = not config.freeze_backbone  # frozen: batch norm in inference mode too (Keras 3)
 
     # levels[l][p]: feature layer l of pyramid level p, shape (B*S, h, w, c).
     per_pyramid = []

@@ -29,6 +29,8 @@ class ModelConfig:
         name: model name.
         backbone: `keras.applications` name, `"resnet34"` or `"tiny"`.
         weights: None, `"imagenet"` or a path to a weights file.
+        freeze_backbone: keep the backbone as loaded (its weights and its batch-norm statistics, which
+            then run in inference mode); only the head and classifier train.
         backbone_kwargs: extra constructor arguments (e.g. `{"alpha": 0.25}`).
         feature_layers: None (last feature map) or layer names / `"conv4"`,
             `"conv5"`; with several, each gets its own head and pooling and the
@@ -52,6 +54,9 @@ class ModelConfig:
         "help": "backbone: a keras.applications name, resnet34 or tiny"})
     weights: object = dataclasses.field(default="imagenet", metadata={
         "help": "backbone weights: imagenet, a .h5 path, or none (from scratch)"})
+    freeze_backbone: bool = dataclasses.field(default=False, metadata={
+        "help": "freeze the backbone's weights and batch-norm statistics (pretrained weights needed): only "
+                "the head trains", "type": bool})
     backbone_kwargs: dict = dataclasses.field(default_factory=dict)
     feature_layers: tuple = None
     image_size: tuple = None
@@ -113,6 +118,10 @@ class ModelConfig:
             )
         if self.head == "msconv":
             self.resolved_kernels()
+        if self.freeze_backbone and self.weights is None:
+            raise ValueError("A frozen backbone keeps its weights as loaded, and weights=None leaves them random: "
+                             "give pretrained weights ('imagenet' or a file) or train the backbone. "
+                             "Received: freeze_backbone=True, weights=None")
         return self
 
     def to_dict(self):

@@ -91,3 +91,27 @@ def test_k_larger_than_the_bag_is_a_clear_error_at_call_time():
     model = build_model("mims", k=200, image_size=(24, 24), **TINY)
     with pytest.raises(ValueError, match="needs at least k=200 elements"):
         model(_bags(1, 2, 24, 24))
+
+
+def test_a_frozen_backbone_keeps_weights_and_batch_norm_statistics_while_the_head_trains(tmp_path):
+    import keras
+
+    trained = build_model("mims", image_size=(24, 24), **TINY)
+    weights = str(tmp_path / "tiny.weights.h5")
+    trained.get_layer("backbone").save_weights(weights)
+    model = build_model("mims", image_size=(24, 24), backbone="tiny", weights=weights, freeze_backbone=True)
+    backbone = model.get_layer("backbone")
+    assert not backbone.trainable and backbone.trainable_weights == [] and len(model.trainable_weights) > 0
+    before = {w.path: np.array(w) for w in backbone.weights}  # kernels and batch-norm moving statistics
+    head_before = [np.array(w) for w in model.trainable_weights]
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(_bags(4, 3, 24, 24), np.array([0, 1, 0, 1]), batch_size=2, epochs=1, verbose=0)
+    assert all(np.array_equal(before[w.path], np.array(w)) for w in backbone.weights)
+    assert any(not np.array_equal(a, np.array(b)) for a, b in zip(head_before, model.trainable_weights))
+    model.save(tmp_path / "frozen.keras")
+    assert not keras.saving.load_model(tmp_path / "frozen.keras").get_layer("backbone").trainable
+
+
+def test_a_frozen_random_backbone_is_refused():
+    with pytest.raises(ValueError, match="weights=None leaves them random"):
+        build_model("mims", freeze_backbone=True, **TINY)
