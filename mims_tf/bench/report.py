@@ -129,9 +129,78 @@ def provenance_lines(rows, presets):
     return lines
 
 
+REFERENCE = "mims"  # the row every other row is compared with
+PAIRED_RESAMPLES = 1000
+
+
+def write_scores(folder, preset, seed, bags, labels, scores):
+    """`<folder>/scores/<preset>_s<seed>.csv`: one run's test bags, labels and P(positive), for paired tests."""
+    os.makedirs(os.path.join(folder, "scores"), exist_ok=True)
+    with atomic_open(os.path.join(folder, "scores", f"{preset}_s{seed}.csv")) as f:
+        writer = csv.writer(f)
+        writer.writerow(["bag", "label", "score"])
+        writer.writerows([b, int(y), f"{p:.6f}"] for b, y, p in zip(bags, labels, scores))
+
+
+def _read_scores(folder, preset, seed):
+    path = os.path.join(folder, "scores", f"{preset}_s{seed}.csv")
+    if not os.path.isfile(path):
+        return None
+    rows = read_results(path)
+    return [r["bag"] for r in rows], np.array([int(r["label"]) for r in rows]), np.array([float(r["score"]) for r in rows])
+
+
+def paired_comparisons(folder, rows, presets):
+    """`{preset: (difference, low, high, verdict, seeds, how)}`: AUROC(mims) - AUROC(preset), paired bootstrap.
+
+    Over the seeds both have scores for (`scores/`): each seed's AUROC difference on that seed's test bags,
+    averaged over seeds; the 95 % interval resamples the test bags (jointly over seeds where they share one
+    test set, apart where each seed has its own split). Verdict: `beats` / `loses` where the interval
+    excludes 0, else `ties`. Empty where `mims` or the scores are missing (tables made before scores were kept).
+    """
+    from mims_tf.train.bootstrap import paired_auroc_difference_ci, seeds_paired_difference_ci
+
+    seeds = sorted({int(r["seed"]) for r in rows if r["preset"] == REFERENCE})
+    reference = {s: _read_scores(folder, REFERENCE, s) for s in seeds}
+    found = {}
+    for preset in presets:
+        if preset == REFERENCE:
+            continue
+        pairs = [(reference[s], _read_scores(folder, preset, s)) for s in seeds if reference[s] is not None]
+        pairs = [(a, b) for a, b in pairs if b is not None and a[0] == b[0]]
+        if not pairs:
+            continue
+        if all(a[0] == pairs[0][0][0] for a, _ in pairs):  # one test set for every seed
+            how = "one test set, resampled jointly"
+            value = paired_auroc_difference_ci(pairs[0][0][1], [a[2] for a, _ in pairs], [b[2] for _, b in pairs],
+                                               n_resamples=PAIRED_RESAMPLES)
+        else:
+            how = "each seed its own test split, resampled apart"
+            value = seeds_paired_difference_ci([(a[1], a[2], b[2]) for a, b in pairs], n_resamples=PAIRED_RESAMPLES)
+        verdict = "beats" if value[1] > 0 else "loses" if value[2] < 0 else "ties"
+        found[preset] = (*value, verdict, len(pairs), how)
+    return found
+
+
+def paired_lines(comparisons):
+    """The paired comparison section of table.md."""
+    if not comparisons:
+        return []
+    how = sorted({c[5] for c in comparisons.values()})
+    lines = ["", f"Paired comparison with `{REFERENCE}`: AUROC({REFERENCE}) - AUROC(row), the mean over seeds of each "
+             f"seed's difference on the same test bags, with its bootstrap 95 % interval over bags "
+             f"({PAIRED_RESAMPLES:,} resamples; {'; '.join(how)}). `{REFERENCE}` **beats** or **loses to** a row "
+             "where the interval excludes 0, else they tie.", "",
+             f"| row | seeds | AUROC({REFERENCE}) - AUROC(row) | 95 % interval | verdict |", "|---|---|---|---|---|"]
+    for preset, (difference, low, high, verdict, seeds, _) in comparisons.items():
+        lines.append(f"| `{preset}` | {seeds} | {difference:+.3f} | [{low:+.3f}, {high:+.3f}] | {verdict} |")
+    return lines
+
+
 def write_report(folder, table, dataset, rows, presets, header):
     """table.md (`header` lines, then the table) and table.png from the results so far."""
-    write_text(os.path.join(folder, "table.md"), "\n".join([*header, *body_lines(folder, rows, presets)]) + "\n")
+    body = body_lines(folder, rows, presets) + paired_lines(paired_comparisons(folder, rows, presets))
+    write_text(os.path.join(folder, "table.md"), "\n".join([*header, *body]) + "\n")
     _plot(os.path.join(folder, "table.png"), summarize(rows, presets), f"{table} on {dataset}")
 
 
@@ -187,6 +256,16 @@ def write_summary(out="benchmarks/results"):
         text.append("| *bag size alone, no model* | " + " | ".join("/" for _ in paper_columns) + " | "
                     + " | ".join(bag_size) + " |")
         text.append("")
+        for n in folders:
+            comparisons = paired_comparisons(os.path.join(out, n), read_results(os.path.join(out, n, "results.csv")),
+                                             presets)
+            if comparisons:
+                by = {v: [f"`{p}`" for p, c in comparisons.items() if c[3] == v] for v in ("beats", "ties", "loses")}
+                text.append(f"- `{n[len(table) + 1:]}`, paired 95 % intervals (its table.md): `{REFERENCE}` beats "
+                            f"{', '.join(by['beats']) or 'none'}; ties {', '.join(by['ties']) or 'none'}; "
+                            f"loses to {', '.join(by['loses']) or 'none'}.")
+        if text[-1] != "":
+            text.append("")
     write_text(os.path.join(out, "summary.md"), "\n".join(text))
     return "\n".join(text)
 

@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import time
 
-from mims_tf.bench.report import header_lines, read_results, write_report, write_results, write_summary
+from mims_tf.bench.report import header_lines, read_results, write_report, write_results, write_scores, write_summary
 from mims_tf.bench.tables import DATASETS, TABLES
 from mims_tf.utils import Progress, atomic_open, check_choice, import_keras_quietly
 
@@ -82,6 +82,7 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
                 progress.advance()
                 continue
             progress.advance()
+            write_scores(folder, preset, seed, result["bags"], result["labels"], result["scores"])
             rows.append({"preset": preset, "seed": seed, "val_auroc": f"{summary['best_val_auroc']:.4f}",
                          "test_auroc": f"{result['auroc']:.4f}", "test_accuracy": f"{result['accuracy']:.4f}",
                          "seconds": f"{time.time() - start:.0f}", "environment": summary["environment"]})
@@ -192,7 +193,9 @@ def _train_and_evaluate(values):
     summary = train(RunConfig.from_dict(values), overwrite=True, verbose=0)
     result = evaluate_run(values["out"], threshold=None)
     summary = {k: summary[k] for k in ("best_val_auroc", "best_epoch", "environment")}
-    return summary, {k: result[k] for k in ("auroc", "accuracy")}
+    per_bag = {"bags": list(result["bag_ids"]), "labels": [int(v) for v in result["labels"]],
+               "scores": [float(v) for v in result["scores"]]}
+    return summary, {k: result[k] for k in ("auroc", "accuracy")} | per_bag
 
 
 def record_bag_size(folder, run_folders):

@@ -47,3 +47,27 @@ def paired_auroc_difference_ci(labels, scores_a, scores_b, n_resamples=2000, lev
     low, high = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
     difference = mean_auroc(scores_a, everything) - mean_auroc(scores_b, everything)
     return float(difference), float(low), float(high)
+
+
+def seeds_paired_difference_ci(runs, n_resamples=2000, level=0.95, seed=0):
+    """`(difference, low, high)` of the mean over seeds of AUROC(a) - AUROC(b), each seed on its own test bags.
+
+    Args:
+        runs: one `(labels, scores_a, scores_b)` per seed; a seed may have its own test split (patients
+            split by seed), but within a seed both models scored the same bags.
+
+    Each resample draws every seed's bags with replacement (stratified), the same bags for both models of
+    that seed and independently across seeds, and averages the seeds' AUROC differences. Where all seeds
+    share one test set, `paired_auroc_difference_ci` with `(runs, bags)` scores resamples it jointly.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    runs = [tuple(np.asarray(v) for v in run) for run in runs]
+    if not runs or any(not len(y) == len(a) == len(b) for y, a, b in runs):
+        raise ValueError(f"each seed needs labels and both models' scores on the same bags. Received: {len(runs)} seeds")
+    draws = [list(_resamples(y, n_resamples, seed + 7919 * k)) for k, (y, _, _) in enumerate(runs)]
+    values = [np.mean([roc_auc_score(y[d[i]], a[d[i]]) - roc_auc_score(y[d[i]], b[d[i]])
+                       for (y, a, b), d in zip(runs, draws)]) for i in range(n_resamples)]
+    low, high = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
+    difference = np.mean([roc_auc_score(y, a) - roc_auc_score(y, b) for y, a, b in runs])
+    return float(difference), float(low), float(high)

@@ -30,6 +30,11 @@ def test_bench_writes_results_and_skips_what_is_done(tmp_path, caplog):
     assert "all bags have one size" in table
     assert "[bench] table1 breastmnist: mims seed 0" in caplog.text  # progress goes to the mims_tf logger
     assert rows[0]["environment"] and "Code and machine of the rows" in table  # provenance per row
+    scores = list(csv.DictReader(open(f"{folder}/scores/mims_s0.csv")))  # per test bag, for paired tests
+    assert len(scores) == 156 and set(scores[0]) == {"bag", "label", "score"}
+    paired = next(line for line in table.splitlines() if line.startswith("| `mi_pre` | 1 | "))
+    assert paired.split("|")[5].strip() in ("beats", "ties", "loses") and "one test set, resampled jointly" in table
+    assert "- `breastmnist`, paired 95 % intervals (its table.md): `mims` " in summary
     checks = verify("table1", "breastmnist", 1, out=options["out"], work=options["work"], data_root=DATA_ROOT,
                     image_size=32, epochs=1, batch_size=32)
     assert len(checks) == 1 and checks[0]["verdict"] == "identical", checks  # same machine, same code

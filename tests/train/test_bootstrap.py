@@ -42,3 +42,20 @@ def test_paired_difference_over_several_runs_is_the_mean_of_their_aurocs():
     assert difference == pytest.approx(expected) and low < difference < high
     assert paired_auroc_difference_ci(labels, a[0], b[0], n_resamples=50)[0] == pytest.approx(
         roc_auc_score(labels, a[0]) - roc_auc_score(labels, b[0]))
+
+
+def test_seeds_with_their_own_test_bags_average_their_paired_differences():
+    from mims_tf.train.bootstrap import seeds_paired_difference_ci
+
+    rng = np.random.default_rng(2)
+    runs = []
+    for n in (40, 50):  # two seeds, two test splits of different sizes
+        labels = np.repeat([0, 1], n // 2)
+        runs.append((labels, labels + rng.normal(0, 0.7, n), labels + rng.normal(0, 2.0, n)))
+    difference, low, high = seeds_paired_difference_ci(runs, n_resamples=300)
+    expected = np.mean([roc_auc_score(y, a) - roc_auc_score(y, b) for y, a, b in runs])
+    assert difference == pytest.approx(expected) and 0 < low < difference < high
+    same = seeds_paired_difference_ci([(y, a, a) for y, a, _ in runs], n_resamples=50)
+    assert same == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="same bags"):
+        seeds_paired_difference_ci([(runs[0][0], runs[0][1], runs[1][2])])
