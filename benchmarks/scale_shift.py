@@ -33,27 +33,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 PRESETS = ("mims", "mims_noresizing", "si_cnn", "mi_pre", "mi_pre_conv", "pyramid_mims", "mi_pre_trident", "featpyra_45")
 SCALES = (0.5, 0.75, 1.0, 1.5, 2.0)
 TRAIN_LESION = (6, 12)
-DATA = dict(instances=16, size=64, contrast=0.25)
+DATA = dict(instances=16, size=64)
 
 
 def _scale_name(scale):
     return f"{scale:g}x"
 
 
-def write_data(folder):
+def write_data(folder, contrast):
     """The training set and one test set per scale (`test_<scale>.npz`, the same 96 bags at each scale)."""
     from mims_tf.data.synthetic import write_dataset
 
+    folder = os.path.join(folder, f"contrast_{contrast:g}")
     paths = {"train": os.path.join(folder, "train", "synthetic.npz")}
     if not os.path.exists(paths["train"]):
         write_dataset(os.path.join(folder, "train"), seed=0, splits=(("train", 128), ("val", 48)),
-                      lesion_size=TRAIN_LESION, **DATA)
+                      lesion_size=TRAIN_LESION, contrast=contrast, **DATA)
     for scale in SCALES:
         size = (max(1, round(TRAIN_LESION[0] * scale)), round(TRAIN_LESION[1] * scale))
         paths[scale] = os.path.join(folder, _scale_name(scale), "synthetic.npz")
         if not os.path.exists(paths[scale]):
             write_dataset(os.path.join(folder, _scale_name(scale)), seed=100, splits=(("test", 96),),
-                          lesion_size=size, **DATA)
+                          lesion_size=size, contrast=contrast, **DATA)
     return paths
 
 
@@ -169,7 +170,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", default=",".join(PRESETS))
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--contrast", type=float, default=0.2, help="lesion brightness above the background (0 to 1)")
     parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "scale_shift"))
     parser.add_argument("--work", default=os.path.join(ROOT, "runs", "scale_shift"), help="run folders and data")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -183,7 +185,7 @@ def main():
 
     presets, seeds = args.presets.split(","), [int(s) for s in args.seeds.split(",")]
     os.makedirs(os.path.join(args.out, "scores"), exist_ok=True)
-    paths = write_data(os.path.join(args.work, "data"))
+    paths = write_data(os.path.join(args.work, "data"), args.contrast)
     results = os.path.join(args.out, "results.csv")
     rows = read_rows(results)
     done = {(r["preset"], int(r["seed"])) for r in rows}
