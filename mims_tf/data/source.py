@@ -205,8 +205,10 @@ class BagSource:
             self._counts.append(len(array))
             kept_bytes += array.nbytes
             self._keep(bag, array)
-            if self.mode == "auto" and (len(self.bags) == SAMPLE_BAGS or (number == len(bags) and self.bags)):
+            if self.mode == "auto" and len(self.bags) == SAMPLE_BAGS:
                 self._choose(kept_bytes / len(self.bags) * (len(bags) - len(self.skipped)), budget_text)
+        if self.mode == "auto" and self.bags:  # fewer readable bags than the sample: all of them are read
+            self._choose(kept_bytes, budget_text)
         if report:
             report.advance()
 

@@ -106,3 +106,11 @@ def test_bags_already_at_the_model_size_are_kept_exactly(tmp_path):
 def test_bad_cache_options_are_clear_errors(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         BagSource(_bags(tmp_path, count=1), progress=False, **kwargs)
+
+
+def test_auto_decides_when_the_last_of_a_few_bags_is_unreadable(tmp_path):
+    manifest = _bags(tmp_path, count=3)
+    with open(manifest.rows[-1]["path"], "wb") as f:
+        f.write(b"not an array")
+    source = BagSource(manifest, progress=False, skip_unreadable=True)
+    assert source.mode == "memory" and len(source) == 2 and len(source.skipped) == 1
