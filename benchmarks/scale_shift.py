@@ -9,7 +9,7 @@ epoch kept), one (preset, seed) per fresh process, and scored on each test set w
 scoring model, as `mims evaluate` does. Resumable: finished (preset, seed) rows in `results.csv` are
 kept; per-bag scores in `scores/`.
 
-    python benchmarks/scale_shift.py                      # 8 presets x 3 seeds, about 40 min on 2 cores
+    python benchmarks/scale_shift.py                      # 8 presets x 3 seeds: 12 min on 2 cores
     python benchmarks/scale_shift.py --presets mims,mi_pre --seeds 0 --epochs 3    # a quick check
 
 Writes `table.md` (mean and spread of AUROC over seeds per test scale, and the paired bootstrap 95 %
@@ -18,7 +18,6 @@ Ends with `auroc_<preset>_<scale>` lines (the mean over seeds).
 """
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -29,6 +28,8 @@ HERE = os.path.abspath(__file__)
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from mims_tf.bench.report import read_results  # noqa: E402  (results.csv rows, as the bench reads them)
 
 PRESETS = ("mims", "mims_noresizing", "si_cnn", "mi_pre", "mi_pre_conv", "pyramid_mims", "mi_pre_trident", "featpyra_45")
 SCALES = (0.5, 0.75, 1.0, 1.5, 2.0)
@@ -87,14 +88,9 @@ def child(args):
             "scores": scores}
 
 
-def read_rows(path):
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
 def write_rows(rows, path):
+    import csv
+
     from mims_tf.utils import atomic_open
 
     fields = ["preset", "seed", "val_auroc", "best_epoch", "seconds"] + [f"auroc_{_scale_name(s)}" for s in SCALES]
@@ -112,7 +108,7 @@ def report(out, presets, seeds):
     from mims_tf.train.bootstrap import paired_auroc_difference_ci
     from mims_tf.utils import new_figure, save_figure, write_text
 
-    rows = read_rows(os.path.join(out, "results.csv"))
+    rows = read_results(os.path.join(out, "results.csv"))
     done = [p for p in presets if any(r["preset"] == p for r in rows)]
     scores, labels = {}, None
     for preset in done:
@@ -187,7 +183,7 @@ def main():
     os.makedirs(os.path.join(args.out, "scores"), exist_ok=True)
     paths = write_data(os.path.join(args.work, "data"), args.contrast)
     results = os.path.join(args.out, "results.csv")
-    rows = read_rows(results)
+    rows = read_results(results)
     done = {(r["preset"], int(r["seed"])) for r in rows}
     for seed in seeds:
         for preset in presets:

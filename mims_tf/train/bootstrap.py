@@ -3,6 +3,23 @@
 import numpy as np
 
 
+def auroc(labels, scores):
+    """AUROC of binary `labels` (0/1) by the rank-sum (Mann-Whitney) formula, ties counted half.
+
+    Equals `sklearn.metrics.roc_auc_score` (to rounding) at a fraction of its cost, for the bootstrap's
+    thousands of resamples.
+    """
+    from scipy.stats import rankdata
+
+    labels = np.asarray(labels) == 1
+    positives = int(labels.sum())
+    negatives = len(labels) - positives
+    if not positives or not negatives:
+        raise ValueError(f"AUROC needs both classes. Received: {positives} positive and {negatives} negative bags")
+    ranks = rankdata(np.asarray(scores, dtype=np.float64))
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
 def _resamples(labels, n_resamples, seed):
     """Index arrays of stratified resamples (positives and negatives drawn apart, so every AUROC is defined)."""
     from sklearn.utils import resample
@@ -15,12 +32,10 @@ def _resamples(labels, n_resamples, seed):
 
 def auroc_ci(labels, scores, n_resamples=2000, level=0.95, seed=0):
     """`(auroc, low, high)`: AUROC and its percentile bootstrap interval over bags (stratified resamples)."""
-    from sklearn.metrics import roc_auc_score
-
     labels, scores = np.asarray(labels), np.asarray(scores)
-    values = [roc_auc_score(labels[i], scores[i]) for i in _resamples(labels, n_resamples, seed)]
+    values = [auroc(labels[i], scores[i]) for i in _resamples(labels, n_resamples, seed)]
     low, high = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
-    return float(roc_auc_score(labels, scores)), float(low), float(high)
+    return auroc(labels, scores), float(low), float(high)
 
 
 def paired_auroc_difference_ci(labels, scores_a, scores_b, n_resamples=2000, level=0.95, seed=0):
@@ -31,8 +46,6 @@ def paired_auroc_difference_ci(labels, scores_a, scores_b, n_resamples=2000, lev
     the interval holds the test set's sampling and the runs' spread on it (the seeds pooled, not
     averaged into one ensemble score).
     """
-    from sklearn.metrics import roc_auc_score
-
     labels = np.asarray(labels)
     scores_a, scores_b = np.atleast_2d(np.asarray(scores_a)), np.atleast_2d(np.asarray(scores_b))
     if not len(labels) == scores_a.shape[1] == scores_b.shape[1]:
@@ -40,7 +53,7 @@ def paired_auroc_difference_ci(labels, scores_a, scores_b, n_resamples=2000, lev
                          f"Received: {len(labels)} labels, {scores_a.shape[1]} and {scores_b.shape[1]} scores")
 
     def mean_auroc(scores, index):
-        return float(np.mean([roc_auc_score(labels[index], run[index]) for run in scores]))
+        return float(np.mean([auroc(labels[index], run[index]) for run in scores]))
 
     everything = np.arange(len(labels))
     values = [mean_auroc(scores_a, i) - mean_auroc(scores_b, i) for i in _resamples(labels, n_resamples, seed)]
@@ -60,14 +73,12 @@ def seeds_paired_difference_ci(runs, n_resamples=2000, level=0.95, seed=0):
     that seed and independently across seeds, and averages the seeds' AUROC differences. Where all seeds
     share one test set, `paired_auroc_difference_ci` with `(runs, bags)` scores resamples it jointly.
     """
-    from sklearn.metrics import roc_auc_score
-
     runs = [tuple(np.asarray(v) for v in run) for run in runs]
     if not runs or any(not len(y) == len(a) == len(b) for y, a, b in runs):
         raise ValueError(f"each seed needs labels and both models' scores on the same bags. Received: {len(runs)} seeds")
     draws = [list(_resamples(y, n_resamples, seed + 7919 * k)) for k, (y, _, _) in enumerate(runs)]
-    values = [np.mean([roc_auc_score(y[d[i]], a[d[i]]) - roc_auc_score(y[d[i]], b[d[i]])
+    values = [np.mean([auroc(y[d[i]], a[d[i]]) - auroc(y[d[i]], b[d[i]])
                        for (y, a, b), d in zip(runs, draws)]) for i in range(n_resamples)]
     low, high = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
-    difference = np.mean([roc_auc_score(y, a) - roc_auc_score(y, b) for y, a, b in runs])
+    difference = np.mean([auroc(y, a) - auroc(y, b) for y, a, b in runs])
     return float(difference), float(low), float(high)

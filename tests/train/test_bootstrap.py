@@ -59,3 +59,16 @@ def test_seeds_with_their_own_test_bags_average_their_paired_differences():
     assert same == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="same bags"):
         seeds_paired_difference_ci([(runs[0][0], runs[0][1], runs[1][2])])
+
+
+def test_rank_auroc_equals_scikit_learns_with_ties():
+    from mims_tf.train.bootstrap import auroc
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        labels = rng.integers(0, 2, 50)
+        labels[:2] = [0, 1]
+        scores = np.round(rng.normal(size=50), 1)  # many ties
+        assert auroc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    with pytest.raises(ValueError, match="both classes"):
+        auroc([1, 1], [0.2, 0.3])
