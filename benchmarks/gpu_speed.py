@@ -48,7 +48,8 @@ def make_bags(args):
 
 
 def timed_epochs(epochs, args, deadline):
-    """Runs each epoch function once per round, interleaved; returns name -> median seconds per step."""
+    """Runs each epoch function once per round, interleaved; returns `(name -> median seconds per step,
+    name -> epochs timed)`."""
     import statistics
 
     times = {name: [] for name in epochs}
@@ -63,7 +64,7 @@ def timed_epochs(epochs, args, deadline):
             timed.append(f"{name} {times[name][-1] * 1e3:.1f} ms")
         print(f"    round {round_index + 1}/{args.rounds}: " + (", ".join(timed) or "skipped, out of budget"),
               file=sys.stderr, flush=True)
-    return {name: (statistics.median(t), len(t)) for name, t in times.items() if t}
+    return {name: statistics.median(t) for name, t in times.items() if t}, {name: len(t) for name, t in times.items()}
 
 
 def mims_worker(args, deadline):
@@ -96,7 +97,7 @@ def mims_worker(args, deadline):
         info[setting] = round(time.perf_counter() - start, 1)
         print(f"  {setting}: built and compiled in {info[setting]} s", file=sys.stderr, flush=True)
         epochs[setting] = epoch
-    steps = timed_epochs(epochs, args, deadline)
+    steps, rounds = timed_epochs(epochs, args, deadline)
     import jax
 
     transfer = {}
@@ -106,7 +107,7 @@ def mims_worker(args, deadline):
         for _ in range(5):
             jax.device_put(array).block_until_ready()
         transfer[name] = (time.perf_counter() - start) / 5
-    return {"steps": steps, "compile_s": info, "copy_one_bag_s": transfer,
+    return {"steps": steps, "rounds": rounds, "compile_s": info, "copy_one_bag_s": transfer,
             "versions": f"Keras {keras.__version__} on JAX {jax.__version__}, {jax.devices()[0].device_kind}"}
 
 
@@ -165,9 +166,9 @@ def monai_worker(args, deadline):
         info[setting] = round(time.perf_counter() - start, 1)
         print(f"  {setting}: built and first epoch in {info[setting]} s ({backbone} backbone)", file=sys.stderr, flush=True)
         epochs[setting] = epoch
-    steps = timed_epochs(epochs, args, deadline)
+    steps, rounds = timed_epochs(epochs, args, deadline)
     name = torch.cuda.get_device_name() if cuda else "cpu"
-    return {"steps": steps, "compile_s": info,
+    return {"steps": steps, "rounds": rounds, "compile_s": info,
             "versions": f"PyTorch {torch.__version__}, MONAI {monai.__version__}, {name}"}
 
 
@@ -225,11 +226,10 @@ def main():
             continue
         results[side, backbone] = result
         print(f"  {result['versions']}", flush=True)
-        for setting, (seconds, rounds) in result["steps"].items():
-            print(f"  {setting}: {seconds * 1e3:.1f} ms a step (median of {rounds} epochs), "
+        for setting, seconds in result["steps"].items():
+            print(f"  {setting}: {seconds * 1e3:.1f} ms a step (median of {result['rounds'][setting]} epochs), "
                   f"{args.instances / seconds:.0f} images/s (compiled or warmed up in {result['compile_s'][setting]} s)",
                   flush=True)
-            result["steps"][setting] = seconds
         if "copy_one_bag_s" in result:
             print("  copying one bag to the device: " + ", ".join(
                 f"{k} {v * 1e3:.2f} ms" for k, v in result["copy_one_bag_s"].items()), flush=True)

@@ -83,14 +83,18 @@ def pipeline_rate(manifest, split, args, cache):
     source = BagSource(manifest, split, cache=cache, progress=False)
     read = time.perf_counter() - start
     dataset = make_dataset(source, True, image_size=(224, 224), instances=args.instances, seed=0).repeat()
-    iterator = iter(dataset)
-    for _ in range(3):
+    return slices_per_second(iter(dataset), args.seconds, warmup=3), read, len(source)
+
+
+def slices_per_second(iterator, seconds, warmup):
+    """Instances per second an iterator of `(bags, labels)` batches yields over `seconds`, after `warmup` batches."""
+    for _ in range(warmup):
         next(iterator)
     slices, start = 0, time.perf_counter()
-    while time.perf_counter() - start < args.seconds:
+    while time.perf_counter() - start < seconds:
         x, _ = next(iterator)
         slices += int(x.shape[0] * x.shape[1])
-    return slices / (time.perf_counter() - start), read, len(source)
+    return slices / (time.perf_counter() - start)
 
 
 def model_rate(args):

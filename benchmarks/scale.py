@@ -34,6 +34,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from pipeline_throughput import model_rate as pipeline_model_rate, slices_per_second  # noqa: E402  (benchmarks/)
+
 CIRRUS = (128, 512, 1024)
 
 
@@ -86,13 +88,7 @@ def child(args):
     read = time.perf_counter() - start
     instances = (12, 18) if volumes else 1
     iterator = iter(make_dataset(source, True, image_size=(224, 224), instances=instances, seed=0, repeat=True))
-    for _ in range(2):
-        next(iterator)
-    slices, start = 0, time.perf_counter()
-    while time.perf_counter() - start < args.seconds:
-        x, _ = next(iterator)
-        slices += int(x.shape[0] * x.shape[1])
-    rate = slices / (time.perf_counter() - start)
+    rate = slices_per_second(iterator, args.seconds, warmup=2)
     return {"mode": source.mode, "reason": source.reason, "bags": len(source), "read_s": read,
             "slices_per_s": rate, "peak_gb": peak_memory_gb()}
 
@@ -105,11 +101,9 @@ def run_child(args, data, mode, fraction=1.0, cache_dir=None):
 
 
 def model_rate(args):
-    from pipeline_throughput import model_rate as rate  # benchmarks/pipeline_throughput.py
-
     from mims_tf.runs.config import default_precision
 
-    return rate(argparse.Namespace(precision=default_precision(), instances=16, model_steps=args.model_steps))
+    return pipeline_model_rate(argparse.Namespace(precision=default_precision(), instances=16, model_steps=args.model_steps))
 
 
 def main():

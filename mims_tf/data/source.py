@@ -105,7 +105,7 @@ def resize_instances(array, image_size):
     return resized.astype(np.float16)
 
 
-def _gb(size):
+def _size_text(size):
     return f"{size / 1e9:.2f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
 
 
@@ -187,40 +187,45 @@ class BagSource:
     def _read_all(self, bags, skip_unreadable, progress, budget_text):
         kept_bytes = 0
         report = Progress(f"reading {self.split or 'all'} bags", len(bags)) if progress and bags else None
-        for number, bag in enumerate(bags, start=1):
-            if report and number > 1:
+        for bag in bags:
+            size = self._take(bag, skip_unreadable)
+            if report:
                 report.advance()
-            cached = self._cache_file(bag) if self.mode == "disk" else None
-            if cached and os.path.isfile(cached):
-                array = np.load(cached, mmap_mode="r")
-            else:
-                try:
-                    array = self._read(bag)
-                except DataError as error:
-                    if not skip_unreadable:
-                        raise
-                    self.skipped.append((error.path, error.reason))
-                    continue
-            self.bags.append(bag)
-            self._counts.append(len(array))
-            kept_bytes += array.nbytes
-            self._keep(bag, array)
+            if size is None:
+                continue
+            kept_bytes += size
             if self.mode == "auto" and len(self.bags) == SAMPLE_BAGS:
-                self._choose(kept_bytes / len(self.bags) * (len(bags) - len(self.skipped)), budget_text)
+                self._choose(kept_bytes / len(self.bags) * (len(bags) - len(self.skipped)), len(bags), budget_text)
         if self.mode == "auto" and self.bags:  # fewer readable bags than the sample: all of them are read
-            self._choose(kept_bytes, budget_text)
-        if report:
-            report.advance()
+            self._choose(kept_bytes, len(bags), budget_text)
 
-    def _choose(self, estimate, budget_text):
+    def _take(self, bag, skip_unreadable):
+        """Reads one bag (or finds it in the disk cache) and keeps it as the mode says; returns the bytes kept,
+        or None for a bag skipped as unreadable."""
+        cached = self._cache_file(bag) if self.mode == "disk" else None
+        if cached and os.path.isfile(cached):
+            array = np.load(cached, mmap_mode="r")
+        else:
+            try:
+                array = self._read(bag)
+            except DataError as error:
+                if not skip_unreadable:
+                    raise
+                self.skipped.append((error.path, error.reason))
+                return None
+        self.bags.append(bag)
+        self._counts.append(len(array))
+        self._keep(bag, array, cached)
+        return array.nbytes
+
+    def _choose(self, estimate, count, budget_text):
         """Settles "auto" on a mode from the estimated size of the split as kept; moves what was kept."""
-        count = len(self.manifest.bags(self.split))
-        size = f"{count} bags, about {_gb(estimate)} as kept"
+        size = f"{count} bags, about {_size_text(estimate)} as kept"
         if self.memory_budget is None or estimate <= self.memory_budget:
-            budget = "no budget known" if self.memory_budget is None else f"the budget of {_gb(self.memory_budget)}"
+            budget = "no budget known" if self.memory_budget is None else f"the budget of {_size_text(self.memory_budget)}"
             self.mode, self.reason = "memory", f"{size}, within {budget} ({budget_text})"
             return
-        over = f"{size}, over the budget of {_gb(self.memory_budget)} ({budget_text})"
+        over = f"{size}, over the budget of {_size_text(self.memory_budget)} ({budget_text})"
         arrays, self._arrays = self._arrays, []
         if self.cache_dir:
             self.mode, self.reason = "disk", f"{over}: a disk cache in {self.cache_dir}"
@@ -229,14 +234,16 @@ class BagSource:
         else:
             self.mode, self.reason = "none", f"{over}, and no cache folder: the files are read at every step"
 
-    def _keep(self, bag, array):
+    def _keep(self, bag, array, path=None):
+        """Keeps a bag: the array in memory, or (disk) its cache file, written once; `path`: that file's name
+        where the caller has it already (naming it reads the bag's files)."""
         if self.mode in ("memory", "auto"):
             self._arrays.append(array)
         elif self.mode == "disk":
-            path = self._cache_file(bag)
+            path = path or self._cache_file(bag)
             if not os.path.isfile(path):
                 os.makedirs(self.cache_dir, exist_ok=True)
-                tmp = f"{path}.{os.getpid()}.tmp.npy"
+                tmp = f"{path}.{os.getpid()}.tmp.npy"  # per process: workers may fill one cache folder at once
                 try:
                     np.save(tmp, np.asarray(array))
                     os.replace(tmp, path)

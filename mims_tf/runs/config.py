@@ -21,7 +21,6 @@ from mims_tf.utils import atomic_open, check_choice, did_you_mean
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("none", "mirrored", "multi_worker")
-CACHE_MODES = ("auto", "memory", "disk", "none")  # as `mims_tf.data.source.CACHE_MODES` (no data import here)
 # The model block's defaults: the preset mims on the tiny backbone, from scratch (runs on any CPU).
 MODEL_DEFAULTS = {"preset": "mims", "backbone": "tiny", "weights": None}
 MIN_IMAGE_SIZE = 8  # smaller instances leave a backbone nothing to see (a 2x2 "image" trained silently before)
@@ -102,6 +101,8 @@ class DataConfig:
                                  f"Received: instances={self.instances!r}")
         if isinstance(self.split_fractions, list):
             self.split_fractions = tuple(self.split_fractions)
+        from mims_tf.data.source import CACHE_MODES  # numpy only; no TensorFlow
+
         check_choice("cache", self.cache, CACHE_MODES)
         if self.cache == "disk" and not self.cache_dir:
             raise ValueError("cache 'disk' needs a cache folder (`cache_dir`). Received: cache_dir=None")

@@ -6,6 +6,8 @@ probability against the fraction of positive bags, the reading a clinician needs
 over the top-label confidence (Guo et al., 2017).
 """
 
+import numbers
+
 import numpy as np
 
 EPSILON = 1e-7
@@ -108,10 +110,16 @@ def youden_threshold(labels, scores):
     return float(min(thresholds[best], 1.0))
 
 
+def check_sensitivity(sensitivity):
+    """Raises `ValueError` unless `sensitivity` is a target sensitivity in (0, 1]; returns it."""
+    if isinstance(sensitivity, bool) or not isinstance(sensitivity, numbers.Real) or not 0 < sensitivity <= 1:
+        raise ValueError(f"`sensitivity` must be in (0, 1]. Received: sensitivity={sensitivity!r}")
+    return sensitivity
+
+
 def sensitivity_threshold(labels, scores, sensitivity):
     """The highest threshold whose sensitivity on (labels, scores) is at least `sensitivity`."""
-    if not 0 < sensitivity <= 1:
-        raise ValueError(f"`sensitivity` must be in (0, 1]. Received: sensitivity={sensitivity!r}")
+    check_sensitivity(sensitivity)
     positives = np.sort(np.asarray(scores, np.float64)[np.asarray(labels) == 1])[::-1]
     if len(positives) == 0:
         raise ValueError("a target sensitivity needs positive bags in the validation split")
