@@ -105,7 +105,7 @@ def _check_budget(folder, settings, fresh):
     from mims_tf.utils import write_json
 
     path = os.path.join(folder, "settings.json")
-    current = json.loads(json.dumps(settings))
+    current = json.loads(json.dumps({k: v for k, v in settings.items() if k != "cache_dir"}))  # where, not what
     if os.path.isfile(path) and not fresh:
         with open(path, encoding="utf-8") as f:
             stored = json.load(f)
@@ -118,8 +118,9 @@ def _check_budget(folder, settings, fresh):
 def run_options(preset, dataset_settings, settings):
     """The flat run settings of one preset: the dataset's, the budget, and resnet34_scratch's own backbone."""
     options = {**dataset_settings, **settings}
-    if preset == "resnet34_scratch":  # the from-scratch baseline keeps its own backbone
+    if preset == "resnet34_scratch":  # the from-scratch baseline keeps its own backbone, trained (not frozen)
         options.update(backbone="resnet34", weights=None, backbone_kwargs={})
+        options.pop("freeze_backbone", None)
     return options
 
 

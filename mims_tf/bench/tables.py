@@ -9,6 +9,11 @@ DATASETS = {
     "kather-crc-msi": ("kather-crc-msi", {
         "bag_pattern": r"TCGA-\w\w-\w\w\w\w", "classes": ["MSS_JPEG", "MSIMUT_JPEG"], "instances": 8, "kernels": "crc",
     }),
+    # The paper's CRC-MSI task: tiles classified one by one (a tile is a bag of one image), split by patient.
+    "kather-crc-msi-tiles": ("kather-crc-msi", {
+        "one_bag_per_file": True, "group_pattern": r"TCGA-\w\w-\w\w\w\w", "classes": ["MSS_JPEG", "MSIMUT_JPEG"],
+        "instances": 1, "kernels": "crc",
+    }),
     "breastmnist": ("breastmnist/breastmnist.npz", {"instances": 1, "kernels": "crc"}),
     "pneumoniamnist": ("pneumoniamnist/pneumoniamnist.npz", {"instances": 1, "kernels": "crc"}),
 }

@@ -49,6 +49,9 @@ _FLAGS = (
     Flag("epochs", "training.epochs", int, "epochs; default 10"),
     Flag("steps_per_epoch", "training.steps_per_epoch", int, "training steps per epoch; default one pass over the bags"),
     Flag("learning_rate", "training.learning_rate", float, "head learning rate (backbone: half); default 1e-3"),
+    Flag("feature_views", "training.feature_views", int, "with --freeze-backbone: the head trains on the backbone's "
+         "features computed once, in this many views per training bag (the first as it is, the others augmented); "
+         "0: no feature cache, the frozen backbone runs at every step; default 4"),
     Flag("checkpoint_steps", "training.checkpoint_steps", int, "save last.keras every N steps (and every epoch); default 50"),
     Flag("seed", "seed", int, "seed for initialisation, data order, sampling, augmentation; default 0"),
     Flag("precision", "precision", str, "default: mixed_float16 on a GPU, mixed_bfloat16 on CPUs with AMX, else float32",

@@ -346,6 +346,13 @@ def bench_parser(sub):
     p.add_argument("--epochs", type=int, default=None, help="default: 10")
     p.add_argument("--batch-size", type=int, default=None, help="default: 4")
     p.add_argument("--learning-rate", type=float, default=None, help="default: 1e-3")
+    p.add_argument("--freeze-backbone", action="store_true",
+                   help="freeze the pretrained backbone and train each head on its cached features "
+                   "(resnet34_scratch, trained from scratch, is fine-tuned)")
+    p.add_argument("--feature-views", type=int, default=None,
+                   help="with --freeze-backbone: cached views per training bag (default: 4)")
+    p.add_argument("--cache-dir", default=None,
+                   help="folder of the bag and feature caches: the presets of a table share one extraction")
     p.add_argument("--data-root", default=None, help="folder holding the datasets (default: ../shared/data beside the repository)")
     p.add_argument("--out", default=os.path.join("benchmarks", "results"), help="results (default: benchmarks/results)")
     p.add_argument("--work", default=os.path.join("runs", "bench"), help="scratch run folders (default: runs/bench)")
@@ -370,6 +377,8 @@ def run_bench(args):
         "backbone": args.backbone, "weights": None if args.weights in (None, "none") else args.weights,
         "backbone_kwargs": {"alpha": args.alpha} if args.alpha else None, "image_size": args.image_size,
         "instances": args.instances, "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+        "freeze_backbone": args.freeze_backbone or None, "feature_views": args.feature_views,
+        "cache_dir": args.cache_dir,
     }.items() if v is not None}
     if args.deterministic:
         settings["deterministic"] = True

@@ -237,6 +237,26 @@ def _check_split_column(manifest):
                                          "split, or leave the whole split column empty to have splits assigned")
 
 
+def name_groups(manifest, group_pattern=None):
+    """A copy whose bags without a group of their own (group = bag) take the group their file names show:
+    the `group_pattern` match, else a TCGA patient id; so splits assigned by group keep a patient's bags
+    (e.g. one bag per tile) together. A bag takes the group of its first row."""
+    pattern = _compile(group_pattern, "group_pattern") if group_pattern else re.compile(TCGA_PATIENT, re.IGNORECASE)
+    canonical = str if group_pattern else str.upper
+    by_bag = {}
+    for row in manifest.rows:
+        if row["bag"] in by_bag:
+            continue
+        group = row["group"]
+        if group == row["bag"]:
+            match = pattern.search(os.path.basename(split_item(row["path"])[0].rstrip("/\\")))
+            if match:
+                group = canonical(_match_name(match, "group"))
+        by_bag[row["bag"]] = group
+    rows = [dict(row, group=by_bag[row["bag"]]) for row in manifest.rows]
+    return Manifest(rows, list(manifest.classes), manifest.source, manifest.lines)
+
+
 def check_shared_groups(manifest, group_pattern=None):
     """Raises DataError where file names show one group in two splits.
 

@@ -105,7 +105,7 @@ def resize_instances(array, image_size):
     return resized.astype(np.float16)
 
 
-def _size_text(size):
+def size_text(size):
     return f"{size / 1e9:.2f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
 
 
@@ -220,12 +220,12 @@ class BagSource:
 
     def _choose(self, estimate, count, budget_text):
         """Settles "auto" on a mode from the estimated size of the split as kept; moves what was kept."""
-        size = f"{count} bags, about {_size_text(estimate)} as kept"
+        size = f"{count} bags, about {size_text(estimate)} as kept"
         if self.memory_budget is None or estimate <= self.memory_budget:
-            budget = "no budget known" if self.memory_budget is None else f"the budget of {_size_text(self.memory_budget)}"
+            budget = "no budget known" if self.memory_budget is None else f"the budget of {size_text(self.memory_budget)}"
             self.mode, self.reason = "memory", f"{size}, within {budget} ({budget_text})"
             return
-        over = f"{size}, over the budget of {_size_text(self.memory_budget)} ({budget_text})"
+        over = f"{size}, over the budget of {size_text(self.memory_budget)} ({budget_text})"
         arrays, self._arrays = self._arrays, []
         if self.cache_dir:
             self.mode, self.reason = "disk", f"{over}: a disk cache in {self.cache_dir}"

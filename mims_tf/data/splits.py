@@ -4,16 +4,18 @@ reproducible by seed; rows the user placed are never moved."""
 import numpy as np
 
 from mims_tf.data.errors import DataError
-from mims_tf.data.manifest import _rows_text, check_shared_groups
+from mims_tf.data.manifest import _rows_text, check_shared_groups, name_groups
 
 
 def assign_splits(manifest, fractions=(0.7, 0.15, 0.15), seed=0, allow_shared_groups=False, group_pattern=None):
     """Returns a copy with `split` set to train / val / test, by group, stratified by label.
 
-    Uses scikit-learn's `StratifiedGroupKFold` over the groups (default: bags):
-    the test part is one fold of `round(1 / test)` folds, then val is one fold of
-    the rest. A group (so a bag) never crosses splits; the same seed gives the
-    same splits. Fractions are approximate (whole groups).
+    Uses scikit-learn's `StratifiedGroupKFold` over the groups: a bag's `group`, else
+    the group its file names show (the `group_pattern` match, else a TCGA patient id;
+    see `name_groups`), else the bag itself. The test part is one fold of
+    `round(1 / test)` folds, then val is one fold of the rest. A group (so a bag)
+    never crosses splits, so one tile per bag still keeps a patient's tiles in one
+    split; the same seed gives the same splits. Fractions are approximate (whole groups).
 
     Rows the user placed are never moved: a manifest whose split column is
     partly filled is an error. A split that puts one TCGA patient id (or one
@@ -32,6 +34,7 @@ def assign_splits(manifest, fractions=(0.7, 0.15, 0.15), seed=0, allow_shared_gr
     if empty and len(empty) < len(manifest.rows):
         raise DataError(manifest.source, f"{_rows_text(empty)}: empty split while other rows have one; rows the user "
                                          "placed are never moved: fill in every split, or clear the whole split column")
+    manifest = name_groups(manifest, group_pattern)
     bags = manifest.bags()
     bag_names = [bag.bag for bag in bags]
     labels = np.array([bag.label for bag in bags])

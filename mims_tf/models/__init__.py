@@ -21,6 +21,7 @@ from mims_tf.models.config import (
 
 _LAZY = {
     "build_model": "mims_tf.models.builder",
+    "split_model": "mims_tf.models.builder",
     "backbone_names": "mims_tf.models.catalog",
     "build_backbone": "mims_tf.models.backbones",
     "resnet34": "mims_tf.models.backbones",
@@ -42,6 +43,7 @@ __all__ = [
     "paper_name",
     "presets_in_table",
     "resnet34",
+    "split_model",
     "tiny",
 ]
 

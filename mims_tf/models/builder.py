@@ -44,11 +44,46 @@ def build_model(preset="mims", dtype=None, **overrides):
 
 
 def _build(config):
-
     height, width = config.image_size or (None, None)
     bags = keras.Input((None, height, width, config.channels), name="bags")
-    images = mlayers.FoldInstances(name="fold_instances")(bags)
-    images = mlayers.BackbonePreprocessing(preprocessing_mode(config.backbone), name="preprocessing")(images)
+    make = _LayerMaker()
+    levels = _features(config, bags, make)
+    return keras.Model(bags, _classify(config, levels, bags, make), name=config.name)
+
+
+class _LayerMaker:
+    """Makes each named layer once: `make(name, factory)` gives the layer of that name, from `layers` (those of
+    a built model, so a second graph over them shares their weights) or made by `factory()` the first time."""
+
+    def __init__(self, layers=()):
+        self.layers = {layer.name: layer for layer in layers}
+
+    def __call__(self, name, factory):
+        if name not in self.layers:
+            self.layers[name] = factory()
+        return self.layers[name]
+
+
+def _features(config, bags, make):
+    """The backbone's feature maps of every instance: `levels[l][p]` is feature layer l of pyramid level p,
+    shape `(B*S, h, w, c)`."""
+    images = make("fold_instances", lambda: mlayers.FoldInstances(name="fold_instances"))(bags)
+    images = make("preprocessing", lambda: mlayers.BackbonePreprocessing(
+        preprocessing_mode(config.backbone), name="preprocessing"))(images)
+    backbone = make("backbone", lambda: _backbone(config))
+    per_pyramid = []
+    for scale in config.pyramid_scales:
+        if scale == 1.0:
+            level_input = images
+        else:
+            name = f"pyramid_{scale:g}"
+            level_input = make(name, lambda: mlayers.ScaleResize(scale, name=name))(images)
+        features = backbone(level_input)
+        per_pyramid.append(features if isinstance(features, list) else [features])
+    return [list(group) for group in zip(*per_pyramid)]
+
+
+def _backbone(config):
     backbone = build_backbone(
         config.backbone,
         weights=config.weights,
@@ -58,62 +93,98 @@ def _build(config):
         **config.backbone_kwargs,
     )
     backbone.trainable = not config.freeze_backbone  # frozen: batch norm in inference mode too (Keras 3)
+    return backbone
 
-    # levels[l][p]: feature layer l of pyramid level p, shape (B*S, h, w, c).
-    per_pyramid = []
-    for scale in config.pyramid_scales:
-        level_input = images if scale == 1.0 else mlayers.ScaleResize(scale, name=f"pyramid_{scale:g}")(images)
-        features = backbone(level_input)
-        per_pyramid.append(features if isinstance(features, list) else [features])
-    levels = [list(group) for group in zip(*per_pyramid)]
 
+def _classify(config, levels, bags, make):
+    """Head, bag pooling and classifier over `levels` (see `_features`); `bags` gives the instances per bag."""
     instance_level = config.pooling.startswith("instance_")
     suffixes = [""] if len(levels) == 1 else [f"_{i}" for i in range(len(levels))]
     pooled = []
     for feature_maps, suffix in zip(levels, suffixes):
-        maps = _head(config, feature_maps, suffix)
+        maps = _head(config, feature_maps, suffix, make)
         if not instance_level:
-            maps = [mlayers.UnfoldInstances(name=f"{HEAD_PREFIX}unfold{suffix}_{i}")([m, bags]) for i, m in enumerate(maps)]
-        pooled.append(_pool(config, maps, suffix))
-    x = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name=f"{HEAD_PREFIX}concat", dtype="float32")(pooled)
-
-    outputs = keras.layers.Dense(
-        config.classes, activation="softmax", dtype="float32", name=f"{HEAD_PREFIX}classifier"
-    )(x)
+            maps = [make(f"{HEAD_PREFIX}unfold{suffix}_{i}", lambda i=i: mlayers.UnfoldInstances(
+                name=f"{HEAD_PREFIX}unfold{suffix}_{i}"))([m, bags]) for i, m in enumerate(maps)]
+        pooled.append(_pool(config, maps, suffix, make))
+    if len(pooled) == 1:
+        x = pooled[0]
+    else:
+        x = make(f"{HEAD_PREFIX}concat", lambda: keras.layers.Concatenate(
+            name=f"{HEAD_PREFIX}concat", dtype="float32"))(pooled)
+    outputs = make(f"{HEAD_PREFIX}classifier", lambda: keras.layers.Dense(
+        config.classes, activation="softmax", dtype="float32", name=f"{HEAD_PREFIX}classifier"))(x)
     if instance_level:
-        outputs = mlayers.UnfoldInstances(name=f"{HEAD_PREFIX}unfold_probs", dtype="float32")([outputs, bags])
-        outputs = mlayers.InstancePooling(
-            config.pooling.split("_")[1], name=f"{HEAD_PREFIX}instance_pooling", dtype="float32"
-        )(outputs)
-    return keras.Model(bags, outputs, name=config.name)
+        outputs = make(f"{HEAD_PREFIX}unfold_probs", lambda: mlayers.UnfoldInstances(
+            name=f"{HEAD_PREFIX}unfold_probs", dtype="float32"))([outputs, bags])
+        outputs = make(f"{HEAD_PREFIX}instance_pooling", lambda: mlayers.InstancePooling(
+            config.pooling.split("_")[1], name=f"{HEAD_PREFIX}instance_pooling", dtype="float32"))(outputs)
+    return outputs
 
 
-def _head(config, feature_maps, suffix):
+def split_model(model, config):
+    """The two halves of a built model, sharing its layers (and so its weights): `(extractor, head)`.
+
+    The extractor maps bags `(B, S, H, W, C)` to the backbone's feature maps, one per (feature layer, pyramid
+    level) in that order, each `(B, S, h, w, c)`; the head maps those maps to the model's probabilities. With a
+    frozen backbone, features computed once by the extractor can train the head alone (`mims_tf.train.features`),
+    and the model then holds the trained head.
+
+    Args:
+        model: a model from `build_model(config)`.
+        config: its `ModelConfig`.
+
+    Returns:
+        `(extractor, head)`, two `keras.Model`s; `head(extractor(bags))` equals `model(bags)`.
+
+    Example:
+
+    >>> model = build_model("mims", backbone="tiny", weights=None, image_size=(32, 32))
+    >>> extractor, head = split_model(model, model_config)
+    """
+    make = _LayerMaker(model.layers)
+    height, width = config.image_size or (None, None)
+    bags = keras.Input((None, height, width, config.channels), name="bags")
+    levels = _features(config, bags, make)
+    flat = [m for level in levels for m in level]
+    unfolded = [mlayers.UnfoldInstances(name=f"unfold_features_{i}")([m, bags]) for i, m in enumerate(flat)]
+    extractor = keras.Model(bags, unfolded, name=f"{config.name}_extractor")
+    inputs = [keras.Input(tuple(m.shape[1:]), name=f"features_{i}") for i, m in enumerate(unfolded)]
+    fold = mlayers.FoldInstances(name="fold_features")
+    folded = iter([fold(x) for x in inputs])
+    levels = [[next(folded) for _ in level] for level in levels]
+    head = keras.Model(inputs, _classify(config, levels, inputs[0], make), name=f"{config.name}_head")
+    return extractor, head
+
+
+def _head(config, feature_maps, suffix, make):
     """Applies the head to a list of feature maps (one per pyramid level)."""
     if config.head == "none":
         return feature_maps
-    ms_conv = mlayers.MSConv(
+    ms_conv = make(f"{HEAD_PREFIX}ms_conv{suffix}", lambda: mlayers.MSConv(
         config.resolved_kernels(),
         scales=config.scales,
         dilations=config.dilations,
         activation=None if config.magnitude_norm else "relu",
         name=f"{HEAD_PREFIX}ms_conv{suffix}",
-    )
+    ))
     maps = [y for m in feature_maps for y in ms_conv(m)]  # shared kernels at every level
     if config.magnitude_norm:
-        maps = mlayers.MagnitudeNorm(activation="relu", name=f"{HEAD_PREFIX}magnitude_norm{suffix}")(maps)
+        maps = make(f"{HEAD_PREFIX}magnitude_norm{suffix}", lambda: mlayers.MagnitudeNorm(
+            activation="relu", name=f"{HEAD_PREFIX}magnitude_norm{suffix}"))(maps)
     return maps
 
 
-def _pool(config, maps, suffix):
+def _pool(config, maps, suffix, make):
     name = f"{HEAD_PREFIX}pooling{suffix}"
     pooling = config.pooling
-    if pooling in ("topk", "instance_mean", "instance_max"):
-        layer = mlayers.TopKPooling(config.k, name=name, dtype="float32")
-    elif pooling in ("mean", "max"):
-        layer = mlayers.GlobalBagPooling(pooling, name=name, dtype="float32")
-    else:
-        layer = mlayers.AttentionPooling(
-            config.attention_units, gated=pooling == "gated_attention", name=name, dtype="float32"
-        )
-    return layer(maps if len(maps) > 1 else maps[0])
+
+    def factory():
+        if pooling in ("topk", "instance_mean", "instance_max"):
+            return mlayers.TopKPooling(config.k, name=name, dtype="float32")
+        if pooling in ("mean", "max"):
+            return mlayers.GlobalBagPooling(pooling, name=name, dtype="float32")
+        return mlayers.AttentionPooling(config.attention_units, gated=pooling == "gated_attention", name=name,
+                                        dtype="float32")
+
+    return make(name, factory)(maps if len(maps) > 1 else maps[0])

@@ -126,6 +126,9 @@ class TrainingConfig:
         learning_rate: the head's learning rate.
         backbone_multiplier: the backbone's share of it (paper: 0.5).
         checkpoint_steps: save `last.keras` every N steps (and every epoch).
+        feature_views: with a frozen backbone, train the head on the backbone's features computed once
+            (`mims_tf.train.features`), this many views of each training bag: the first as it is, the others
+            augmented; 0: no feature cache (the frozen backbone runs at every step).
     """
 
     batch_size: int = 4
@@ -134,10 +137,12 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     backbone_multiplier: float = 0.5
     checkpoint_steps: int = 50
+    feature_views: int = 4
 
     def validate(self):
         for key in ("batch_size", "epochs", "checkpoint_steps"):
             _check_positive_int(key, getattr(self, key))
+        _check_positive_int("feature_views", self.feature_views, minimum=0)
         if self.steps_per_epoch is not None:
             _check_positive_int("steps_per_epoch", self.steps_per_epoch)
         for key in ("learning_rate", "backbone_multiplier"):

@@ -18,6 +18,7 @@ from mims_tf.runs.environment import environment, fingerprint, make_deterministi
 from mims_tf.runs.decision import forget_decision
 from mims_tf.runs.folder import NEW_STATE, RunFolder
 from mims_tf.runs.inputs import bag_source, build_manifest, distributed_train_batches, eval_batches, train_batches
+from mims_tf.train.features import feature_dataset
 
 logger = logging.getLogger("mims_tf")
 SMALL_VALIDATION = 30  # fewer validation bags than this: a warning
@@ -35,9 +36,10 @@ class RunCheckpoint(keras.callbacks.Callback):
     epoch with the lower validation loss, so `best.keras` is not stuck at the first epoch that reached it.
     """
 
-    def __init__(self, run, every, state, steps_per_epoch=None):
+    def __init__(self, run, every, state, steps_per_epoch=None, saved_model=None):
         super().__init__()
         self.run, self.every, self.state, self.steps_per_epoch = run, every, state, steps_per_epoch
+        self.saved_model = saved_model  # the model to save, when the one training is its head (cached features)
         self.nan_step = None
 
     def on_train_batch_end(self, batch, logs=None):
@@ -53,7 +55,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.save("last")
 
     def save(self, which):
-        self.run.save_model(self.model, which)
+        self.run.save_model(self.saved_model or self.model, which)
         forget_decision(self.run, which)  # the model changed: its calibration and threshold are chosen again
 
     def on_epoch_end(self, epoch, logs=None):
@@ -234,16 +236,60 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
     if config.strategy == "multi_worker" and config.training.batch_size % replicas:
         raise ValueError(f"strategy 'multi_worker' splits each batch of {config.training.batch_size} bags over "
                          f"{replicas} devices: the batch size must be a multiple of {replicas}")
-    val_data = eval_batches(config, val_source, batch_size=replicas, pad_last=replicas > 1)
-    checkpoint = RunCheckpoint(run, config.training.checkpoint_steps, state, steps_per_epoch)
+    features = _cached_features(config, model, train_source, val_source, len(manifest.classes))
+    if features:
+        val_data = feature_dataset(features["val"], False)
+    else:
+        val_data = eval_batches(config, val_source, batch_size=replicas, pad_last=replicas > 1)
+    checkpoint = RunCheckpoint(run, config.training.checkpoint_steps, state, steps_per_epoch,
+                               saved_model=model if features else None)
     return config, resuming, model, dict(
         run=run, strategy=strategy, train_source=train_source, val_data=val_data, checkpoint=checkpoint,
-        callbacks=callbacks, verbose=verbose, steps_per_epoch=steps_per_epoch)
+        callbacks=callbacks, verbose=verbose, steps_per_epoch=steps_per_epoch, features=features)
+
+
+def _cached_features(config, model, train_source, val_source, classes):
+    """With a frozen backbone: `{"head", "train", "val"}`, the model's head (sharing its layers, compiled with its
+    optimizer) and the `FeatureStore`s it trains on; None where the run trains on images (logged why)."""
+    from mims_tf.models import split_model
+    from mims_tf.train import BagAUROC
+    from mims_tf.train.features import extract_features
+
+    model_config = config.model_config(classes)
+    views = config.training.feature_views if config.data.augment else min(config.training.feature_views, 1)
+    if not model_config.freeze_backbone:
+        return None
+    if not views:
+        logger.info("frozen backbone, no feature cache (feature_views 0): the backbone runs at every step")
+        return None
+    if config.strategy != "none":
+        logger.info("frozen backbone: no feature cache under strategy %r; the backbone runs at every step",
+                    config.strategy)
+        return None
+    extractor, head = split_model(model, model_config)
+    identity = {key: getattr(model_config, key) for key in (
+        "backbone", "backbone_kwargs", "feature_layers", "pyramid_scales", "image_size", "channels")}
+    identity["precision"] = config.precision
+    data = config.data
+    budget = None if data.memory_budget_gb is None else int(data.memory_budget_gb * 1e9)
+    stores = {}
+    for split, source, count in (("train", train_source, views), ("val", val_source, 1)):
+        stores[split] = extract_features(extractor, source, data.image_size, data.channels, views=count,
+                                         seed=config.seed, identity=identity, cache_dir=data.cache_dir,
+                                         memory_budget=budget, what={"train": "training", "val": "validation"}[split])
+        if stores[split] is None:
+            logger.info("frozen backbone: the %s features do not fit the memory budget and no cache folder is set; "
+                        "the backbone runs at every step", split)
+            return None
+        logger.info("%s features kept: %s (%s)", split, stores[split].mode, stores[split].reason)
+    head.compile(optimizer=model.optimizer, loss=model.loss, metrics=[BagAUROC(classes)])
+    return {"head": head, **stores}
 
 
 def _fit(config, resuming, model, run, strategy, train_source, val_data, checkpoint, callbacks, verbose,
-         steps_per_epoch):
+         steps_per_epoch, features):
     training = config.training
+    trained = features["head"] if features else model  # the model itself, or its head on cached features
     replicas = strategy.num_replicas_in_sync
     callbacks = [
         checkpoint,
@@ -258,6 +304,10 @@ def _fit(config, resuming, model, run, strategy, train_source, val_data, checkpo
         patch_keras_for_multi_worker(model, strategy, train_batches(config, train_source))
 
     def batches(start_step):
+        if features:
+            data = config.data
+            return feature_dataset(features["train"], True, instances=data.instances, batch_size=training.batch_size,
+                                   seed=config.seed, repeat=True, start_step=start_step, replacement=data.replacement)
         if config.strategy != "multi_worker":
             return train_batches(config, train_source, start_step)
         dataset, pipelines = distributed_train_batches(config, train_source, strategy, start_step)
@@ -268,10 +318,10 @@ def _fit(config, resuming, model, run, strategy, train_source, val_data, checkpo
     epoch, offset = divmod(step, steps_per_epoch)
     fit = dict(validation_data=val_data, callbacks=callbacks, verbose=verbose, shuffle=False)
     if offset and epoch < training.epochs:  # a run stopped mid-epoch: finish that epoch first
-        model.fit(batches(step), initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps_per_epoch - offset, **fit)
+        trained.fit(batches(step), initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps_per_epoch - offset, **fit)
         epoch += 1
     if epoch < training.epochs and not checkpoint.nan_step:
-        model.fit(batches(epoch * steps_per_epoch), initial_epoch=epoch, epochs=training.epochs,
+        trained.fit(batches(epoch * steps_per_epoch), initial_epoch=epoch, epochs=training.epochs,
                   steps_per_epoch=steps_per_epoch, **fit)
     state = checkpoint.state
     if checkpoint.nan_step:

@@ -71,6 +71,18 @@ def test_groups_keep_bags_together():
     assert all(len(s) == 1 for s in by_group.values())
 
 
+@pytest.mark.parametrize("group_pattern", [None, r"TCGA-\w\w-\w\w\w\w"])
+def test_one_tile_per_bag_still_splits_by_the_patient_in_the_file_names(group_pattern):
+    tiles = from_class_folders(os.path.join(DATA, "kather-crc-msi"), one_bag_per_file=True,
+                               classes=["MSS_JPEG", "MSIMUT_JPEG"])
+    manifest = assign_splits(tiles, seed=0, group_pattern=group_pattern)
+    split_of_patient = collections.defaultdict(set)
+    for row in manifest.rows:
+        split_of_patient[re.search(r"TCGA-\w\w-\w\w\w\w", row["path"]).group(0)].add(row["split"])
+    assert len(split_of_patient) == 344 and all(len(s) == 1 for s in split_of_patient.values())
+    assert len(manifest.bags()) == 5428 and manifest.split_counts()["test"] > 500  # tiles are the bags
+
+
 def test_csv_roundtrip_keeps_extra_columns_and_resolves_relative_paths(tmp_path, kather):
     manifest = assign_splits(kather, seed=0)
     manifest.rows[0]["scanner"] = "Aperio"

@@ -115,3 +115,26 @@ def test_a_frozen_backbone_keeps_weights_and_batch_norm_statistics_while_the_hea
 def test_a_frozen_random_backbone_is_refused():
     with pytest.raises(ValueError, match="weights=None leaves them random"):
         build_model("mims", freeze_backbone=True, **TINY)
+
+
+@pytest.mark.parametrize("preset", ["mims", "pyramid_mims", "featpyra_45", "mims_patchcls", "mi_pre_trident",
+                                    "mims_gated_attention", "mi_pre"])
+def test_split_model_halves_share_the_models_layers_and_give_its_output(preset, tmp_path):
+    import keras
+
+    from mims_tf.models import split_model
+
+    config = get_preset(preset, image_size=(32, 32), kernels="crc", **TINY)
+    model = build_model(config)
+    extractor, head = split_model(model, config)
+    bags = _bags(2, 5, 32, 32)
+    maps = extractor.predict(bags, verbose=0)
+    maps = maps if isinstance(maps, list) else [maps]
+    assert all(m.shape[:2] == (2, 5) for m in maps)  # one map per (feature layer, pyramid level), unfolded
+    assert len(maps) == len(config.pyramid_scales) * len(config.feature_layers or [None])
+    np.testing.assert_allclose(head.predict(maps, verbose=0), model.predict(bags, verbose=0), atol=1e-6)
+    model.get_layer("backbone").trainable = False  # the head's variables are the frozen model's, in its order
+    assert [id(v) for v in head.trainable_variables] == [id(v) for v in model.trainable_variables]
+    model.save(tmp_path / "m.keras")  # a split model still saves and reloads as itself
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(reloaded.predict(bags, verbose=0), model.predict(bags, verbose=0), atol=1e-6)

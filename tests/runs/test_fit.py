@@ -277,3 +277,59 @@ def test_resume_continues_in_the_folder_named_even_when_the_run_was_started_else
 
     config, resuming = prepare_run_folder(RunConfig.from_dict(dict(out=str(moved), **TINY)), resume=True)
     assert resuming and config.out == str(moved)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    from mims_tf.models import build_model
+
+    path = str(tmp_path_factory.mktemp("weights") / "tiny.weights.h5")
+    build_model("mims", backbone="tiny", weights=None, image_size=(32, 32)).get_layer("backbone").save_weights(path)
+    return path
+
+
+def _frozen(out, weights, **values):
+    return RunConfig.from_dict(dict(out=out, backbone="tiny", weights=weights, freeze_backbone=True,
+                                    **{**TINY, **values}))
+
+
+def test_a_frozen_backbone_trains_the_head_on_cached_features(tmp_path, tiny_weights, caplog):
+    import logging
+
+    from mims_tf.models import build_model
+
+    out = str(tmp_path / "frozen")
+    with caplog.at_level(logging.INFO, logger="mims_tf"):
+        summary = train(_frozen(out, tiny_weights), verbose=0)
+    assert "train features kept: memory (96 bags, 4 view(s)" in caplog.text
+    assert "val features kept: memory (32 bags, 1 view(s)" in caplog.text
+    model = mims_tf.load_model(summary["best_model"])
+    loaded = build_model("mims", backbone="tiny", weights=tiny_weights, image_size=(32, 32))
+    for saved, original in zip(model.get_layer("backbone").weights, loaded.get_layer("backbone").weights):
+        np.testing.assert_array_equal(np.array(saved), np.array(original))  # kernels and batch-norm statistics
+    fresh = build_model("mims", backbone="tiny", weights=tiny_weights, image_size=(32, 32))
+    assert any(not np.array_equal(np.array(a), np.array(b))
+               for a, b in zip(model.get_layer("head_ms_conv").weights, fresh.get_layer("head_ms_conv").weights))
+    assert int(model.optimizer.iterations) == 2 * 12  # the saved model holds the optimizer the head trained with
+    results, _ = evaluate_runs([out])
+    assert 0 <= results[0]["auroc"] <= 1 and summary["decision"]["val_bags"] == 32
+
+
+def test_a_frozen_run_resumed_equals_an_uninterrupted_one(tmp_path, tiny_weights):
+    whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
+    train(_frozen(whole, tiny_weights, epochs=2), verbose=0)
+    train(_frozen(resumed, tiny_weights, epochs=1), verbose=0)
+    train(_frozen(resumed, tiny_weights, epochs=2), resume=True, verbose=0)
+    a = mims_tf.load_model(os.path.join(whole, "last.keras"))
+    b = mims_tf.load_model(os.path.join(resumed, "last.keras"))
+    assert int(a.optimizer.iterations) == int(b.optimizer.iterations) == 24
+    for x, y in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_a_frozen_run_without_feature_views_runs_the_backbone_every_step(tmp_path, tiny_weights, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="mims_tf"):
+        train(_frozen(str(tmp_path / "plain"), tiny_weights, epochs=1, feature_views=0), verbose=0)
+    assert "no feature cache (feature_views 0)" in caplog.text and "features kept" not in caplog.text

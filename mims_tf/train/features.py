@@ -1,0 +1,283 @@
+"""The frozen-backbone fast path: the backbone's features of every bag computed once, then only the head trains.
+
+With a frozen backbone (weights and batch-norm statistics as loaded) the backbone gives the same feature maps
+for the same image at every epoch, so `extract_features` computes them once, for every feature map the model's
+head reads (each feature layer at each pyramid level), and keeps them as float16; `feature_dataset` then feeds
+the head (`mims_tf.models.split_model`) instead of the images. An epoch costs the head alone.
+
+Augmentation and caching: each training bag is kept in `views` views, view 0 as it is and views 1 to
+`views - 1` augmented (`mims_tf.data.transforms.augment_bag`, seeded by `(seed, view, bag)`). Every epoch each
+bag is served in one of its views, drawn by `(seed, epoch, bag)`, and instances are sampled from that view as
+`make_dataset` samples them from images (the same seeds, so the same instances). So the head still sees a
+bag's instances in a new draw each epoch, and a flip / contrast / brightness change from a fixed set of
+`views`: extraction costs `views` forward passes over the training set, once, instead of one forward and
+backward pass per epoch. Validation and test bags have one view, as they are.
+
+Where features are kept: in a cache folder when one is given (one memory-mapped `.npy` per feature map and
+view, named by a key of the bags' contents as the model sees them, the backbone's weights, its settings and the
+view's seed; later runs over the same data and backbone, e.g. the other presets of a table, reuse them), else
+in memory when they fit the memory budget; else nowhere (`extract_features` returns None and the caller runs
+the frozen backbone at every step).
+"""
+
+import hashlib
+import logging
+import os
+
+import numpy as np
+
+from mims_tf.data.source import size_text, available_memory
+from mims_tf.utils import Progress
+
+logger = logging.getLogger("mims_tf")
+
+DEFAULT_VIEWS = 4
+EXTRACT_BATCH = 32  # instances per backbone call while extracting
+_KEY_VERSION = 1  # bump when what a cache file holds changes
+BUDGET_SHARE = 0.5
+
+
+def view_seed(seed, view):
+    """The stateless seed's first element of augmented view `view` (>= 1) of every bag (second: the bag's index).
+
+    Negative, so never one of the training stream's `seed * 1_000_003 + epoch` (epochs count from 1).
+    """
+    return -(seed * 1_000_003 + view)
+
+
+class FeatureStore:
+    """The cached feature maps of every bag of one split, in `views` views.
+
+    `arrays[view][map]` is float16 `(total instances, h, w, c)` (in memory or memory-mapped), the bags' instances
+    one after another; `counts` gives each bag's instances. `load(index, view)` gives a bag's maps.
+    """
+
+    def __init__(self, arrays, counts, labels, mode, reason):
+        self.arrays, self.mode, self.reason = arrays, mode, reason
+        self.counts = [int(c) for c in counts]
+        self.offsets = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+        self.labels = np.asarray(labels, dtype=np.int32)
+
+    @property
+    def views(self):
+        return len(self.arrays)
+
+    def __len__(self):
+        return len(self.counts)
+
+    def load(self, index, view=0):
+        """Bag `index` in view `view`: one float32 `(S, h, w, c)` array per feature map."""
+        start, stop = self.offsets[index], self.offsets[index + 1]
+        return [np.asarray(array[start:stop], dtype=np.float32) for array in self.arrays[view]]
+
+    def instance_counts(self):
+        return list(self.counts)
+
+    def map_shapes(self):
+        """`(h, w, c)` of each feature map."""
+        return [tuple(array.shape[1:]) for array in self.arrays[0]]
+
+
+def extract_features(extractor, source, image_size, channels=3, views=1, seed=0, identity=None, cache_dir=None,
+                     memory_budget=None, progress=True, what=None):
+    """Runs `extractor` over every bag of `source` once per view; returns a `FeatureStore`, or None where the
+    features fit neither the memory budget nor a cache folder.
+
+    Args:
+        extractor: the first half of `mims_tf.models.split_model` (bags to feature maps).
+        source: a `BagSource` (bags as kept: cropped and resized).
+        image_size: `(H, W)` the model takes (as `make_dataset`).
+        channels: the model's input channels.
+        views: 1 (the bags as they are) or more (views 1 and up augmented; see the module docstring).
+        seed: the run's seed (fixes the augmented views).
+        identity: what else fixes the features (backbone name and settings, dtype policy; JSON-friendly),
+            part of the cache files' key with the bags' contents and the extractor's weights.
+        cache_dir: a folder for the features (`<cache_dir>/features/`); None: in memory.
+        memory_budget: bytes the features may take in memory (None: half the memory available).
+        progress: report progress (`mims_tf.utils.Progress`).
+        what: a name for the progress lines (e.g. "training").
+
+    Returns:
+        A `FeatureStore` (`mode` "memory" or "disk", `reason` says why), or None (see above).
+    """
+    import keras
+
+    if not isinstance(views, int) or isinstance(views, bool) or views < 1:
+        raise ValueError(f"`views` must be a positive integer. Received: views={views!r}")
+    counts = source.instance_counts()
+    total = int(sum(counts))
+    height, width = image_size
+    specs = extractor.compute_output_spec(keras.KerasTensor((1, 1, height, width, channels)))
+    specs = specs if isinstance(specs, (list, tuple)) else [specs]
+    shapes = [tuple(int(d) for d in spec.shape[2:]) for spec in specs]
+    size = views * total * sum(int(np.prod(s)) for s in shapes) * 2
+    text = f"{len(counts)} bags, {views} view(s), about {size_text(size)} as float16"
+    if cache_dir:
+        folder = os.path.join(os.path.expanduser(cache_dir), "features")
+        mode, reason = "disk", f"{text}: in {folder} (shared by runs over the same data and backbone)"
+    else:
+        folder = None
+        if memory_budget is None:
+            available = available_memory()
+            memory_budget = None if available is None else int(available * BUDGET_SHARE)
+        if memory_budget is not None and size > memory_budget:
+            return None
+        mode, reason = "memory", f"{text}, within the memory budget"
+    keys = None
+    if folder:
+        base = _base_key(extractor, source, identity)
+        keys = [[hashlib.sha256(f"{base}/{view_seed(seed, v) if v else 0}/{m}".encode()).hexdigest()[:32]
+                 for m in range(len(shapes))] for v in range(views)]
+    arrays = []
+    for view in range(views):
+        paths = [os.path.join(folder, f"{key}.npy") for key in keys[view]] if folder else None
+        if paths and all(_fits(path, total, shape) for path, shape in zip(paths, shapes)):
+            arrays.append([np.load(path, mmap_mode="r") for path in paths])
+            continue
+        arrays.append(_extract_view(extractor, source, image_size, channels, view, seed, shapes, total, paths,
+                                    progress, f"{what or source.split or 'all'} bags, view {view + 1} of {views}"))
+    return FeatureStore(arrays, counts, source.labels, mode, reason)
+
+
+def _fits(path, total, shape):
+    if not os.path.isfile(path):
+        return False
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (ValueError, OSError):
+        return False
+    return array.shape == (total, *shape) and array.dtype == np.float16
+
+
+def _base_key(extractor, source, identity):
+    """A key of what fixes every feature: the bags as kept, the extractor's weights and settings."""
+    digest = hashlib.sha256(repr((_KEY_VERSION, identity)).encode())
+    for weight in extractor.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    for index in range(len(source)):
+        digest.update(np.ascontiguousarray(source.load(index)).tobytes())
+    return digest.hexdigest()
+
+
+def _extract_view(extractor, source, image_size, channels, view, seed, shapes, total, paths, progress, what):
+    """One view of every bag: the maps in memory, or written to `paths` (atomically, per process)."""
+    import tensorflow as tf
+
+    from mims_tf.data.transforms import augment_bag, prepare_instances
+
+    def bag(index):
+        x = tf.numpy_function(lambda i: source.load(int(i)), [index], tf.float32, stateful=False)
+        x = prepare_instances(tf.ensure_shape(x, [None, None, None, None]), image_size, channels)
+        if view:
+            x = augment_bag(x, tf.stack([tf.constant(view_seed(seed, view), tf.int64), index]))
+        return x
+
+    instances = tf.data.Dataset.range(len(source)).map(bag, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    batches = instances.unbatch().batch(EXTRACT_BATCH).prefetch(2)
+    if paths:
+        os.makedirs(os.path.dirname(paths[0]), exist_ok=True)
+        temporary = [f"{path}.{os.getpid()}.tmp.npy" for path in paths]
+        arrays = [np.lib.format.open_memmap(t, "w+", np.float16, (total, *s)) for t, s in zip(temporary, shapes)]
+    else:
+        arrays = [np.empty((total, *s), np.float16) for s in shapes]
+    report = Progress(f"backbone features of {what}", -(-total // EXTRACT_BATCH)) if progress else None
+    position = 0
+    try:
+        for batch in batches:
+            maps = extractor.predict_on_batch(batch[:, None])
+            maps = maps if isinstance(maps, (list, tuple)) else [maps]
+            count = int(batch.shape[0])
+            for array, values in zip(arrays, maps):
+                array[position:position + count] = np.asarray(values, dtype=np.float32)[:, 0]
+            position += count
+            if report:
+                report.advance()
+        if not paths:
+            return arrays
+        for array, tmp, path in zip(arrays, temporary, paths):
+            array.flush()
+            os.replace(tmp, path)
+        return [np.load(path, mmap_mode="r") for path in paths]
+    finally:
+        if paths:
+            for tmp in temporary:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+
+
+def feature_dataset(store, training, instances=None, batch_size=1, seed=0, repeat=False, start_step=0,
+                    replacement=False):
+    """A `tf.data.Dataset` of `(maps, labels)` from a `FeatureStore`, batch for batch the stream `make_dataset`
+    gives from the images: the same epoch order, the same instances sampled (seeded alike), so the head trains
+    on exactly the bags the full model would; each training bag in the view drawn for its epoch.
+
+    Args:
+        store: a `FeatureStore`.
+        training, instances, batch_size, seed, repeat, start_step, replacement: as `make_dataset`.
+
+    Returns:
+        Batches `(tuple of float32 (B, S, h, w, c) per map, int32 (B,))`.
+    """
+    import tensorflow as tf
+
+    from mims_tf.data.transforms import instance_count, sample_indices
+
+    maps = len(store.arrays[0])
+    shapes = store.map_shapes()
+    labels = tf.constant(store.labels)
+    views = store.views if training else 1
+
+    def load(index, view):
+        arrays = tf.numpy_function(lambda i, v: store.load(int(i), int(v)), [index, view], [tf.float32] * maps,
+                                   stateful=False)
+        return [tf.ensure_shape(a, [None, *shape]) for a, shape in zip(arrays, shapes)]
+
+    def sample(arrays, count, seed_pair):
+        if count is None:
+            return arrays
+        total = tf.shape(arrays[0])[0]
+        count = instance_count(count, seed_pair)
+        if not replacement:
+            count = tf.minimum(count, total)
+        index = sample_indices(total, count, seed_pair)
+        return [tf.gather(a, index) for a in arrays]
+
+    def eval_map(index):
+        arrays = load(index, tf.constant(0, tf.int64))
+        if instances is not None:
+            arrays = sample(arrays, instances, tf.stack([tf.constant(seed, tf.int64), index]))
+        return tuple(arrays), labels[index]
+
+    if not training:
+        dataset = tf.data.Dataset.range(len(store)).map(eval_map, num_parallel_calls=tf.data.AUTOTUNE,
+                                                         deterministic=True)
+        return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    count = len(store)
+
+    def epoch_order(current):
+        order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), [seed, current])
+        return tf.data.Dataset.from_tensor_slices(order).map(lambda i: (i, current))
+
+    def train_map(index, current):
+        seed_pair = tf.stack([tf.constant(seed, tf.int64) * 1_000_003 + current, index])
+        view = tf.random.stateless_uniform([], seed_pair + 6, 0, views, dtype=tf.int64)
+        return tuple(sample(load(index, view), instances, seed_pair)), labels[index]
+
+    ragged = (isinstance(instances, int) and not replacement and batch_size > 1
+              and min(store.instance_counts()) < instances)
+    if repeat:
+        order = tf.data.Dataset.range(1, 2**62).flat_map(epoch_order)
+        if not ragged:
+            order = order.skip(start_step * batch_size)
+    else:
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="mims_feature_epoch")
+        order = tf.data.Dataset.range(1).flat_map(lambda _: epoch_order(epoch.assign_add(1)))
+    dataset = order.map(train_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if ragged:
+        dataset = dataset.group_by_window(lambda x, y: tf.cast(tf.shape(x[0])[0], tf.int64),
+                                          lambda _, window: window.batch(batch_size), window_size=batch_size)
+        return (dataset.skip(start_step) if repeat else dataset).prefetch(tf.data.AUTOTUNE)
+    if not repeat:
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
