@@ -237,8 +237,8 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
         raise ValueError(f"strategy 'multi_worker' splits each batch of {config.training.batch_size} bags over "
                          f"{replicas} devices: the batch size must be a multiple of {replicas}")
     features = _cached_features(config, model, train_source, val_source, len(manifest.classes))
-    if features:
-        val_data = feature_dataset(features["val"], False)
+    if features:  # bags of one size go 32 to a batch: an epoch of the head is mostly steps' fixed cost
+        val_data = feature_dataset(features["val"], False, batch_size=32 if len(set(val_source.instance_counts())) == 1 else 1)
     else:
         val_data = eval_batches(config, val_source, batch_size=replicas, pad_last=replicas > 1)
     checkpoint = RunCheckpoint(run, config.training.checkpoint_steps, state, steps_per_epoch,

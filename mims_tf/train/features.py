@@ -120,7 +120,7 @@ def extract_features(extractor, source, image_size, channels=3, views=1, seed=0,
         if memory_budget is None:
             available = available_memory()
             memory_budget = None if available is None else int(available * BUDGET_SHARE)
-        if memory_budget is not None and size > memory_budget:
+        if memory_budget is not None and 2 * size > memory_budget:  # the training stream holds a copy
             return None
         mode, reason = "memory", f"{text}, within the memory budget"
     keys = None
@@ -227,10 +227,18 @@ def feature_dataset(store, training, instances=None, batch_size=1, seed=0, repea
     labels = tf.constant(store.labels)
     views = store.views if training else 1
 
-    def load(index, view):
-        arrays = tf.numpy_function(lambda i, v: store.load(int(i), int(v)), [index, view], [tf.float32] * maps,
-                                   stateful=False)
-        return [tf.ensure_shape(a, [None, *shape]) for a, shape in zip(arrays, shapes)]
+    if store.mode == "memory":  # sliced in the graph: no Python call per bag (an epoch of the head is short)
+        offsets = tf.constant(store.offsets)
+        tensors = [tf.constant(np.stack([store.arrays[v][m] for v in range(views)])) for m in range(maps)]
+
+        def load(index, view):
+            start, stop = offsets[index], offsets[index + 1]
+            return [tf.cast(t[view, start:stop], tf.float32) for t in tensors]
+    else:
+        def load(index, view):
+            arrays = tf.numpy_function(lambda i, v: store.load(int(i), int(v)), [index, view],
+                                       [tf.float32] * maps, stateful=False)
+            return [tf.ensure_shape(a, [None, *shape]) for a, shape in zip(arrays, shapes)]
 
     def sample(arrays, count, seed_pair):
         if count is None:
