@@ -150,12 +150,26 @@ def _read_scores(folder, preset, seed):
     return [r["bag"] for r in rows], np.array([int(r["label"]) for r in rows]), np.array([float(r["score"]) for r in rows])
 
 
+def patients(bags):
+    """The TCGA patient of every bag name, or None unless each names one: bags that are tiles of one
+    patient are resampled together (they are not independent)."""
+    import re
+
+    from mims_tf.data.manifest import TCGA_PATIENT
+
+    found = [re.search(TCGA_PATIENT, bag, re.IGNORECASE) for bag in bags]
+    if not all(found):
+        return None
+    names = [m.group(0).upper() for m in found]
+    return names if len(set(names)) < len(names) else None  # one bag per patient: bags are the patients
+
+
 def paired_comparisons(folder, rows, presets):
     """`{preset: (difference, low, high, verdict, seeds, how)}`: AUROC(mims) - AUROC(preset), paired bootstrap.
 
     Over the seeds both have scores for (`scores/`): each seed's AUROC difference on that seed's test bags,
     averaged over seeds; the 95 % interval resamples the test bags (jointly over seeds where they share one
-    test set, apart where each seed has its own split). Verdict: `beats` / `loses` where the interval
+    test set, apart where each seed has its own split), or their patients where bags are tiles of patients. Verdict: `beats` / `loses` where the interval
     excludes 0, else `ties`. Empty where `mims` or the scores are missing (tables made before scores were kept).
     """
     from mims_tf.train.bootstrap import paired_auroc_difference_ci, seeds_paired_difference_ci
@@ -170,13 +184,16 @@ def paired_comparisons(folder, rows, presets):
         pairs = [(a, b) for a, b in pairs if b is not None and a[0] == b[0]]
         if not pairs:
             continue
+        groups = [patients(a[0]) for a, _ in pairs]
+        by = "patients" if groups[0] is not None else "bags"
         if all(a[0] == pairs[0][0][0] for a, _ in pairs):  # one test set for every seed
-            how = "one test set, resampled jointly"
+            how = f"one test set, {by} resampled jointly"
             value = paired_auroc_difference_ci(pairs[0][0][1], [a[2] for a, _ in pairs], [b[2] for _, b in pairs],
-                                               n_resamples=PAIRED_RESAMPLES)
+                                               n_resamples=PAIRED_RESAMPLES, groups=groups[0])
         else:
-            how = "each seed its own test split, resampled apart"
-            value = seeds_paired_difference_ci([(a[1], a[2], b[2]) for a, b in pairs], n_resamples=PAIRED_RESAMPLES)
+            how = f"each seed its own test split, {by} resampled apart"
+            value = seeds_paired_difference_ci([(a[1], a[2], b[2]) for a, b in pairs], n_resamples=PAIRED_RESAMPLES,
+                                               groups=None if groups[0] is None else groups)
         verdict = "beats" if value[1] > 0 else "loses" if value[2] < 0 else "ties"
         found[preset] = (*value, verdict, len(pairs), how)
     return found
@@ -188,7 +205,7 @@ def paired_lines(comparisons):
         return []
     how = sorted({c[5] for c in comparisons.values()})
     lines = ["", f"Paired comparison with `{REFERENCE}`: AUROC({REFERENCE}) - AUROC(row), the mean over seeds of each "
-             f"seed's difference on the same test bags, with its bootstrap 95 % interval over bags "
+             f"seed's difference on the same test bags, with its bootstrap 95 % interval "
              f"({PAIRED_RESAMPLES:,} resamples; {'; '.join(how)}). `{REFERENCE}` **beats** or **loses to** a row "
              "where the interval excludes 0, else they tie.", "",
              f"| row | seeds | AUROC({REFERENCE}) - AUROC(row) | 95 % interval | verdict |", "|---|---|---|---|---|"]

@@ -20,31 +20,50 @@ def auroc(labels, scores):
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
-def _resamples(labels, n_resamples, seed):
-    """Index arrays of stratified resamples (positives and negatives drawn apart, so every AUROC is defined)."""
+def _resamples(labels, n_resamples, seed, groups=None):
+    """Index arrays of stratified resamples (positives and negatives drawn apart, so every AUROC is defined).
+
+    With `groups` (one id per bag, e.g. the patient of each tile), whole groups are drawn with replacement,
+    stratified by the group's label (its first bag's), and each brings all its bags: bags of one patient are
+    not independent, and resampling them one by one would make the interval too narrow.
+    """
     from sklearn.utils import resample
 
     labels = np.asarray(labels)
     indices = np.arange(len(labels))
+    if groups is None:
+        for i in range(n_resamples):
+            yield resample(indices, replace=True, stratify=labels, random_state=seed + i)
+        return
+    groups = np.asarray(groups)
+    if len(groups) != len(labels):
+        raise ValueError(f"`groups` needs one id per bag. Received: {len(groups)} groups for {len(labels)} bags")
+    names, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    members = [indices[inverse == g] for g in range(len(names))]
+    group_labels = labels[first]
+    if len(set(group_labels.tolist())) < 2:
+        raise ValueError("a grouped bootstrap needs groups of both classes. Received: groups of one label only")
     for i in range(n_resamples):
-        yield resample(indices, replace=True, stratify=labels, random_state=seed + i)
+        drawn = resample(np.arange(len(names)), replace=True, stratify=group_labels, random_state=seed + i)
+        yield np.concatenate([members[g] for g in drawn])
 
 
-def auroc_ci(labels, scores, n_resamples=2000, level=0.95, seed=0):
-    """`(auroc, low, high)`: AUROC and its percentile bootstrap interval over bags (stratified resamples)."""
+def auroc_ci(labels, scores, n_resamples=2000, level=0.95, seed=0, groups=None):
+    """`(auroc, low, high)`: AUROC and its percentile bootstrap interval over bags (stratified resamples; with
+    `groups`, over groups of bags, see `_resamples`)."""
     labels, scores = np.asarray(labels), np.asarray(scores)
-    values = [auroc(labels[i], scores[i]) for i in _resamples(labels, n_resamples, seed)]
+    values = [auroc(labels[i], scores[i]) for i in _resamples(labels, n_resamples, seed, groups)]
     low, high = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
     return auroc(labels, scores), float(low), float(high)
 
 
-def paired_auroc_difference_ci(labels, scores_a, scores_b, n_resamples=2000, level=0.95, seed=0):
+def paired_auroc_difference_ci(labels, scores_a, scores_b, n_resamples=2000, level=0.95, seed=0, groups=None):
     """`(difference, low, high)` of AUROC(a) - AUROC(b) on the same bags, resampling bags jointly (paired).
 
     Scores are `(bags,)`, or `(runs, bags)` for several runs of a model (e.g. seeds): AUROC is then the
     mean of the runs' AUROCs, and each resample draws the same bags for every run of both models, so
     the interval holds the test set's sampling and the runs' spread on it (the seeds pooled, not
-    averaged into one ensemble score).
+    averaged into one ensemble score). With `groups` (e.g. each tile's patient), whole groups are drawn.
     """
     labels = np.asarray(labels)
     scores_a, scores_b = np.atleast_2d(np.asarray(scores_a)), np.atleast_2d(np.asarray(scores_b))
@@ -56,13 +75,14 @@ def paired_auroc_difference_ci(labels, scores_a, scores_b, n_resamples=2000, lev
         return float(np.mean([auroc(labels[index], run[index]) for run in scores]))
 
     everything = np.arange(len(labels))
-    values = [mean_auroc(scores_a, i) - mean_auroc(scores_b, i) for i in _resamples(labels, n_resamples, seed)]
+    values = [mean_auroc(scores_a, i) - mean_auroc(scores_b, i)
+              for i in _resamples(labels, n_resamples, seed, groups)]
     low, high = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
     difference = mean_auroc(scores_a, everything) - mean_auroc(scores_b, everything)
     return float(difference), float(low), float(high)
 
 
-def seeds_paired_difference_ci(runs, n_resamples=2000, level=0.95, seed=0):
+def seeds_paired_difference_ci(runs, n_resamples=2000, level=0.95, seed=0, groups=None):
     """`(difference, low, high)` of the mean over seeds of AUROC(a) - AUROC(b), each seed on its own test bags.
 
     Args:
@@ -72,11 +92,13 @@ def seeds_paired_difference_ci(runs, n_resamples=2000, level=0.95, seed=0):
     Each resample draws every seed's bags with replacement (stratified), the same bags for both models of
     that seed and independently across seeds, and averages the seeds' AUROC differences. Where all seeds
     share one test set, `paired_auroc_difference_ci` with `(runs, bags)` scores resamples it jointly.
+    `groups`: None, or one list of group ids per seed (e.g. each tile's patient): whole groups are drawn.
     """
     runs = [tuple(np.asarray(v) for v in run) for run in runs]
     if not runs or any(not len(y) == len(a) == len(b) for y, a, b in runs):
         raise ValueError(f"each seed needs labels and both models' scores on the same bags. Received: {len(runs)} seeds")
-    draws = [list(_resamples(y, n_resamples, seed + 7919 * k)) for k, (y, _, _) in enumerate(runs)]
+    groups = groups or [None] * len(runs)
+    draws = [list(_resamples(y, n_resamples, seed + 7919 * k, g)) for k, ((y, _, _), g) in enumerate(zip(runs, groups))]
     values = [np.mean([auroc(y[d[i]], a[d[i]]) - auroc(y[d[i]], b[d[i]])
                        for (y, a, b), d in zip(runs, draws)]) for i in range(n_resamples)]
     low, high = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])

@@ -143,3 +143,12 @@ def test_a_results_folder_refuses_rows_of_another_budget(tmp_path):
     with pytest.raises(ValueError, match="were made with settings"):
         _check_budget(str(tmp_path), {"epochs": 5, "image_size": 96}, fresh=False)
     _check_budget(str(tmp_path), {"epochs": 5}, fresh=True)  # redone from scratch: the new budget
+
+
+def test_tiles_name_their_patients_for_the_paired_bootstrap():
+    from mims_tf.bench.report import patients
+
+    tiles = ["blk-AAA-TCGA-CM-4746-01Z-00-DX1", "blk-BBB-TCGA-cm-4746-01Z-00-DX1", "blk-CCC-TCGA-F4-6703-01Z-00-DX1"]
+    assert patients(tiles) == ["TCGA-CM-4746", "TCGA-CM-4746", "TCGA-F4-6703"]
+    assert patients(["TCGA-CM-4746", "TCGA-F4-6703"]) is None  # one bag per patient: the bags are the patients
+    assert patients(["train_images/0", "train_images/1"]) is None

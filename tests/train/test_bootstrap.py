@@ -72,3 +72,20 @@ def test_rank_auroc_equals_scikit_learns_with_ties():
         assert auroc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
     with pytest.raises(ValueError, match="both classes"):
         auroc([1, 1], [0.2, 0.3])
+
+
+def test_tiles_of_one_patient_are_resampled_together():
+    rng = np.random.default_rng(2)
+    labels = np.repeat(rng.permutation([0, 1] * 20), 10)  # 40 patients of 10 identical tiles each
+    good = labels + np.repeat(rng.normal(0, 1.0, 40), 10)
+    poor = labels + np.repeat(rng.normal(0, 1.5, 40), 10)
+    patients = np.repeat(np.arange(40), 10)
+    _, low, high = paired_auroc_difference_ci(labels, good, poor, n_resamples=300)
+    _, low_patients, high_patients = paired_auroc_difference_ci(labels, good, poor, n_resamples=300, groups=patients)
+    _, low_once, high_once = paired_auroc_difference_ci(labels[::10], good[::10], poor[::10], n_resamples=300)
+    assert high - low < 0.6 * (high_patients - low_patients)  # tile by tile, the copies look like evidence
+    assert abs((high_patients - low_patients) - (high_once - low_once)) < 0.25 * (high_once - low_once)
+    _, low_auc, high_auc = auroc_ci(labels, good, n_resamples=300, groups=patients)
+    assert low_auc < high_auc
+    with pytest.raises(ValueError, match="one id per bag"):
+        auroc_ci(labels, good, groups=patients[:10])
