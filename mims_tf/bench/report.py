@@ -168,8 +168,9 @@ def paired_comparisons(folder, rows, presets):
     """`{preset: (difference, low, high, verdict, seeds, how)}`: AUROC(mims) - AUROC(preset), paired bootstrap.
 
     Over the seeds both have scores for (`scores/`): each seed's AUROC difference on that seed's test bags,
-    averaged over seeds; the 95 % interval resamples the test bags (jointly over seeds where they share one
-    test set, apart where each seed has its own split), or their patients where bags are tiles of patients. Verdict: `beats` / `loses` where the interval
+    averaged over seeds; the 95 % interval resamples the seeds (the training's spread, which another machine
+    redraws) and the test bags (jointly over seeds where they share one test set, apart where each seed has its
+    own split), or their patients where bags are tiles of patients. Verdict: `beats` / `loses` where the interval
     excludes 0, else `ties`. Empty where `mims` or the scores are missing (tables made before scores were kept).
     """
     from mims_tf.train.bootstrap import paired_auroc_difference_ci, seeds_paired_difference_ci
@@ -189,11 +190,11 @@ def paired_comparisons(folder, rows, presets):
         if all(a[0] == pairs[0][0][0] for a, _ in pairs):  # one test set for every seed
             how = f"one test set, {by} resampled jointly"
             value = paired_auroc_difference_ci(pairs[0][0][1], [a[2] for a, _ in pairs], [b[2] for _, b in pairs],
-                                               n_resamples=PAIRED_RESAMPLES, groups=groups[0])
+                                               n_resamples=PAIRED_RESAMPLES, groups=groups[0], resample_runs=True)
         else:
             how = f"each seed its own test split, {by} resampled apart"
             value = seeds_paired_difference_ci([(a[1], a[2], b[2]) for a, b in pairs], n_resamples=PAIRED_RESAMPLES,
-                                               groups=None if groups[0] is None else groups)
+                                               groups=None if groups[0] is None else groups, resample_runs=True)
         verdict = "beats" if value[1] > 0 else "loses" if value[2] < 0 else "ties"
         found[preset] = (*value, verdict, len(pairs), how)
     return found
@@ -206,8 +207,11 @@ def paired_lines(comparisons):
     how = sorted({c[5] for c in comparisons.values()})
     lines = ["", f"Paired comparison with `{REFERENCE}`: AUROC({REFERENCE}) - AUROC(row), the mean over seeds of each "
              f"seed's difference on the same test bags, with its bootstrap 95 % interval "
-             f"({PAIRED_RESAMPLES:,} resamples; {'; '.join(how)}). `{REFERENCE}` **beats** or **loses to** a row "
-             "where the interval excludes 0, else they tie.", "",
+             f"({PAIRED_RESAMPLES:,} resamples, each drawing the seeds and the test bags again; {'; '.join(how)}). "
+             f"`{REFERENCE}` **beats** "
+             "or **loses to** a row where the interval excludes 0, else they tie. Resampling the seeds puts the "
+             "training's own spread into the interval (a rerun on another CPU moved single runs as much as a new "
+             "seed does); with 3 seeds it is coarse.", "",
              f"| row | seeds | AUROC({REFERENCE}) - AUROC(row) | 95 % interval | verdict |", "|---|---|---|---|---|"]
     for preset, (difference, low, high, verdict, seeds, _) in comparisons.items():
         lines.append(f"| `{preset}` | {seeds} | {difference:+.3f} | [{low:+.3f}, {high:+.3f}] | {verdict} |")

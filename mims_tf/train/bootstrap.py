@@ -57,13 +57,16 @@ def auroc_ci(labels, scores, n_resamples=2000, level=0.95, seed=0, groups=None):
     return auroc(labels, scores), float(low), float(high)
 
 
-def paired_auroc_difference_ci(labels, scores_a, scores_b, n_resamples=2000, level=0.95, seed=0, groups=None):
+def paired_auroc_difference_ci(labels, scores_a, scores_b, n_resamples=2000, level=0.95, seed=0, groups=None,
+                               resample_runs=False):
     """`(difference, low, high)` of AUROC(a) - AUROC(b) on the same bags, resampling bags jointly (paired).
 
     Scores are `(bags,)`, or `(runs, bags)` for several runs of a model (e.g. seeds): AUROC is then the
     mean of the runs' AUROCs, and each resample draws the same bags for every run of both models, so
     the interval holds the test set's sampling and the runs' spread on it (the seeds pooled, not
     averaged into one ensemble score). With `groups` (e.g. each tile's patient), whole groups are drawn.
+    With `resample_runs`, each resample also draws the runs with replacement (run i of a with run i of b:
+    the same seed), so the interval holds the training's own spread too, the part another machine redraws.
     """
     labels = np.asarray(labels)
     scores_a, scores_b = np.atleast_2d(np.asarray(scores_a)), np.atleast_2d(np.asarray(scores_b))
@@ -71,18 +74,26 @@ def paired_auroc_difference_ci(labels, scores_a, scores_b, n_resamples=2000, lev
         raise ValueError("paired scores need the same bags: "
                          f"Received: {len(labels)} labels, {scores_a.shape[1]} and {scores_b.shape[1]} scores")
 
-    def mean_auroc(scores, index):
-        return float(np.mean([auroc(labels[index], run[index]) for run in scores]))
+    if resample_runs and scores_a.shape[0] != scores_b.shape[0]:
+        raise ValueError(f"resampling runs pairs run i of a with run i of b (e.g. the same seed). "
+                         f"Received: {scores_a.shape[0]} and {scores_b.shape[0]} runs")
+
+    def mean_auroc(scores, index, runs=None):
+        runs = range(len(scores)) if runs is None else runs
+        return float(np.mean([auroc(labels[index], scores[r][index]) for r in runs]))
 
     everything = np.arange(len(labels))
-    values = [mean_auroc(scores_a, i) - mean_auroc(scores_b, i)
-              for i in _resamples(labels, n_resamples, seed, groups)]
+    rng = np.random.default_rng(seed)
+    values = []
+    for i in _resamples(labels, n_resamples, seed, groups):
+        runs = rng.integers(0, len(scores_a), len(scores_a)) if resample_runs else None
+        values.append(mean_auroc(scores_a, i, runs) - mean_auroc(scores_b, i, runs))
     low, high = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
     difference = mean_auroc(scores_a, everything) - mean_auroc(scores_b, everything)
     return float(difference), float(low), float(high)
 
 
-def seeds_paired_difference_ci(runs, n_resamples=2000, level=0.95, seed=0, groups=None):
+def seeds_paired_difference_ci(runs, n_resamples=2000, level=0.95, seed=0, groups=None, resample_runs=False):
     """`(difference, low, high)` of the mean over seeds of AUROC(a) - AUROC(b), each seed on its own test bags.
 
     Args:
@@ -93,14 +104,19 @@ def seeds_paired_difference_ci(runs, n_resamples=2000, level=0.95, seed=0, group
     that seed and independently across seeds, and averages the seeds' AUROC differences. Where all seeds
     share one test set, `paired_auroc_difference_ci` with `(runs, bags)` scores resamples it jointly.
     `groups`: None, or one list of group ids per seed (e.g. each tile's patient): whole groups are drawn.
+    `resample_runs`: each resample also draws the seeds with replacement (the training's spread).
     """
     runs = [tuple(np.asarray(v) for v in run) for run in runs]
     if not runs or any(not len(y) == len(a) == len(b) for y, a, b in runs):
         raise ValueError(f"each seed needs labels and both models' scores on the same bags. Received: {len(runs)} seeds")
     groups = groups or [None] * len(runs)
     draws = [list(_resamples(y, n_resamples, seed + 7919 * k, g)) for k, ((y, _, _), g) in enumerate(zip(runs, groups))]
-    values = [np.mean([auroc(y[d[i]], a[d[i]]) - auroc(y[d[i]], b[d[i]])
-                       for (y, a, b), d in zip(runs, draws)]) for i in range(n_resamples)]
+    rng = np.random.default_rng(seed)
+    values = []
+    for i in range(n_resamples):
+        picked = rng.integers(0, len(runs), len(runs)) if resample_runs else range(len(runs))
+        values.append(np.mean([auroc(runs[k][0][draws[k][i]], runs[k][1][draws[k][i]])
+                               - auroc(runs[k][0][draws[k][i]], runs[k][2][draws[k][i]]) for k in picked]))
     low, high = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
     difference = np.mean([auroc(y, a) - auroc(y, b) for y, a, b in runs])
     return float(difference), float(low), float(high)

@@ -33,7 +33,7 @@ def test_bench_writes_results_and_skips_what_is_done(tmp_path, caplog):
     scores = list(csv.DictReader(open(f"{folder}/scores/mims_s0.csv")))  # per test bag, for paired tests
     assert len(scores) == 156 and set(scores[0]) == {"bag", "label", "score"}
     paired = next(line for line in table.splitlines() if line.startswith("| `mi_pre` | 1 | "))
-    assert paired.split("|")[5].strip() in ("beats", "ties", "loses") and "one test set, resampled jointly" in table
+    assert paired.split("|")[5].strip() in ("beats", "ties", "loses") and "one test set, bags resampled jointly" in table
     assert "- `breastmnist`, paired 95 % intervals (its table.md): `mims` " in summary
     checks = verify("table1", "breastmnist", 1, out=options["out"], work=options["work"], data_root=DATA_ROOT,
                     image_size=32, epochs=1, batch_size=32)

@@ -89,3 +89,21 @@ def test_tiles_of_one_patient_are_resampled_together():
     assert low_auc < high_auc
     with pytest.raises(ValueError, match="one id per bag"):
         auroc_ci(labels, good, groups=patients[:10])
+
+
+def test_resampling_runs_widens_the_interval_by_the_runs_own_spread():
+    from mims_tf.train.bootstrap import seeds_paired_difference_ci
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 400)
+    base = labels + rng.normal(0, 1.0, 400)
+    # model a is better on average, but one of its three runs is much worse: the runs disagree
+    a = np.stack([base + rng.normal(0, s, 400) for s in (0.2, 0.2, 3.0)])
+    b = np.stack([base + rng.normal(0, 0.8, 400) for _ in range(3)])
+    _, low, high = paired_auroc_difference_ci(labels, a, b, n_resamples=400)
+    _, low_runs, high_runs = paired_auroc_difference_ci(labels, a, b, n_resamples=400, resample_runs=True)
+    assert high_runs - low_runs > 1.5 * (high - low)
+    runs = [(labels, a[k], b[k]) for k in range(3)]
+    _, low_s, high_s = seeds_paired_difference_ci(runs, n_resamples=200)
+    _, low_sr, high_sr = seeds_paired_difference_ci(runs, n_resamples=200, resample_runs=True)
+    assert high_sr - low_sr > 1.5 * (high_s - low_s)
