@@ -242,6 +242,24 @@ def regenerate(folder):
     write_report(folder, table, dataset, read_results(os.path.join(folder, "results.csv")), TABLES[table], header)
 
 
+def fixed_bag_cells(folder):
+    """`{preset: (instances, "mean +- std")}` from `<folder>/fixed_bags_<N>.md` (`benchmarks/fixed_bag_size.py`:
+    the runs scored on test bags of N instances each), or `{}`. Where bag size differs by class (Kather's
+    patients), that figure, not the whole-bag one, says what a model saw."""
+    import glob
+    import re
+
+    cells = {}
+    for path in sorted(glob.glob(os.path.join(folder, "fixed_bags_*.md"))):
+        instances = int(re.search(r"fixed_bags_(\d+)\.md$", path).group(1))
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                parts = [p.strip() for p in line.strip().strip("|").split("|")]
+                if len(parts) == 5 and parts[0].startswith("`"):
+                    cells[parts[0].strip("`")] = (instances, parts[3])
+    return cells
+
+
 def write_summary(out="benchmarks/results"):
     """`<out>/summary.md`: every results folder of `out` side by side with the paper, in the paper's row order.
 
@@ -252,12 +270,17 @@ def write_summary(out="benchmarks/results"):
     text = ["# Paper tables on public data: summary", "",
             "Bag-level test AUROC, mean +- std over 3 seeds (`mims bench`). Paper: ResNet-101 pretrained on "
             "ImageNet, private data, mean of 3 runs. Each column's folder (its table.md) gives the command, "
-            "budget, versions and machine. Best mean of each column in bold.", ""]
+            "budget, versions and machine. Best mean of each column in bold. Where a folder holds a fixed-bag-size "
+            "evaluation (`benchmarks/fixed_bag_size.py`; Kather's patient bags, whose size gives the class away), "
+            "its figure leads the cell and the whole-bag one follows in brackets.", ""]
     for table, presets in TABLES.items():
         folders = [n for n in names if n.startswith(f"{table}_") and os.path.isfile(os.path.join(out, n, "results.csv"))]
         paper_columns, paper = PAPER[table]
         summaries = {n: summarize(read_results(os.path.join(out, n, "results.csv")), presets) for n in folders}
         best = {n: max((v[0] for v in summary.values()), default=None) for n, summary in summaries.items()}
+        fixed = {n: fixed_bag_cells(os.path.join(out, n)) for n in folders}
+        best_fixed = {n: max((float(figure.split()[0]) for _, figure in by_preset.values()), default=None)
+                      for n, by_preset in fixed.items()}
         text += [f"## Table {table[-1]}", "",
                  "| method | " + " | ".join(f"paper {c}" for c in paper_columns) + " | "
                  + " | ".join(f"`{n[len(table) + 1:]}`" for n in folders) + " |",
@@ -271,7 +294,12 @@ def write_summary(out="benchmarks/results"):
                 mean, std, count = summaries[n][preset]
                 cell = _format_auroc(mean, std, count) + (
                     "" if count == 3 else f" ({count} seed{'s' if count > 1 else ''})")
-                cells.append(f"**{cell}**" if mean == best[n] else cell)
+                if preset in fixed[n]:  # bag size gives the class away here: the fixed-size figure leads
+                    size, figure = fixed[n][preset]
+                    lead = f"**{figure}**" if float(figure.split()[0]) == best_fixed[n] else figure
+                    cells.append(f"{lead} ({size} per bag; whole bags {cell})")
+                else:
+                    cells.append(f"**{cell}**" if mean == best[n] else cell)
             text.append(f"| {paper_name(preset)} | " + " | ".join(cells) + " |")
         bag_size = [_bag_size_cell(os.path.join(out, n))[0] or "not computed" for n in folders]
         text.append("| *bag size alone, no model* | " + " | ".join("/" for _ in paper_columns) + " | "

@@ -152,3 +152,17 @@ def test_tiles_name_their_patients_for_the_paired_bootstrap():
     assert patients(tiles) == ["TCGA-CM-4746", "TCGA-CM-4746", "TCGA-F4-6703"]
     assert patients(["TCGA-CM-4746", "TCGA-F4-6703"]) is None  # one bag per patient: the bags are the patients
     assert patients(["train_images/0", "train_images/1"]) is None
+
+
+def test_a_fixed_bag_size_figure_leads_its_summary_cell(tmp_path):
+    import shutil
+
+    from mims_tf.bench.report import fixed_bag_cells
+
+    results = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "results")
+    name = "table1_kather-crc-msi_pretrained"
+    assert fixed_bag_cells(os.path.join(results, name))["mims"] == (4, "0.546 +- 0.169")
+    shutil.copytree(os.path.join(results, name), tmp_path / name)
+    summary = write_summary(str(tmp_path))
+    assert "| MIMS | " in summary and "0.546 +- 0.169 (4 per bag; whole bags 0.479 +- 0.136) |" in summary
+    assert "**0.650 +- 0.086** (4 per bag" in summary  # the best of the fixed-size figures is the bold one
