@@ -186,6 +186,8 @@ def paired_comparisons(folder, rows, presets):
         if not pairs:
             continue
         groups = [patients(a[0]) for a, _ in pairs]
+        if any(g is None for g in groups):  # patients for every seed, or bags for every seed
+            groups = [None] * len(groups)
         by = "patients" if groups[0] is not None else "bags"
         if all(a[0] == pairs[0][0][0] for a, _ in pairs):  # one test set for every seed
             how = f"one test set, {by} resampled jointly"
@@ -249,14 +251,20 @@ def fixed_bag_cells(folder):
     import glob
     import re
 
+    found = {}
+    for path in glob.glob(os.path.join(folder, "fixed_bags_*.md")):
+        match = re.search(r"fixed_bags_(\d+)\.md$", path)
+        if match:
+            found[int(match.group(1))] = path
     cells = {}
-    for path in sorted(glob.glob(os.path.join(folder, "fixed_bags_*.md"))):
-        instances = int(re.search(r"fixed_bags_(\d+)\.md$", path).group(1))
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                parts = [p.strip() for p in line.strip().strip("|").split("|")]
-                if len(parts) == 5 and parts[0].startswith("`"):
-                    cells[parts[0].strip("`")] = (instances, parts[3])
+    if not found:
+        return cells
+    instances = min(found)  # several sizes: the smallest, the strictest test of what a model saw
+    with open(found[instances], encoding="utf-8") as f:
+        for line in f:
+            parts = [p.strip() for p in line.strip().strip("|").split("|")]
+            if len(parts) == 5 and parts[0].startswith("`") and re.fullmatch(r"\d\.\d+ \+- \d\.\d+", parts[3]):
+                cells[parts[0].strip("`")] = (instances, parts[3])
     return cells
 
 

@@ -52,14 +52,19 @@ def _build(config):
 
 
 class _LayerMaker:
-    """Makes each named layer once: `make(name, factory)` gives the layer of that name, from `layers` (those of
-    a built model, so a second graph over them shares their weights) or made by `factory()` the first time."""
+    """Makes each named layer once: `make(name, factory)` gives the layer of that name, made by `factory()` the
+    first time; or, over the layers of a built model (`layers`), that model's layer, so a second graph over
+    them shares its weights (a name the model lacks is an error: a new layer there would train unsaved)."""
 
-    def __init__(self, layers=()):
-        self.layers = {layer.name: layer for layer in layers}
+    def __init__(self, layers=None):
+        self.strict = layers is not None
+        self.layers = {layer.name: layer for layer in layers or ()}
 
     def __call__(self, name, factory):
         if name not in self.layers:
+            if self.strict:
+                raise ValueError(f"The model has no layer {name!r} that its config asks for: split it with the "
+                                 f"config it was built from. Received: name={name!r}")
             self.layers[name] = factory()
         return self.layers[name]
 
@@ -139,8 +144,8 @@ def split_model(model, config):
 
     Example:
 
-    >>> model = build_model("mims", backbone="tiny", weights=None, image_size=(32, 32))
-    >>> extractor, head = split_model(model, model_config)
+    >>> config = get_preset("mims", backbone="tiny", weights=None, image_size=(32, 32))
+    >>> extractor, head = split_model(build_model(config), config)
     """
     make = _LayerMaker(model.layers)
     height, width = config.image_size or (None, None)

@@ -119,10 +119,10 @@ class ModelConfig:
         if self.head == "msconv":
             self.resolved_kernels()
         if self.freeze_backbone and self.weights is None:
-            raise ValueError(f"Model {self.name!r} cannot freeze its backbone: a frozen backbone keeps its weights as "
-                             "loaded, and weights=None leaves them random (resnet34_scratch is trained from scratch "
-                             "by definition): give pretrained weights ('imagenet' or a file) or train the backbone. "
-                             "Received: freeze_backbone=True, weights=None")
+            scratch = " (it is trained from scratch by definition)" if self.name == "resnet34_scratch" else ""
+            raise ValueError(f"Model {self.name!r} cannot freeze its backbone{scratch}: a frozen backbone keeps its "
+                             "weights as loaded, and weights=None leaves them random: give pretrained weights "
+                             "('imagenet' or a file) or train the backbone. Received: freeze_backbone=True, weights=None")
         return self
 
     def to_dict(self):

@@ -24,8 +24,9 @@ def _resamples(labels, n_resamples, seed, groups=None):
     """Index arrays of stratified resamples (positives and negatives drawn apart, so every AUROC is defined).
 
     With `groups` (one id per bag, e.g. the patient of each tile), whole groups are drawn with replacement,
-    stratified by the group's label (its first bag's), and each brings all its bags: bags of one patient are
-    not independent, and resampling them one by one would make the interval too narrow.
+    each bringing all its bags: bags of one patient are not independent, and resampling them one by one would
+    make the interval too narrow. Where every group has one label the draw is stratified by it; otherwise
+    groups are drawn plainly and a resample holding one class only is drawn again.
     """
     from sklearn.utils import resample
 
@@ -37,15 +38,24 @@ def _resamples(labels, n_resamples, seed, groups=None):
         return
     groups = np.asarray(groups)
     if len(groups) != len(labels):
-        raise ValueError(f"`groups` needs one id per bag. Received: {len(groups)} groups for {len(labels)} bags")
-    names, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+        raise ValueError(f"`groups` needs one id per bag. Received: groups of length {len(groups)} for {len(labels)} bags")
+    names, inverse = np.unique(groups, return_inverse=True)
     members = [indices[inverse == g] for g in range(len(names))]
-    group_labels = labels[first]
-    if len(set(group_labels.tolist())) < 2:
-        raise ValueError("a grouped bootstrap needs groups of both classes. Received: groups of one label only")
+    pure = all(len(set(labels[m].tolist())) == 1 for m in members)
+    group_labels = np.array([labels[m[0]] for m in members])
+    if len(set(labels.tolist())) < 2 or (pure and len(set(group_labels.tolist())) < 2):
+        raise ValueError(f"a grouped bootstrap needs both classes. Received: labels {sorted(set(labels.tolist()))}")
+    rng = np.random.default_rng(seed)
     for i in range(n_resamples):
-        drawn = resample(np.arange(len(names)), replace=True, stratify=group_labels, random_state=seed + i)
-        yield np.concatenate([members[g] for g in drawn])
+        while True:
+            if pure:
+                drawn = resample(np.arange(len(names)), replace=True, stratify=group_labels, random_state=seed + i)
+            else:
+                drawn = rng.integers(0, len(names), len(names))
+            index = np.concatenate([members[g] for g in drawn])
+            if len(set(labels[index].tolist())) == 2:
+                break
+        yield index
 
 
 def auroc_ci(labels, scores, n_resamples=2000, level=0.95, seed=0, groups=None):
@@ -109,14 +119,22 @@ def seeds_paired_difference_ci(runs, n_resamples=2000, level=0.95, seed=0, group
     runs = [tuple(np.asarray(v) for v in run) for run in runs]
     if not runs or any(not len(y) == len(a) == len(b) for y, a, b in runs):
         raise ValueError(f"each seed needs labels and both models' scores on the same bags. Received: {len(runs)} seeds")
-    groups = groups or [None] * len(runs)
-    draws = [list(_resamples(y, n_resamples, seed + 7919 * k, g)) for k, ((y, _, _), g) in enumerate(zip(runs, groups))]
+    groups = [None] * len(runs) if groups is None else list(groups)
+    if len(groups) != len(runs):
+        raise ValueError(f"`groups` needs one list per seed. Received: {len(groups)} lists for {len(runs)} seeds")
+    # With `resample_runs` a seed may be drawn several times in one resample: each draw gets its own bags.
+    per_seed = len(runs) if resample_runs else 1
+    draws = [list(_resamples(y, n_resamples * per_seed, seed + 7919 * k, g))
+             for k, ((y, _, _), g) in enumerate(zip(runs, groups))]
     rng = np.random.default_rng(seed)
     values = []
     for i in range(n_resamples):
         picked = rng.integers(0, len(runs), len(runs)) if resample_runs else range(len(runs))
-        values.append(np.mean([auroc(runs[k][0][draws[k][i]], runs[k][1][draws[k][i]])
-                               - auroc(runs[k][0][draws[k][i]], runs[k][2][draws[k][i]]) for k in picked]))
+        differences = []
+        for j, k in enumerate(picked):
+            d = draws[k][i * per_seed + (j if resample_runs else 0)]
+            differences.append(auroc(runs[k][0][d], runs[k][1][d]) - auroc(runs[k][0][d], runs[k][2][d]))
+        values.append(np.mean(differences))
     low, high = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
     difference = np.mean([auroc(y, a) - auroc(y, b) for y, a, b in runs])
     return float(difference), float(low), float(high)

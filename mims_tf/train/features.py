@@ -33,6 +33,7 @@ logger = logging.getLogger("mims_tf")
 
 DEFAULT_VIEWS = 4
 EXTRACT_BATCH = 32  # instances per backbone call while extracting
+FLOAT16_MAX = 65504.0
 _KEY_VERSION = 1  # bump when what a cache file holds changes
 BUDGET_SHARE = 0.5
 
@@ -40,7 +41,8 @@ BUDGET_SHARE = 0.5
 def view_seed(seed, view):
     """The stateless seed's first element of augmented view `view` (>= 1) of every bag (second: the bag's index).
 
-    Negative, so never one of the training stream's `seed * 1_000_003 + epoch` (epochs count from 1).
+    Negative for seeds >= 0 (the runs' seeds), so never one of the training stream's `seed * 1_000_003 + epoch`
+    (epochs count from 1).
     """
     return -(seed * 1_000_003 + view)
 
@@ -52,8 +54,9 @@ class FeatureStore:
     one after another; `counts` gives each bag's instances. `load(index, view)` gives a bag's maps.
     """
 
-    def __init__(self, arrays, counts, labels, mode, reason):
+    def __init__(self, arrays, counts, labels, mode, reason, stacked=None):
         self.arrays, self.mode, self.reason = arrays, mode, reason
+        self.stacked = stacked  # in memory: one (views, total, h, w, c) array per map, `arrays` are its views
         self.counts = [int(c) for c in counts]
         self.offsets = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
         self.labels = np.asarray(labels, dtype=np.int32)
@@ -125,18 +128,20 @@ def extract_features(extractor, source, image_size, channels=3, views=1, seed=0,
         mode, reason = "memory", f"{text}, within the memory budget"
     keys = None
     if folder:
-        base = _base_key(extractor, source, identity)
+        base = _base_key(extractor, source, image_size, channels, identity)
         keys = [[hashlib.sha256(f"{base}/{view_seed(seed, v) if v else 0}/{m}".encode()).hexdigest()[:32]
                  for m in range(len(shapes))] for v in range(views)]
+    stacked = None if folder else [np.empty((views, total, *shape), np.float16) for shape in shapes]
     arrays = []
     for view in range(views):
         paths = [os.path.join(folder, f"{key}.npy") for key in keys[view]] if folder else None
         if paths and all(_fits(path, total, shape) for path, shape in zip(paths, shapes)):
             arrays.append([np.load(path, mmap_mode="r") for path in paths])
             continue
-        arrays.append(_extract_view(extractor, source, image_size, channels, view, seed, shapes, total, paths,
+        targets = paths or [array[view] for array in stacked]
+        arrays.append(_extract_view(extractor, source, image_size, channels, view, seed, shapes, total, targets,
                                     progress, f"{what or source.split or 'all'} bags, view {view + 1} of {views}"))
-    return FeatureStore(arrays, counts, source.labels, mode, reason)
+    return FeatureStore(arrays, counts, source.labels, mode, reason, stacked)
 
 
 def _fits(path, total, shape):
@@ -149,18 +154,26 @@ def _fits(path, total, shape):
     return array.shape == (total, *shape) and array.dtype == np.float16
 
 
-def _base_key(extractor, source, identity):
-    """A key of what fixes every feature: the bags as kept, the extractor's weights and settings."""
-    digest = hashlib.sha256(repr((_KEY_VERSION, identity)).encode())
+def _base_key(extractor, source, image_size, channels, identity):
+    """A key of what fixes every feature: the bags as kept (each one's shape and pixels, in order), the input
+    size and channels, the extractor's weights and dtype policy, the augmentation, and the caller's `identity`."""
+    from mims_tf.data import transforms
+
+    settings = (_KEY_VERSION, identity, tuple(image_size), channels, len(source), extractor.dtype_policy.name,
+                transforms.CONTRAST, transforms.BRIGHTNESS, transforms.MID_GREY)
+    digest = hashlib.sha256(repr(settings).encode())
     for weight in extractor.get_weights():
         digest.update(np.ascontiguousarray(weight).tobytes())
     for index in range(len(source)):
-        digest.update(np.ascontiguousarray(source.load(index)).tobytes())
+        bag = np.ascontiguousarray(source.load(index))
+        digest.update(repr(bag.shape).encode())
+        digest.update(bag.tobytes())
     return digest.hexdigest()
 
 
-def _extract_view(extractor, source, image_size, channels, view, seed, shapes, total, paths, progress, what):
-    """One view of every bag: the maps in memory, or written to `paths` (atomically, per process)."""
+def _extract_view(extractor, source, image_size, channels, view, seed, shapes, total, targets, progress, what):
+    """One view of every bag into `targets`: arrays to fill (in memory), or file paths to write (atomically,
+    through a temporary file per process, so runs filling one cache folder at once do not collide)."""
     import tensorflow as tf
 
     from mims_tf.data.transforms import augment_bag, prepare_instances
@@ -174,12 +187,13 @@ def _extract_view(extractor, source, image_size, channels, view, seed, shapes, t
 
     instances = tf.data.Dataset.range(len(source)).map(bag, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     batches = instances.unbatch().batch(EXTRACT_BATCH).prefetch(2)
+    paths = targets if isinstance(targets[0], str) else None
     if paths:
         os.makedirs(os.path.dirname(paths[0]), exist_ok=True)
         temporary = [f"{path}.{os.getpid()}.tmp.npy" for path in paths]
         arrays = [np.lib.format.open_memmap(t, "w+", np.float16, (total, *s)) for t, s in zip(temporary, shapes)]
     else:
-        arrays = [np.empty((total, *s), np.float16) for s in shapes]
+        arrays = targets
     report = Progress(f"backbone features of {what}", -(-total // EXTRACT_BATCH)) if progress else None
     position = 0
     try:
@@ -188,10 +202,18 @@ def _extract_view(extractor, source, image_size, channels, view, seed, shapes, t
             maps = maps if isinstance(maps, (list, tuple)) else [maps]
             count = int(batch.shape[0])
             for array, values in zip(arrays, maps):
-                array[position:position + count] = np.asarray(values, dtype=np.float32)[:, 0]
+                values = np.asarray(values, dtype=np.float32)[:, 0]
+                if not np.all(np.abs(values) <= FLOAT16_MAX):  # NaN, Inf or beyond float16
+                    raise ValueError(f"The backbone gave feature values that float16 cannot hold (largest "
+                                     f"{np.nanmax(np.abs(values)):.3g}) for {what}: the features cannot be cached. "
+                                     f"Received: feature range beyond {FLOAT16_MAX}")
+                array[position:position + count] = values
             position += count
             if report:
                 report.advance()
+        if position != total:
+            raise ValueError(f"The bags gave {position} instances for {what}, not the {total} counted when they "
+                             f"were read. Received: instances={position}")
         if not paths:
             return arrays
         for array, tmp, path in zip(arrays, temporary, paths):
@@ -208,8 +230,9 @@ def _extract_view(extractor, source, image_size, channels, view, seed, shapes, t
 def feature_dataset(store, training, instances=None, batch_size=1, seed=0, repeat=False, start_step=0,
                     replacement=False):
     """A `tf.data.Dataset` of `(maps, labels)` from a `FeatureStore`, batch for batch the stream `make_dataset`
-    gives from the images: the same epoch order, the same instances sampled (seeded alike), so the head trains
-    on exactly the bags the full model would; each training bag in the view drawn for its epoch.
+    gives from the images: the same epoch order and the same instances sampled (seeded alike); what differs is
+    the augmentation (each training bag in one of its cached views, drawn for its epoch) and the rounding of
+    the features to float16.
 
     Args:
         store: a `FeatureStore`.
@@ -229,7 +252,7 @@ def feature_dataset(store, training, instances=None, batch_size=1, seed=0, repea
 
     if store.mode == "memory":  # sliced in the graph: no Python call per bag (an epoch of the head is short)
         offsets = tf.constant(store.offsets)
-        tensors = [tf.constant(np.stack([store.arrays[v][m] for v in range(views)])) for m in range(maps)]
+        tensors = [tf.constant(store.stacked[m][:views]) for m in range(maps)]
 
         def load(index, view):
             start, stop = offsets[index], offsets[index + 1]
@@ -269,7 +292,8 @@ def feature_dataset(store, training, instances=None, batch_size=1, seed=0, repea
 
     def train_map(index, current):
         seed_pair = tf.stack([tf.constant(seed, tf.int64) * 1_000_003 + current, index])
-        view = tf.random.stateless_uniform([], seed_pair + 6, 0, views, dtype=tf.int64)
+        view_key = tf.random.experimental.stateless_fold_in(seed_pair, 6)  # apart from the sampling's seed + k
+        view = tf.random.stateless_uniform([], view_key, 0, views, dtype=tf.int64)
         return tuple(sample(load(index, view), instances, seed_pair)), labels[index]
 
     ragged = (isinstance(instances, int) and not replacement and batch_size > 1

@@ -300,7 +300,7 @@ def test_a_frozen_backbone_trains_the_head_on_cached_features(tmp_path, tiny_wei
 
     out = str(tmp_path / "frozen")
     with caplog.at_level(logging.INFO, logger="mims_tf"):
-        summary = train(_frozen(out, tiny_weights), verbose=0)
+        summary = train(_frozen(out, tiny_weights, epochs=8), verbose=0)
     assert "train features kept: memory (96 bags, 4 view(s)" in caplog.text
     assert "val features kept: memory (32 bags, 1 view(s)" in caplog.text
     model = mims_tf.load_model(summary["best_model"])
@@ -311,19 +311,20 @@ def test_a_frozen_backbone_trains_the_head_on_cached_features(tmp_path, tiny_wei
     assert any(not np.array_equal(np.array(a), np.array(b))
                for a, b in zip(model.get_layer("head_ms_conv").weights, fresh.get_layer("head_ms_conv").weights))
     last = mims_tf.load_model(os.path.join(out, "last.keras"))
-    assert int(last.optimizer.iterations) == 2 * 12  # the saved model holds the optimizer the head trained with
+    assert int(last.optimizer.iterations) == 8 * 12  # the saved model holds the optimizer the head trained with
     results, _ = evaluate_runs([out])
     assert 0 <= results[0]["auroc"] <= 1 and summary["decision"]["val_bags"] == 32
 
 
 def test_a_frozen_run_resumed_equals_an_uninterrupted_one(tmp_path, tiny_weights):
     whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
-    train(_frozen(whole, tiny_weights, epochs=2), verbose=0)
-    train(_frozen(resumed, tiny_weights, epochs=1), verbose=0)
-    train(_frozen(resumed, tiny_weights, epochs=2), resume=True, verbose=0)
+    cache = str(tmp_path / "cache")  # features in a cache folder: the resumed run reads the ones it trained on
+    train(_frozen(whole, tiny_weights, epochs=4, feature_views=2, cache_dir=cache), verbose=0)
+    train(_frozen(resumed, tiny_weights, epochs=2, feature_views=2, cache_dir=cache), verbose=0)
+    train(_frozen(resumed, tiny_weights, epochs=4, feature_views=2, cache_dir=cache), resume=True, verbose=0)
     a = mims_tf.load_model(os.path.join(whole, "last.keras"))
     b = mims_tf.load_model(os.path.join(resumed, "last.keras"))
-    assert int(a.optimizer.iterations) == int(b.optimizer.iterations) == 24
+    assert int(a.optimizer.iterations) == int(b.optimizer.iterations) == 48
     for x, y in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(x, y)
 
@@ -334,3 +335,7 @@ def test_a_frozen_run_without_feature_views_runs_the_backbone_every_step(tmp_pat
     with caplog.at_level(logging.INFO, logger="mims_tf"):
         train(_frozen(str(tmp_path / "plain"), tiny_weights, epochs=1, feature_views=0), verbose=0)
     assert "no feature cache (feature_views 0)" in caplog.text and "features kept" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mims_tf"):  # 2 epochs of 6 sampled instances: cheaper than 4 views
+        train(_frozen(str(tmp_path / "short"), tiny_weights, epochs=2), verbose=0)
+    assert "costs more than training on images" in caplog.text and "features kept" not in caplog.text

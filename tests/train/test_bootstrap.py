@@ -107,3 +107,14 @@ def test_resampling_runs_widens_the_interval_by_the_runs_own_spread():
     _, low_s, high_s = seeds_paired_difference_ci(runs, n_resamples=200)
     _, low_sr, high_sr = seeds_paired_difference_ci(runs, n_resamples=200, resample_runs=True)
     assert high_sr - low_sr > 1.5 * (high_s - low_s)
+
+
+def test_groups_holding_both_classes_are_drawn_plainly():
+    rng = np.random.default_rng(4)
+    labels = np.tile([0, 1], 30)  # 30 patients, each with a normal and a tumour tile
+    scores = labels + rng.normal(0, 1.0, 60)
+    patients = np.repeat(np.arange(30), 2)
+    auroc, low, high = auroc_ci(labels, scores, n_resamples=200, groups=patients)
+    assert low <= auroc <= high and low < high
+    with pytest.raises(ValueError, match="needs both classes"):
+        auroc_ci(np.zeros(6, int), np.arange(6.0), groups=np.arange(6))
