@@ -292,8 +292,9 @@ def feature_dataset(store, training, instances=None, batch_size=1, seed=0, repea
 
     def train_map(index, current):
         seed_pair = tf.stack([tf.constant(seed, tf.int64) * 1_000_003 + current, index])
-        view_key = tf.random.experimental.stateless_fold_in(seed_pair, 6)  # apart from the sampling's seed + k
-        view = tf.random.stateless_uniform([], view_key, 0, views, dtype=tf.int64)
+        # seed + 6: the next offset after `mims_tf.data.transforms`' table of draws (which, as there, shifts both
+        # elements of the pair; the tables' runs were made with it, so it stays)
+        view = tf.random.stateless_uniform([], seed_pair + 6, 0, views, dtype=tf.int64)
         return tuple(sample(load(index, view), instances, seed_pair)), labels[index]
 
     ragged = (isinstance(instances, int) and not replacement and batch_size > 1
