@@ -12,7 +12,7 @@ def assign_splits(manifest, fractions=(0.7, 0.15, 0.15), seed=0, allow_shared_gr
 
     Uses scikit-learn's `StratifiedGroupKFold` over the groups: a bag's `group`, else
     the group its file names show (the `group_pattern` match, else a TCGA patient id;
-    see `name_groups`), else the bag itself. The test part is one fold of
+    see `name_groups`; not with `allow_shared_groups`), else the bag itself. The test part is one fold of
     `round(1 / test)` folds, then val is one fold of the rest. A group (so a bag)
     never crosses splits, so one tile per bag still keeps a patient's tiles in one
     split; the same seed gives the same splits. Fractions are approximate (whole groups).
@@ -34,7 +34,8 @@ def assign_splits(manifest, fractions=(0.7, 0.15, 0.15), seed=0, allow_shared_gr
     if empty and len(empty) < len(manifest.rows):
         raise DataError(manifest.source, f"{_rows_text(empty)}: empty split while other rows have one; rows the user "
                                          "placed are never moved: fill in every split, or clear the whole split column")
-    manifest = name_groups(manifest, group_pattern)
+    if not allow_shared_groups:  # accepting shared groups: the bags themselves are split (patients may span)
+        manifest = name_groups(manifest, group_pattern)
     bags = manifest.bags()
     bag_names = [bag.bag for bag in bags]
     labels = np.array([bag.label for bag in bags])

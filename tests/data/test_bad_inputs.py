@@ -802,22 +802,6 @@ def _(tmp):
         "classes", "names MSS more than once")
 
 
-@case("one bag per tile: a TCGA patient split across splits")
-def _(tmp):
-    root = _tiles(tmp)
-    manifest = from_class_folders(root, classes=["MSS", "MSI"], one_bag_per_file=True)
-    cause = r"TCGA patient 'TCGA-AA-\d{4}' is in two splits: (train|val|test) \(row \d+\) and (train|val|test) \(row \d+\)"
-    return lambda: assign_splits(manifest, seed=0), *data_error(root, cause)
-
-
-@case("one bag per tile: a group_pattern group split across splits")
-def _(tmp):
-    root = _tiles(tmp, name="p{p:02d}_t{t}.png")
-    manifest = from_class_folders(root, classes=["MSS", "MSI"], one_bag_per_file=True)
-    return lambda: assign_splits(manifest, seed=0, group_pattern=r"^(p\d+)_"), *data_error(
-        root, r"group 'p\d\d' is in two splits")
-
-
 @case("assign_splits with a partly filled split column")
 def _(tmp):
     rows = [{"path": f"/v{i}.npy", "label": i % 2, "split": "train" if i == 3 else ""} for i in range(20)]

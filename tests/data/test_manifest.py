@@ -83,6 +83,21 @@ def test_one_tile_per_bag_still_splits_by_the_patient_in_the_file_names(group_pa
     assert len(manifest.bags()) == 5428 and manifest.split_counts()["test"] > 500  # tiles are the bags
 
 
+def test_one_file_per_bag_splits_by_the_group_pattern_in_the_file_names(tmp_path):
+    for p in range(20):
+        folder = tmp_path / ("MSI" if p % 2 else "MSS")
+        folder.mkdir(exist_ok=True)
+        for t in range(5):
+            (folder / f"p{p:02d}_t{t}.png").write_bytes(b"")
+    tiles = from_class_folders(str(tmp_path), classes=["MSS", "MSI"], one_bag_per_file=True)
+    manifest = assign_splits(tiles, seed=0, group_pattern=r"^(p\d+)_")
+    split_of = collections.defaultdict(set)
+    for row in manifest.rows:
+        split_of[os.path.basename(row["path"])[:3]].add(row["split"])
+    assert len(split_of) == 20 and all(len(s) == 1 for s in split_of.values())
+    assert {"train", "val", "test"} == set.union(*split_of.values())
+
+
 def test_csv_roundtrip_keeps_extra_columns_and_resolves_relative_paths(tmp_path, kather):
     manifest = assign_splits(kather, seed=0)
     manifest.rows[0]["scanner"] = "Aperio"
