@@ -17,7 +17,8 @@ import numpy as np
 from mims_tf.runs.environment import environment, fingerprint, make_deterministic
 from mims_tf.runs.decision import forget_decision
 from mims_tf.runs.folder import NEW_STATE, RunFolder
-from mims_tf.runs.inputs import bag_source, build_manifest, distributed_train_batches, eval_batches, train_batches
+from mims_tf.runs.inputs import bag_source, build_manifest, cached_features, distributed_train_batches, eval_batches
+from mims_tf.runs.inputs import feature_batches, train_batches
 from mims_tf.train.features import feature_dataset
 
 logger = logging.getLogger("mims_tf")
@@ -237,8 +238,8 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
         raise ValueError(f"strategy 'multi_worker' splits each batch of {config.training.batch_size} bags over "
                          f"{replicas} devices: the batch size must be a multiple of {replicas}")
     finished = resuming and state.get("epochs_done", 0) >= config.training.epochs
-    features = None if finished else _cached_features(config, model, train_source, val_source,
-                                                      len(manifest.classes), steps_per_epoch)
+    features = None if finished else cached_features(config, model, train_source, val_source,
+                                                     len(manifest.classes), steps_per_epoch)
     if features:  # bags of one size go 32 to a batch: an epoch of the head is mostly steps' fixed cost
         val_data = feature_dataset(features["val"], False, batch_size=32 if len(set(val_source.instance_counts())) == 1 else 1)
     else:
@@ -248,60 +249,6 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
     return config, resuming, model, dict(
         run=run, strategy=strategy, train_source=train_source, val_data=val_data, checkpoint=checkpoint,
         callbacks=callbacks, verbose=verbose, steps_per_epoch=steps_per_epoch, features=features)
-
-
-def _cached_features(config, model, train_source, val_source, classes, steps_per_epoch):
-    """With a frozen backbone: `{"head", "train", "val"}`, the model's head (sharing its layers, compiled with its
-    optimizer) and the `FeatureStore`s it trains on; None where the run trains on images (logged why): no cache
-    asked for, a distributed strategy, features over the memory budget with no cache folder, or (without a cache
-    folder, whose features later runs reuse) an extraction that would run the backbone more often than the
-    whole training on images does (big bags sampled thinly, few epochs)."""
-    from mims_tf.models import split_model
-    from mims_tf.train import BagAUROC
-    from mims_tf.train.features import extract_features
-
-    model_config = config.model_config(classes)
-    views = config.training.feature_views if config.data.augment else min(config.training.feature_views, 1)
-    if not model_config.freeze_backbone:
-        return None
-    if not views:
-        logger.info("frozen backbone, no feature cache (feature_views 0): the backbone runs at every step")
-        return None
-    if config.strategy != "none":
-        logger.info("frozen backbone: no feature cache under strategy %r; the backbone runs at every step",
-                    config.strategy)
-        return None
-    extraction = views * sum(train_source.instance_counts()) + sum(val_source.instance_counts())
-    instances = config.data.instances
-    per_bag = (sum(instances) / 2 if isinstance(instances, tuple) else instances) or (
-        sum(train_source.instance_counts()) / len(train_source))
-    on_images = config.training.epochs * (steps_per_epoch * config.training.batch_size * per_bag
-                                          + sum(val_source.instance_counts()))
-    if extraction > on_images and not config.data.cache_dir:  # a cache folder's features serve later runs too
-        logger.info("frozen backbone, no feature cache: extracting %d views of every instance (%d backbone passes) "
-                    "costs more than training on images (about %d); the backbone runs at every step", views,
-                    extraction, on_images)
-        return None
-    extractor, head = split_model(model, model_config)
-    identity = {key: getattr(model_config, key) for key in (
-        "backbone", "backbone_kwargs", "feature_layers", "pyramid_scales", "image_size", "channels")}
-    identity["precision"] = config.precision
-    data = config.data
-    budget = None if data.memory_budget_gb is None else int(data.memory_budget_gb * 1e9)
-    stores = {}
-    for split, source, count in (("train", train_source, views), ("val", val_source, 1)):
-        stores[split] = extract_features(extractor, source, data.image_size, data.channels, views=count,
-                                         seed=config.seed, identity=identity, cache_dir=data.cache_dir,
-                                         memory_budget=budget, what={"train": "training", "val": "validation"}[split])
-        if budget is not None and stores[split] is not None and stores[split].stacked is not None:
-            budget -= 2 * sum(a.nbytes for a in stores[split].stacked)  # what is left for the next split
-        if stores[split] is None:
-            logger.info("frozen backbone: the %s features do not fit the memory budget and no cache folder is set; "
-                        "the backbone runs at every step", split)
-            return None
-        logger.info("%s features kept: %s (%s)", split, stores[split].mode, stores[split].reason)
-    head.compile(optimizer=model.optimizer, loss=model.loss, metrics=[BagAUROC(classes)])
-    return {"head": head, **stores}
 
 
 def _fit(config, resuming, model, run, strategy, train_source, val_data, checkpoint, callbacks, verbose,
@@ -323,9 +270,7 @@ def _fit(config, resuming, model, run, strategy, train_source, val_data, checkpo
 
     def batches(start_step):
         if features:
-            data = config.data
-            return feature_dataset(features["train"], True, instances=data.instances, batch_size=training.batch_size,
-                                   seed=config.seed, repeat=True, start_step=start_step, replacement=data.replacement)
+            return feature_batches(config, features["train"], start_step)
         if config.strategy != "multi_worker":
             return train_batches(config, train_source, start_step)
         dataset, pipelines = distributed_train_batches(config, train_source, strategy, start_step)

@@ -1,12 +1,15 @@
-"""From the run's data block to bags: the manifest of a new run, and bag sources and batches read the way
-the run was trained (central slices, normalisation, image size, channels)."""
+"""From the run's data block to bags: the manifest of a new run, and bag sources, batches and cached backbone
+features read the way the run was trained (central slices, normalisation, image size, channels)."""
 
+import logging
 import os
 
 from mims_tf.data import BagSource, assign_splits, from_class_folders, from_medmnist, from_rows, make_dataset
 from mims_tf.data import read_manifest
 from mims_tf.data.synthetic import write_dataset
 from mims_tf.utils import Progress
+
+logger = logging.getLogger("mims_tf")
 
 
 def build_manifest(config, run_dir):
@@ -72,6 +75,69 @@ def train_batches(config, source, start_step=0, shard=None, batch_size=None):
         batch_size=batch_size or config.training.batch_size, augment=data.augment, seed=config.seed, repeat=True,
         start_step=start_step, replacement=data.replacement, shard=shard,
     )
+
+
+def cached_features(config, model, train_source, val_source, classes, steps_per_epoch):
+    """With a frozen backbone: `{"head", "train", "val"}`, the model's head (sharing its layers, compiled with its
+    optimizer) and the `FeatureStore`s it trains on; None where the run trains on images (logged why): no cache
+    asked for, a distributed strategy, features over the memory budget with no cache folder, or (without a cache
+    folder, whose features later runs reuse) an extraction that would run the backbone more often than the
+    whole training on images does (big bags sampled thinly, few epochs)."""
+    from mims_tf.models import split_model
+    from mims_tf.train import BagAUROC
+    from mims_tf.train.features import extract_features
+
+    model_config = config.model_config(classes)
+    views = config.training.feature_views if config.data.augment else min(config.training.feature_views, 1)
+    if not model_config.freeze_backbone:
+        return None
+    if not views:
+        logger.info("frozen backbone, no feature cache (feature_views 0): the backbone runs at every step")
+        return None
+    if config.strategy != "none":
+        logger.info("frozen backbone: no feature cache under strategy %r; the backbone runs at every step",
+                    config.strategy)
+        return None
+    extraction = views * sum(train_source.instance_counts()) + sum(val_source.instance_counts())
+    instances = config.data.instances
+    per_bag = (sum(instances) / 2 if isinstance(instances, tuple) else instances) or (
+        sum(train_source.instance_counts()) / len(train_source))
+    on_images = config.training.epochs * (steps_per_epoch * config.training.batch_size * per_bag
+                                          + sum(val_source.instance_counts()))
+    if extraction > on_images and not config.data.cache_dir:  # a cache folder's features serve later runs too
+        logger.info("frozen backbone, no feature cache: extracting %d views of every instance (%d backbone passes) "
+                    "costs more than training on images (about %d); the backbone runs at every step", views,
+                    extraction, on_images)
+        return None
+    extractor, head = split_model(model, model_config)
+    identity = {key: getattr(model_config, key) for key in (
+        "backbone", "backbone_kwargs", "feature_layers", "pyramid_scales", "image_size", "channels")}
+    identity["precision"] = config.precision
+    data = config.data
+    budget = None if data.memory_budget_gb is None else int(data.memory_budget_gb * 1e9)
+    stores = {}
+    for split, source, count in (("train", train_source, views), ("val", val_source, 1)):
+        stores[split] = extract_features(extractor, source, data.image_size, data.channels, views=count,
+                                         seed=config.seed, identity=identity, cache_dir=data.cache_dir,
+                                         memory_budget=budget, what={"train": "training", "val": "validation"}[split])
+        if budget is not None and stores[split] is not None and stores[split].stacked is not None:
+            budget -= 2 * sum(a.nbytes for a in stores[split].stacked)  # what is left for the next split
+        if stores[split] is None:
+            logger.info("frozen backbone: the %s features do not fit the memory budget and no cache folder is set; "
+                        "the backbone runs at every step", split)
+            return None
+        logger.info("%s features kept: %s (%s)", split, stores[split].mode, stores[split].reason)
+    head.compile(optimizer=model.optimizer, loss=model.loss, metrics=[BagAUROC(classes)])
+    return {"head": head, **stores}
+
+
+def feature_batches(config, store, start_step=0):
+    """`train_batches` of the run's head on cached features (`cached_features`), from global step `start_step`."""
+    from mims_tf.train.features import feature_dataset
+
+    data = config.data
+    return feature_dataset(store, True, instances=data.instances, batch_size=config.training.batch_size,
+                           seed=config.seed, repeat=True, start_step=start_step, replacement=data.replacement)
 
 
 def distributed_train_batches(config, source, strategy, start_step=0):
