@@ -5,7 +5,21 @@ block's flags come from the `ModelConfig` fields that carry a `help` in their me
 option gets its flag without an edit here.
 """
 
+import argparse
 import dataclasses
+import re
+
+
+def instance_count(text):
+    """`--instances` value: `8` (an int, checked by the config) or a range `12-18` (sampled per bag)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    match = re.fullmatch(r"\s*(\d+)\s*[-:,]\s*(\d+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected a number of instances (8) or a range (12-18), not {text!r}")
+    return tuple(int(v) for v in match.groups())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +50,8 @@ _FLAGS = (
     Flag("allow_shared_groups", "data.allow_shared_groups", bool, "accept one patient (group) in two splits"),
     Flag("preset", "model.preset", str, "model preset (see `mims presets`); default mims"),
     Flag("image_size", "data.image_size", int, "instance height and width; default 64"),
-    Flag("instances", "data.instances", int, "instances sampled per bag per training step; default 8"),
+    Flag("instances", "data.instances", instance_count, "instances sampled per bag per training step, or a range "
+         "MIN-MAX drawn per step (needs --batch-size 1; paper OCT: 12-18); default 8"),
     Flag("central", "data.central", int, "use only the central N instances of each volume (paper OCT: 30)"),
     Flag("cache", "data.cache", str, "where bags are kept once read, cropped and resized: auto (memory when they "
          "fit --memory-budget, else disk with --cache-dir, else read every step), memory, disk, none; default auto",

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from mims_tf.cli.flags import add_flags, build_overrides, train_flags
+from mims_tf.cli.flags import add_flags, build_overrides, instance_count, train_flags
 from mims_tf.utils import import_keras_quietly, write_text
 
 # Before TensorFlow is imported (the subcommands import it): hide its C++ info and warning lines.
@@ -342,7 +342,10 @@ def bench_parser(sub):
     p.add_argument("--weights", default=None, help="imagenet, a .h5 path or none (default: none)")
     p.add_argument("--alpha", type=float, default=None, help="MobileNet width multiplier")
     p.add_argument("--image-size", type=int, default=None, help="instance height and width (default: 64)")
-    p.add_argument("--instances", type=int, default=None, help="instances sampled per bag in training (default: the dataset's)")
+    p.add_argument("--instances", type=instance_count, default=None,
+                   help="instances sampled per bag in training, or a range MIN-MAX drawn per step (with --batch-size 1) "
+                   "(default: the dataset's)")
+    p.add_argument("--central", type=int, default=None, help="use only the central N instances of each volume")
     p.add_argument("--epochs", type=int, default=None, help="default: 10")
     p.add_argument("--batch-size", type=int, default=None, help="default: 4")
     p.add_argument("--learning-rate", type=float, default=None, help="default: 1e-3")
@@ -376,7 +379,7 @@ def run_bench(args):
     settings = {k: v for k, v in {
         "backbone": args.backbone, "weights": None if args.weights in (None, "none") else args.weights,
         "backbone_kwargs": {"alpha": args.alpha} if args.alpha else None, "image_size": args.image_size,
-        "instances": args.instances, "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+        "instances": args.instances, "central": args.central, "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
         "freeze_backbone": args.freeze_backbone or None, "feature_views": args.feature_views,
         "cache_dir": args.cache_dir,
     }.items() if v is not None}

@@ -96,8 +96,8 @@ class DataConfig:
             self.instances = tuple(self.instances)
         if self.instances is not None:
             values = self.instances if isinstance(self.instances, tuple) else (self.instances,)
-            if len(values) not in (1, 2) or not all(_positive_int(v) for v in values):
-                raise ValueError(f"`instances` must be a positive integer, (min, max) or None. "
+            if len(values) not in (1, 2) or not all(_positive_int(v) for v in values) or values[0] > values[-1]:
+                raise ValueError(f"`instances` must be a positive integer, (min, max) with min <= max, or None. "
                                  f"Received: instances={self.instances!r}")
         if isinstance(self.split_fractions, list):
             self.split_fractions = tuple(self.split_fractions)
@@ -241,6 +241,9 @@ class RunConfig:
             raise ValueError(f"`out` must be a folder path. Received: out={self.out!r}")
         self.data.validate()
         self.training.validate()
+        if isinstance(self.data.instances, tuple) and self.training.batch_size != 1:
+            raise ValueError(f"A range of instances per step needs a batch size of 1. Received: "
+                             f"instances={self.data.instances}, batch_size={self.training.batch_size}")
         for key in _FROM_DATA:
             if key in self.model:
                 raise ValueError(f"`model.{key}` comes from the data (data.image_size, data.channels, the classes); "

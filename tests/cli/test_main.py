@@ -73,6 +73,17 @@ def test_help_of_every_subcommand_has_examples(capsys):
         assert "example" in capsys.readouterr().out
 
 
+def test_train_samples_a_range_of_instances_per_step(tmp_path):
+    """`--instances 2-3` (the paper's OCT 12-18, scaled down) trains and is kept in the run's config."""
+    import yaml
+
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--epochs", "1", "--image-size", "16", "--instances", "2-3",
+                 "--batch-size", "1", "--steps-per-epoch", "3"]) == 0
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["data"]["instances"] == [2, 3]
+
+
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("cli") / "run")
