@@ -19,13 +19,9 @@ import os
 import re
 import sys
 
-HERE = os.path.abspath(__file__)
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, ROOT)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-PRESETS = ("mims", "mims_noresizing", "si_cnn", "mi_pre", "mi_pre_conv", "pyramid_mims", "mi_pre_trident", "featpyra_45")
-SCALES = (0.5, 0.75, 1.0, 1.5, 2.0)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The synthetic test's presets and scales, asked again on real images (scale_shift also puts the repository on the path).
+from scale_shift import PRESETS, ROOT, SCALES  # noqa: E402
 
 
 def rescale(bag, scale):
