@@ -106,14 +106,6 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
         return prepare_instances(x, image_size, channels), labels[index]
 
     if training:
-        count = len(source)
-
-        def epoch_order(current):
-            order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), [seed, current])
-            if shard is not None:
-                order = order[shard[0]::shard[1]]
-            return tf.data.Dataset.from_tensor_slices(order).map(lambda i: (i, current))
-
         def train_map(index, current):
             seed_pair = tf.stack([tf.constant(seed, tf.int64) * 1_000_003 + current, index])
             x = sample_instances(load(index), instances, seed_pair, replacement)
@@ -122,33 +114,62 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
                 x = augment_bag(x, seed_pair)
             return x, labels[index]
 
-        # Bags smaller than `instances` keep their own size: batches then group bags of one size.
-        ragged = (isinstance(instances, int) and not replacement and batch_size > 1
-                  and min(source.instance_counts()) < instances)
-        if repeat:
-            # Epochs 1, 2, ... without end; `start_step` skips whole batches cheaply (before loading).
-            order = tf.data.Dataset.range(1, 2**62).flat_map(epoch_order)
-            if not ragged:
-                order = order.skip(start_step * batch_size)
-        else:
-            # A counter bumped each time the dataset is iterated (each Keras epoch) makes the
-            # shuffling and every random op a pure function of (seed, epoch, bag): the same
-            # seed gives the same batches in every process, with no global seed. Epoch k here
-            # equals epoch k of `repeat=True`.
-            epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="mims_data_epoch")
-            order = tf.data.Dataset.range(1).flat_map(lambda _: epoch_order(epoch.assign_add(1)))
-        dataset = order.map(train_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        if ragged:
-            dataset = dataset.group_by_window(lambda x, y: tf.cast(tf.shape(x)[0], tf.int64),
-                                              lambda _, window: window.batch(batch_size), window_size=batch_size)
-            return (dataset.skip(start_step) if repeat else dataset).prefetch(tf.data.AUTOTUNE)
-        if not repeat:
-            shard_length = count if shard is None else len(range(shard[0], count, shard[1]))
-            dataset = dataset.apply(tf.data.experimental.assert_cardinality(shard_length))  # Keras knows the epoch length
+        return training_stream(train_map, source.instance_counts(), instances, batch_size, seed, repeat, start_step,
+                               replacement, shard)
+
+    order = tf.data.Dataset.range(len(source))
+    missing = -len(source) % batch_size
+    if pad_last and missing:
+        order = order.concatenate(tf.data.Dataset.range(len(source) - missing, len(source)))
+    dataset = order.map(eval_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def training_stream(map_fn, counts, instances, batch_size, seed, repeat=False, start_step=0, replacement=False,
+                    shard=None):
+    """The training batches of `make_dataset`, for any per-bag map: the epochs' order, the epochs, resuming and
+    batching. `mims_tf.train.features.feature_dataset` serves its features through it, so both streams give the
+    same bags in the same batches.
+
+    Args:
+        map_fn: `(index, epoch)` (int64 scalars; epochs count from 1) to `(x, label)`, `x` a bag: a tensor, or a
+            tuple of tensors, whose first dimension is its instances.
+        counts: each bag's number of instances (one entry per bag).
+        instances, batch_size, seed, repeat, start_step, replacement, shard: as `make_dataset`.
+
+    Epoch `k` serves the bags in the order `stateless_shuffle(range(len(counts)), [seed, k])` (with `shard`, this
+    reader's share of it). Without `repeat`, each iteration of the dataset is the next epoch.
+    """
+    import tensorflow as tf
+
+    count = len(counts)
+
+    def epoch_order(current):
+        order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), [seed, current])
+        if shard is not None:
+            order = order[shard[0]::shard[1]]
+        return tf.data.Dataset.from_tensor_slices(order).map(lambda i: (i, current))
+
+    # Bags smaller than `instances` keep their own size: batches then group bags of one size.
+    ragged = isinstance(instances, int) and not replacement and batch_size > 1 and min(counts) < instances
+    if repeat:
+        # Epochs 1, 2, ... without end; `start_step` skips whole batches cheaply (before loading).
+        order = tf.data.Dataset.range(1, 2**62).flat_map(epoch_order)
+        if not ragged:
+            order = order.skip(start_step * batch_size)
     else:
-        order = tf.data.Dataset.range(len(source))
-        missing = -len(source) % batch_size
-        if pad_last and missing:
-            order = order.concatenate(tf.data.Dataset.range(len(source) - missing, len(source)))
-        dataset = order.map(eval_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        # A counter bumped each time the dataset is iterated (each Keras epoch) makes the
+        # shuffling and every random op a pure function of (seed, epoch, bag): the same
+        # seed gives the same batches in every process, with no global seed. Epoch k here
+        # equals epoch k of `repeat=True`.
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="mims_data_epoch")
+        order = tf.data.Dataset.range(1).flat_map(lambda _: epoch_order(epoch.assign_add(1)))
+    dataset = order.map(map_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if ragged:
+        dataset = dataset.group_by_window(lambda x, y: tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.int64),
+                                          lambda _, window: window.batch(batch_size), window_size=batch_size)
+        return (dataset.skip(start_step) if repeat else dataset).prefetch(tf.data.AUTOTUNE)
+    if not repeat:
+        shard_length = count if shard is None else len(range(shard[0], count, shard[1]))
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(shard_length))  # Keras knows the epoch length
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

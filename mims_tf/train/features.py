@@ -243,6 +243,7 @@ def feature_dataset(store, training, instances=None, batch_size=1, seed=0, repea
     """
     import tensorflow as tf
 
+    from mims_tf.data.pipeline import training_stream
     from mims_tf.data.transforms import instance_count, sample_indices
 
     maps = len(store.arrays[0])
@@ -284,12 +285,6 @@ def feature_dataset(store, training, instances=None, batch_size=1, seed=0, repea
                                                          deterministic=True)
         return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
-    count = len(store)
-
-    def epoch_order(current):
-        order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), [seed, current])
-        return tf.data.Dataset.from_tensor_slices(order).map(lambda i: (i, current))
-
     def train_map(index, current):
         seed_pair = tf.stack([tf.constant(seed, tf.int64) * 1_000_003 + current, index])
         # seed + 6: the next offset after `mims_tf.data.transforms`' table of draws (which, as there, shifts both
@@ -297,20 +292,5 @@ def feature_dataset(store, training, instances=None, batch_size=1, seed=0, repea
         view = tf.random.stateless_uniform([], seed_pair + 6, 0, views, dtype=tf.int64)
         return tuple(sample(load(index, view), instances, seed_pair)), labels[index]
 
-    ragged = (isinstance(instances, int) and not replacement and batch_size > 1
-              and min(store.instance_counts()) < instances)
-    if repeat:
-        order = tf.data.Dataset.range(1, 2**62).flat_map(epoch_order)
-        if not ragged:
-            order = order.skip(start_step * batch_size)
-    else:
-        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="mims_feature_epoch")
-        order = tf.data.Dataset.range(1).flat_map(lambda _: epoch_order(epoch.assign_add(1)))
-    dataset = order.map(train_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if ragged:
-        dataset = dataset.group_by_window(lambda x, y: tf.cast(tf.shape(x[0])[0], tf.int64),
-                                          lambda _, window: window.batch(batch_size), window_size=batch_size)
-        return (dataset.skip(start_step) if repeat else dataset).prefetch(tf.data.AUTOTUNE)
-    if not repeat:
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return training_stream(train_map, store.instance_counts(), instances, batch_size, seed, repeat, start_step,
+                           replacement)
