@@ -51,7 +51,7 @@ _FLAGS = (
     Flag("preset", "model.preset", str, "model preset (see `mims presets`); default mims"),
     Flag("image_size", "data.image_size", int, "instance height and width; default 64"),
     Flag("instances", "data.instances", instance_count, "instances sampled per bag per training step, or a range "
-         "MIN-MAX drawn per step (needs --batch-size 1; paper OCT: 12-18); default 8"),
+         "MIN-MAX drawn per step, one count for the bags of a step (paper OCT: 12-18); default 8"),
     Flag("central", "data.central", int, "use only the central N instances of each volume (paper OCT: 30)"),
     Flag("cache", "data.cache", str, "where bags are kept once read, cropped and resized: auto (memory when they "
          "fit --memory-budget, else disk with --cache-dir, else read every step), memory, disk, none; default auto",

@@ -343,7 +343,7 @@ def bench_parser(sub):
     p.add_argument("--alpha", type=float, default=None, help="MobileNet width multiplier")
     p.add_argument("--image-size", type=int, default=None, help="instance height and width (default: 64)")
     p.add_argument("--instances", type=instance_count, default=None,
-                   help="instances sampled per bag in training, or a range MIN-MAX drawn per step (with --batch-size 1) "
+                   help="instances sampled per bag in training, or a range MIN-MAX drawn per step "
                    "(default: the dataset's)")
     p.add_argument("--central", type=int, default=None, help="use only the central N instances of each volume")
     p.add_argument("--epochs", type=int, default=None, help="default: 10")

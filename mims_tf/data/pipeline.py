@@ -31,7 +31,7 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
         image_size: `(H, W)` every instance is resized to (bilinear).
         channels: 3 (grayscale repeated; for ImageNet backbones) or 1 (RGB averaged).
         instances: in training, instances sampled per bag per step: an int, a
-            range `(low, high)` drawn per step (needs `batch_size=1`), or None for
+            range `(low, high)` drawn per step (one count for the bags of a step), or None for
             all (bags must then be the same size to batch). In evaluation, an int
             samples that many instances of each bag once (fixed by `seed` and the
             bag: test bags the size of training bags), None keeps every bag whole.
@@ -69,8 +69,6 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
         low, high = instances
         if not 1 <= low <= high:
             raise ValueError(f"`instances` range needs 1 <= low <= high. Received: instances={instances}")
-        if batch_size != 1:
-            raise ValueError(f"A range of instances per step needs batch_size=1. Received: instances={instances}, batch_size={batch_size}")
         if not training:
             raise ValueError(f"Evaluation samples a fixed number of instances: an int or None. Received: instances={instances}")
     elif instances is not None and (not isinstance(instances, int) or instances < 1):
@@ -106,9 +104,9 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
         return prepare_instances(x, image_size, channels), labels[index]
 
     if training:
-        def train_map(index, current):
+        def train_map(index, current, count):
             seed_pair = tf.stack([tf.constant(seed, tf.int64) * 1_000_003 + current, index])
-            x = sample_instances(load(index), instances, seed_pair, replacement)
+            x = sample_instances(load(index), count, seed_pair, replacement)
             x = prepare_instances(x, image_size, channels)
             if augment:
                 x = augment_bag(x, seed_pair)
@@ -132,23 +130,44 @@ def training_stream(map_fn, counts, instances, batch_size, seed, repeat=False, s
     same bags in the same batches.
 
     Args:
-        map_fn: `(index, epoch)` (int64 scalars; epochs count from 1) to `(x, label)`, `x` a bag: a tensor, or a
-            tuple of tensors, whose first dimension is its instances.
+        map_fn: `(index, epoch, count)` to `(x, label)`: `index` and `epoch` int64 scalars (epochs count from
+            1), `count` the instances to sample (`instances` itself, or with a range and `batch_size > 1` the
+            int32 count drawn for the bag's step); `x` a bag: a tensor, or a tuple of tensors, whose first
+            dimension is its instances.
         counts: each bag's number of instances (one entry per bag).
         instances, batch_size, seed, repeat, start_step, replacement, shard: as `make_dataset`.
 
     Epoch `k` serves the bags in the order `stateless_shuffle(range(len(counts)), [seed, k])` (with `shard`, this
-    reader's share of it). Without `repeat`, each iteration of the dataset is the next epoch.
+    reader's share of it). Without `repeat`, each iteration of the dataset is the next epoch. A range of
+    instances with `batch_size > 1` is drawn once per step (from the seed and the step), so a batch holds bags
+    of one size (with `batch_size=1` the bag's own draw stays, as before).
     """
     import tensorflow as tf
 
     count = len(counts)
+    shard_length = count if shard is None else len(range(shard[0], count, shard[1]))
+    per_step = isinstance(instances, (tuple, list)) and batch_size > 1
+    if per_step and not replacement and min(counts) < instances[1]:
+        raise ValueError(
+            f"Some bags have fewer than {instances[1]} instances, so bags sampled {instances[0]} to {instances[1]} "
+            f"a step cannot be batched: use batch_size=1 or replacement=True. Received: batch_size={batch_size}")
 
     def epoch_order(current):
         order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), [seed, current])
         if shard is not None:
             order = order[shard[0]::shard[1]]
-        return tf.data.Dataset.from_tensor_slices(order).map(lambda i: (i, current))
+        # each bag's step: repeating, batches run on across epochs; else each epoch starts a batch
+        position = tf.range(shard_length, dtype=tf.int64) + ((current - 1) * shard_length if repeat else 0)
+        steps = position // batch_size
+        return tf.data.Dataset.from_tensor_slices((order, steps)).map(lambda i, step: (i, current, step))
+
+    def element(index, current, step):
+        if not per_step:
+            return map_fn(index, current, instances)
+        # below the bags' own seed pairs (index >= 0), so no bag's draws repeat it
+        step_seed = tf.stack([tf.constant(seed, tf.int64) * 1_000_003 + (0 if repeat else current), -1 - step])
+        low, high = instances
+        return map_fn(index, current, tf.random.stateless_uniform([], step_seed, low, high + 1, dtype=tf.int32))
 
     # Bags smaller than `instances` keep their own size: batches then group bags of one size.
     ragged = isinstance(instances, int) and not replacement and batch_size > 1 and min(counts) < instances
@@ -164,12 +183,11 @@ def training_stream(map_fn, counts, instances, batch_size, seed, repeat=False, s
         # equals epoch k of `repeat=True`.
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="mims_data_epoch")
         order = tf.data.Dataset.range(1).flat_map(lambda _: epoch_order(epoch.assign_add(1)))
-    dataset = order.map(map_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = order.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if ragged:
         dataset = dataset.group_by_window(lambda x, y: tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.int64),
                                           lambda _, window: window.batch(batch_size), window_size=batch_size)
         return (dataset.skip(start_step) if repeat else dataset).prefetch(tf.data.AUTOTUNE)
     if not repeat:
-        shard_length = count if shard is None else len(range(shard[0], count, shard[1]))
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(shard_length))  # Keras knows the epoch length
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -241,9 +241,6 @@ class RunConfig:
             raise ValueError(f"`out` must be a folder path. Received: out={self.out!r}")
         self.data.validate()
         self.training.validate()
-        if isinstance(self.data.instances, tuple) and self.training.batch_size != 1:
-            raise ValueError(f"A range of instances per step needs a batch size of 1. Received: "
-                             f"instances={self.data.instances}, batch_size={self.training.batch_size}")
         for key in _FROM_DATA:
             if key in self.model:
                 raise ValueError(f"`model.{key}` comes from the data (data.image_size, data.channels, the classes); "

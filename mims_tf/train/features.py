@@ -285,12 +285,12 @@ def feature_dataset(store, training, instances=None, batch_size=1, seed=0, repea
                                                          deterministic=True)
         return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
-    def train_map(index, current):
+    def train_map(index, current, count):
         seed_pair = tf.stack([tf.constant(seed, tf.int64) * 1_000_003 + current, index])
         # seed + 6: the next offset after `mims_tf.data.transforms`' table of draws (which, as there, shifts both
         # elements of the pair; the tables' runs were made with it, so it stays)
         view = tf.random.stateless_uniform([], seed_pair + 6, 0, views, dtype=tf.int64)
-        return tuple(sample(load(index, view), instances, seed_pair)), labels[index]
+        return tuple(sample(load(index, view), count, seed_pair)), labels[index]
 
     return training_stream(train_map, store.instance_counts(), instances, batch_size, seed, repeat, start_step,
                            replacement)

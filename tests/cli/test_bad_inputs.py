@@ -46,7 +46,6 @@ TRAIN_OPTIONS = [
     (["--image-size", "0"], "Received: image_size=(0, 0)"),
     (["--instances", "0"], "Received: instances=0"),
     (["--instances", "-4"], "Received: instances=-4"),
-    (["--instances", "12-18"], "A range of instances per step needs a batch size of 1. Received: instances=(12, 18), batch_size=8"),
     (["--instances", "18-12", "--batch-size", "1"], "(min, max) with min <= max, or None. Received: instances=(18, 12)"),
     (["--instances", "0-3", "--batch-size", "1"], "Received: instances=(0, 3)"),
     (["--instances", "many"], "argument --instances: expected a number of instances (8) or a range (12-18), not 'many'"),
@@ -76,6 +75,15 @@ def test_bad_train_options_and_nothing_left_behind(tmp_path, capsys, extra, mess
     out = tmp_path / "run"
     _one_line_error(capsys, ["train", "--out", str(out), *FAST, *extra], message)
     assert not out.exists() or [n for n in os.listdir(out) if n != ".lock"] == []  # the corrected command runs
+
+
+def test_a_range_of_instances_larger_than_the_bags_is_refused_once_they_are_read(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *FAST, "--instances", "2-500"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "Some bags have fewer than 500 instances, so bags sampled 2 to 500 a step cannot be batched: use " \
+        "batch_size=1 or replacement=True. Received: batch_size=8" in err.strip().splitlines()[-1]
 
 
 YAML_CONFIGS = [

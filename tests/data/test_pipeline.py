@@ -69,8 +69,25 @@ def test_evaluation_yields_every_bag_whole_in_order(tmp_path):
     assert [int(b[1][0]) for b in batches] == [0, 1, 0]
     with pytest.raises(ValueError, match=re.escape("use batch_size=1. Received: batch_size=2")):
         make_dataset(source, False, batch_size=2)
-    with pytest.raises(ValueError, match="needs batch_size=1"):
-        make_dataset(source, True, instances=(2, 3), batch_size=2)
+    with pytest.raises(ValueError, match=re.escape("fewer than 4 instances, so bags sampled 2 to 4 a step cannot be "
+                                                   "batched: use batch_size=1 or replacement=True")):
+        make_dataset(source, True, instances=(2, 4), batch_size=2)
+
+
+def test_a_range_of_instances_is_drawn_once_per_step_for_the_bags_of_a_batch(tmp_path):
+    """The paper's 12 to 18 slices with batches of several bags: one count a step, so the bags batch; the counts
+    vary over steps, every bag keeps distinct slices in volume order, and a resumed stream gives the same steps."""
+    source = BagSource(_volumes(tmp_path, [20] * 9), central=18, normalize="none", progress=False)
+
+    def stream(start_step=0):
+        return make_dataset(source, True, image_size=(6, 5), instances=(12, 18), batch_size=4, augment=False,
+                            seed=1, repeat=True, start_step=start_step)
+
+    steps = [x.numpy()[:, :, 0, 0, 0] for x, _ in stream().take(12)]
+    assert {s.shape[0] for s in steps} == {4} and len({s.shape[1] for s in steps}) > 2
+    assert all(12 <= s.shape[1] <= 18 and np.all(np.diff(s, axis=1) > 0) for s in steps)
+    for first, again in zip(steps[5:], stream(start_step=5).take(7)):
+        np.testing.assert_array_equal(first, again[0].numpy()[:, :, 0, 0, 0])
 
 
 def test_evaluation_can_sample_a_fixed_number_of_instances_per_bag(tmp_path):

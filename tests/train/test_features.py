@@ -43,6 +43,19 @@ def test_the_training_stream_is_the_images_stream_batch_for_batch(parts):
         np.testing.assert_allclose(head.predict(list(maps), verbose=0), expected, atol=1e-4)  # the same instances
 
 
+def test_a_range_of_instances_per_step_is_the_images_stream_too(parts):
+    source, _, extractor, head = parts
+    store = extract_features(extractor, source, SIZE, views=1, progress=False)
+    images = make_dataset(source, True, image_size=SIZE, instances=(12, 18), batch_size=4, augment=False, seed=2,
+                          repeat=True)
+    features = feature_dataset(store, True, instances=(12, 18), batch_size=4, seed=2, repeat=True)
+    for (x, y), (maps, labels) in zip(images.take(3), features.take(3)):
+        np.testing.assert_array_equal(y, labels)
+        assert maps[0].shape[:2] == x.shape[:2]  # one count for the step's bags, the same on both streams
+        expected = head.predict(extractor.predict(x, verbose=0), verbose=0)
+        np.testing.assert_allclose(head.predict(list(maps), verbose=0), expected, atol=1e-4)
+
+
 def test_views_after_the_first_are_augmented_and_each_epoch_draws_one(parts):
     source, _, extractor, _ = parts
     store = extract_features(extractor, source, SIZE, views=3, seed=0, progress=False)
