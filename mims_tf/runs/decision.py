@@ -12,6 +12,7 @@ float32) with that calibration built in; `evaluate` runs it with the uncalibrate
 """
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -80,6 +81,11 @@ def calibrate_run(run_dir, which="best", sensitivity=None, method=None):
         reasons = []
         if auroc >= 1.0:
             reasons.append("validation AUROC is 1.0 (saturated: any threshold between the classes fits)")
+        if np.ptp(scores) == 0:  # e.g. a run whose fp16 training saturated: it must not pass as a model
+            reasons.append("every validation bag gets the same score: the model ranks nothing (it did not learn)")
+            logging.getLogger("mims_tf").warning(
+                "%s: the %s model gives every validation bag the same score (%.4g): it did not learn; retrain it "
+                "(in mixed precision, try float32)", run.path, which, float(scores[0]))
         if len(labels) < MIN_RELIABLE_BAGS or smallest < MIN_RELIABLE_PER_CLASS:
             reasons.append(f"{len(labels)} validation bags, {smallest} in the smaller class")
         decision.update(threshold=float(threshold), threshold_from=picked, val_auroc=auroc, reliable=not reasons,

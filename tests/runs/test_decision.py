@@ -99,3 +99,22 @@ def test_two_runs_on_the_same_bags_get_a_paired_interval(run, tmp_path):
     difference, low, high = compare_runs(a, b, n_resamples=200)
     assert difference == pytest.approx(a["auroc"] - b["auroc"]) and low <= difference <= high
     assert compare_runs(a, a, n_resamples=50) == (0.0, 0.0, 0.0)
+
+
+def test_a_model_that_gives_every_bag_one_score_is_flagged_not_passed(run, tmp_path, caplog):
+    """A run whose training saturated (one output for every bag) gets an unreliable decision and a warning."""
+    import shutil
+
+    import keras
+
+    copy = str(tmp_path / "constant")
+    shutil.copytree(run, copy)
+    path = os.path.join(copy, "best.keras")
+    model = keras.saving.load_model(path)
+    last = [layer for layer in model.layers if layer.weights][-1]
+    last.set_weights([np.zeros_like(w) for w in last.get_weights()])  # the classifier now ignores its input
+    model.save(path)
+    with caplog.at_level("WARNING", logger="mims_tf"):
+        decision = calibrate_run(copy)
+    assert not decision["reliable"] and "the model ranks nothing" in decision["why"]
+    assert any("gives every validation bag the same score" in r.getMessage() for r in caplog.records)
