@@ -38,6 +38,39 @@ def atomic_path(path, suffix=""):
             os.remove(tmp)
 
 
+def process_temporary(path):
+    """`<path>.<host>-<pid>.tmp.npy`: a temporary beside `path` that is this process's alone, so processes
+    (or hosts sharing a folder) filling one cache at once never write into each other's files."""
+    import socket
+
+    return f"{path}.{socket.gethostname()}-{os.getpid()}.tmp.npy"
+
+
+def remove_orphans(path):
+    """Removes the `process_temporary` files of `path` that processes of this host left when they were killed
+    while writing (a cached feature map can be gigabytes); files of live processes and other hosts stay."""
+    import glob
+    import re
+    import socket
+
+    pattern = re.escape(f"{path}.{socket.gethostname()}-") + r"(\d+)\.tmp\.npy"
+    for tmp in glob.glob(f"{glob.escape(path)}.*.tmp.npy"):
+        match = re.fullmatch(pattern, tmp)
+        if match and int(match.group(1)) != os.getpid() and not _process_alive(int(match.group(1))):
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, under another user
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_open(path, mode="w"):
     """Opens a temporary file beside `path` (text, UTF-8, or binary with `mode="wb"`) and renames it on success."""

@@ -59,3 +59,22 @@ def test_format_seconds():
     from mims_tf.utils import format_seconds
 
     assert [format_seconds(s) for s in (8.2, 75, 3725, float("nan"))] == ["8 s", "1 min 15 s", "1 h 2 min", "?"]
+
+
+def test_orphaned_temporaries_of_killed_processes_are_removed_and_no_others(tmp_path):
+    import subprocess
+    import sys
+
+    from mims_tf.utils import process_temporary, remove_orphans
+
+    path = str(tmp_path / "features_0.npy")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    mine = process_temporary(path)
+    orphan = mine.replace(f"-{os.getpid()}.", f"-{int(dead.stdout)}.")
+    other_host = f"{path}.another-host-{int(dead.stdout)}.tmp.npy"
+    other_file = str(tmp_path / "features_1.npy") + orphan[len(path):]
+    for name in (mine, orphan, other_host, other_file):
+        open(name, "wb").close()
+    remove_orphans(path)
+    assert not os.path.exists(orphan)  # a killed process of this host: gone
+    assert all(os.path.exists(n) for n in (mine, other_host, other_file))  # live, another host's, another file's

@@ -34,7 +34,7 @@ import numpy as np
 
 from mims_tf.data.errors import DataError
 from mims_tf.data.readers import read_volume
-from mims_tf.utils import Progress
+from mims_tf.utils import Progress, process_temporary, remove_orphans
 
 logger = logging.getLogger("mims_tf")
 
@@ -243,7 +243,8 @@ class BagSource:
             path = path or self._cache_file(bag)
             if not os.path.isfile(path):
                 os.makedirs(self.cache_dir, exist_ok=True)
-                tmp = f"{path}.{os.getpid()}.tmp.npy"  # per process: workers may fill one cache folder at once
+                remove_orphans(path)
+                tmp = process_temporary(path)  # per process: workers may fill one cache folder at once
                 try:
                     np.save(tmp, np.asarray(array))
                     os.replace(tmp, path)

@@ -27,7 +27,7 @@ import os
 import numpy as np
 
 from mims_tf.data.source import size_text, available_memory
-from mims_tf.utils import Progress
+from mims_tf.utils import Progress, process_temporary, remove_orphans
 
 logger = logging.getLogger("mims_tf")
 
@@ -190,7 +190,9 @@ def _extract_view(extractor, source, image_size, channels, view, seed, shapes, t
     paths = targets if isinstance(targets[0], str) else None
     if paths:
         os.makedirs(os.path.dirname(paths[0]), exist_ok=True)
-        temporary = [f"{path}.{os.getpid()}.tmp.npy" for path in paths]
+        for path in paths:
+            remove_orphans(path)
+        temporary = [process_temporary(path) for path in paths]
         arrays = [np.lib.format.open_memmap(t, "w+", np.float16, (total, *s)) for t, s in zip(temporary, shapes)]
     else:
         arrays = targets
