@@ -53,6 +53,7 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
     if not os.path.exists(data):
         raise ValueError(f"{data}: dataset not found under data_root={data_root!r}")
     presets = list(presets or TABLES[table])
+    _check_settings(data, presets, dataset_settings, settings)
     if tag is None and settings.get("weights"):
         tag = "pretrained"
     name = f"{table}_{dataset}" + (f"_{tag}" if tag else "")
@@ -96,6 +97,24 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
     if failed:
         raise RuntimeError(f"{len(failed)} run(s) failed, the others are in {folder}: {'; '.join(failed)}")
     return folder
+
+
+def _check_settings(data, presets, dataset_settings, settings):
+    """Fails at once, before anything is written, where the budget makes a run's config invalid (a bad option
+    would otherwise fail every run in turn, and its settings.json would block the corrected command)."""
+    from mims_tf.runs.config import RunConfig
+
+    weights = settings.get("weights")
+    if weights not in (None, "imagenet") and not os.path.isfile(weights):  # a run's config need not hold it
+        raise ValueError(f"Weights file not found: {weights}. Received: weights={weights!r}")
+    for preset in presets:
+        RunConfig.from_dict(_run_values(data, preset, 0, os.path.join("runs", "bench-check"),
+                                        run_options(preset, dataset_settings, settings)))
+
+
+def _run_values(data, preset, seed, run_dir, options):
+    """The flat `RunConfig` values of one (preset, seed) run."""
+    return dict(data=data, preset=preset, seed=seed, split_seed=seed, out=run_dir, checkpoint_steps=10**6, **options)
 
 
 def _check_budget(folder, settings, fresh):
@@ -175,8 +194,7 @@ def verify(table, dataset, count, out="benchmarks/results", work="runs/bench", d
 def run_in_child(data, preset, seed, run_dir, options):
     """Trains and evaluates one (preset, seed) in a fresh process: memory (cached bags, TF state) goes back
     after every run, and a crashed or killed run costs only itself. Returns `(summary, test result)`."""
-    values = dict(data=data, preset=preset, seed=seed, split_seed=seed, out=run_dir, checkpoint_steps=10**6,
-                  **options)
+    values = _run_values(data, preset, seed, run_dir, options)
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(_train_and_evaluate, values).result()
 

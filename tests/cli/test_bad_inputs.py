@@ -218,6 +218,18 @@ def test_evaluate_predict_explain_export_bad_arguments(run_folder, tmp_path, cap
         _one_line_error(capsys, argv, message)
 
 
+def test_a_bench_budget_no_run_can_take_fails_before_anything_is_written(tmp_path, capsys):
+    out, work = tmp_path / "results", tmp_path / "work"
+    base = ["bench", "table1", "--dataset", "breastmnist", "--presets", "mims", "mi_pre", "--out", str(out),
+            "--work", str(work)]
+    for extra, message in [(["--central", "0"], "Received: central=0"),
+                           (["--instances", "9-3"], "Received: instances=(9, 3)"),
+                           (["--backbone", "resnet5"], "Unknown backbone 'resnet5'"),
+                           (["--weights", str(tmp_path / "none.h5"), "--backbone", "mobilenet"], "none.h5")]:
+        _one_line_error(capsys, base + extra, message)
+        assert not out.exists() and not work.exists()  # no settings.json to block the corrected command
+
+
 def test_argparse_errors_are_one_line_too(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["export", "x", "--format", "onnx"])
