@@ -39,29 +39,41 @@ def atomic_path(path, suffix=""):
 
 
 def process_temporary(path):
-    """`<path>.<host>-<pid>.tmp.npy`: a temporary beside `path` that is this process's alone, so processes
-    (or hosts sharing a folder) filling one cache at once never write into each other's files."""
-    import socket
+    """`<path>.<host>-<pid namespace>-<pid>.tmp.npy`: a temporary beside `path` that is this process's alone, so
+    processes (or hosts, or containers, sharing a folder) filling one cache at once never write into each
+    other's files."""
+    return f"{path}.{_process_tag()}-{os.getpid()}.tmp.npy"
 
-    return f"{path}.{socket.gethostname()}-{os.getpid()}.tmp.npy"
 
-
-def remove_orphans(path):
-    """Removes the `process_temporary` files of `path` that processes of this host left when they were killed
-    while writing (a cached feature map can be gigabytes); files of live processes and other hosts stay."""
-    import glob
+def remove_orphans(folder):
+    """Removes the `process_temporary` files in `folder` that processes of this host and PID namespace left
+    when they were killed while writing (a cached feature map can be gigabytes). Files of live processes, of
+    other hosts or containers stay; nothing is removed on Windows, where `os.kill(pid, 0)` is no probe."""
     import re
-    import socket
 
-    pattern = re.escape(f"{path}.{socket.gethostname()}-") + r"(\d+)\.tmp\.npy"
-    for tmp in glob.glob(f"{glob.escape(path)}.*.tmp.npy"):
-        match = re.fullmatch(pattern, tmp)
+    if os.name == "nt" or not os.path.isdir(folder):
+        return
+    pattern = r".+\." + re.escape(_process_tag()) + r"-(\d+)\.tmp\.npy"
+    for name in os.listdir(folder):
+        match = re.fullmatch(pattern, name)
         if match and int(match.group(1)) != os.getpid() and not _process_alive(int(match.group(1))):
             with contextlib.suppress(OSError):
-                os.remove(tmp)
+                os.remove(os.path.join(folder, name))
+
+
+def _process_tag():
+    """This host and PID namespace: the processes that share it see one another's process ids."""
+    import socket
+
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return f"{socket.gethostname()}-{namespace}"
 
 
 def _process_alive(pid):
+    """Whether process `pid` of this PID namespace runs (POSIX: signal 0 probes without signalling)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

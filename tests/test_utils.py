@@ -68,13 +68,15 @@ def test_orphaned_temporaries_of_killed_processes_are_removed_and_no_others(tmp_
     from mims_tf.utils import process_temporary, remove_orphans
 
     path = str(tmp_path / "features_0.npy")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
     mine = process_temporary(path)
-    orphan = mine.replace(f"-{os.getpid()}.", f"-{int(dead.stdout)}.")
-    other_host = f"{path}.another-host-{int(dead.stdout)}.tmp.npy"
+    orphan = mine.replace(f"-{os.getpid()}.tmp", f"-{dead}.tmp")
     other_file = str(tmp_path / "features_1.npy") + orphan[len(path):]
-    for name in (mine, orphan, other_host, other_file):
+    other_host = f"{path}.another-host-0-{dead}.tmp.npy"
+    kept = str(tmp_path / "features_0.npy")
+    for name in (mine, orphan, other_file, other_host, kept):
         open(name, "wb").close()
-    remove_orphans(path)
-    assert not os.path.exists(orphan)  # a killed process of this host: gone
-    assert all(os.path.exists(n) for n in (mine, other_host, other_file))  # live, another host's, another file's
+    remove_orphans(str(tmp_path))
+    assert not os.path.exists(orphan) and not os.path.exists(other_file)  # killed processes of this host: gone
+    assert all(os.path.exists(n) for n in (mine, other_host, kept))  # a live one's, another host's, a cache file

@@ -17,7 +17,7 @@ import time
 
 from mims_tf.bench.report import header_lines, read_results, write_report, write_results, write_scores, write_summary
 from mims_tf.bench.tables import DATASETS, TABLES
-from mims_tf.utils import Progress, atomic_open, check_choice, import_keras_quietly
+from mims_tf.utils import Progress, atomic_open, check_choice, import_keras_quietly, write_json
 
 logger = logging.getLogger("mims_tf")
 
@@ -59,7 +59,7 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
     name = f"{table}_{dataset}" + (f"_{tag}" if tag else "")
     folder = os.path.join(out, name)
     os.makedirs(folder, exist_ok=True)
-    _check_budget(folder, settings, fresh)
+    budget = _check_budget(folder, settings, fresh)
     results_path = os.path.join(folder, "results.csv")
     rows = [] if fresh else read_results(results_path)
     done = {(r["preset"], int(r["seed"])) for r in rows}
@@ -81,6 +81,8 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
                 logger.warning("[bench] %s seed %s failed: %s", preset, seed, message)
                 failed.append(f"{preset} seed {seed} ({message})")
                 progress.advance()
+                if not rows and len(failed) >= 2 and all(f.endswith(f"({message})") for f in failed):
+                    raise RuntimeError(f"every run so far failed alike, so the budget fits none: {message}")
                 continue
             progress.advance()
             write_scores(folder, preset, seed, result["bags"], result["labels"], result["scores"])
@@ -88,6 +90,7 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
                          "test_auroc": f"{result['auroc']:.4f}", "test_accuracy": f"{result['accuracy']:.4f}",
                          "seconds": f"{time.time() - start:.0f}", "environment": summary["environment"]})
             write_results(rows, results_path)
+            write_json(os.path.join(folder, "settings.json"), budget)  # with its first result, not before
             record_bag_size(folder, os.path.join(work, name))
             write_report(folder, table, dataset, rows, presets, header_lines(table, dataset, rows, presets, command, settings, len(seeds)))
             write_summary(out)
@@ -118,10 +121,9 @@ def _run_values(data, preset, seed, run_dir, options):
 
 
 def _check_budget(folder, settings, fresh):
-    """`<folder>/settings.json` holds the budget of its results; another budget may not add rows to them."""
+    """`<folder>/settings.json` holds the budget of its results (written with them); another budget may not add
+    rows to them. Returns this budget."""
     import json
-
-    from mims_tf.utils import write_json
 
     path = os.path.join(folder, "settings.json")
     current = json.loads(json.dumps({k: v for k, v in settings.items() if k != "cache_dir"}))  # where, not what
@@ -131,7 +133,7 @@ def _check_budget(folder, settings, fresh):
         if stored != current:
             raise ValueError(f"{folder}: its results were made with settings {stored}, not {current}; "
                              "redo them (fresh=True) or give these results their own tag")
-    write_json(path, current)
+    return current
 
 
 def run_options(preset, dataset_settings, settings):

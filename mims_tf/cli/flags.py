@@ -11,7 +11,7 @@ import re
 
 
 def instance_count(text):
-    """`--instances` value: `8` (an int, checked by the config) or a range `12-18` (sampled per bag)."""
+    """`--instances` value: `8` (an int, checked by the config) or a range `12-18` (drawn per step)."""
     try:
         return int(text)
     except ValueError:

@@ -112,8 +112,8 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
                 x = augment_bag(x, seed_pair)
             return x, labels[index]
 
-        return training_stream(train_map, source.instance_counts(), instances, batch_size, seed, repeat, start_step,
-                               replacement, shard)
+        return training_stream(train_map, len(source), source.instance_counts, instances, batch_size, seed, repeat,
+                               start_step, replacement, shard)
 
     order = tf.data.Dataset.range(len(source))
     missing = -len(source) % batch_size
@@ -123,8 +123,8 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def training_stream(map_fn, counts, instances, batch_size, seed, repeat=False, start_step=0, replacement=False,
-                    shard=None):
+def training_stream(map_fn, bags, instance_counts, instances, batch_size, seed, repeat=False, start_step=0,
+                    replacement=False, shard=None):
     """The training batches of `make_dataset`, for any per-bag map: the epochs' order, the epochs, resuming and
     batching. `mims_tf.train.features.feature_dataset` serves its features through it, so both streams give the
     same bags in the same batches.
@@ -134,20 +134,24 @@ def training_stream(map_fn, counts, instances, batch_size, seed, repeat=False, s
             1), `count` the instances to sample (`instances` itself, or with a range and `batch_size > 1` the
             int32 count drawn for the bag's step); `x` a bag: a tensor, or a tuple of tensors, whose first
             dimension is its instances.
-        counts: each bag's number of instances (one entry per bag).
+        bags: the number of bags.
+        instance_counts: a callable giving each bag's number of instances, called only where batching needs
+            them (a source without an up-front pass reads its files to count).
         instances, batch_size, seed, repeat, start_step, replacement, shard: as `make_dataset`.
 
-    Epoch `k` serves the bags in the order `stateless_shuffle(range(len(counts)), [seed, k])` (with `shard`, this
+    Epoch `k` serves the bags in the order `stateless_shuffle(range(bags), [seed, k])` (with `shard`, this
     reader's share of it). Without `repeat`, each iteration of the dataset is the next epoch. A range of
     instances with `batch_size > 1` is drawn once per step (from the seed and the step), so a batch holds bags
-    of one size (with `batch_size=1` the bag's own draw stays, as before).
+    of one size (with `batch_size=1` the bag's own draw stays, as before). The step is counted over the whole
+    stream with `repeat` (batches run on across epochs) and within the epoch without it, so these counts are the
+    one draw in which an epoch without `repeat` differs from the same epoch with it.
     """
     import tensorflow as tf
 
-    count = len(counts)
+    count = bags
     shard_length = count if shard is None else len(range(shard[0], count, shard[1]))
     per_step = isinstance(instances, (tuple, list)) and batch_size > 1
-    if per_step and not replacement and min(counts) < instances[1]:
+    if per_step and not replacement and min(instance_counts()) < instances[1]:
         raise ValueError(
             f"Some bags have fewer than {instances[1]} instances, so bags sampled {instances[0]} to {instances[1]} "
             f"a step cannot be batched: use batch_size=1 or replacement=True. Received: batch_size={batch_size}")
@@ -170,7 +174,7 @@ def training_stream(map_fn, counts, instances, batch_size, seed, repeat=False, s
         return map_fn(index, current, tf.random.stateless_uniform([], step_seed, low, high + 1, dtype=tf.int32))
 
     # Bags smaller than `instances` keep their own size: batches then group bags of one size.
-    ragged = isinstance(instances, int) and not replacement and batch_size > 1 and min(counts) < instances
+    ragged = isinstance(instances, int) and not replacement and batch_size > 1 and min(instance_counts()) < instances
     if repeat:
         # Epochs 1, 2, ... without end; `start_step` skips whole batches cheaply (before loading).
         order = tf.data.Dataset.range(1, 2**62).flat_map(epoch_order)
@@ -180,7 +184,7 @@ def training_stream(map_fn, counts, instances, batch_size, seed, repeat=False, s
         # A counter bumped each time the dataset is iterated (each Keras epoch) makes the
         # shuffling and every random op a pure function of (seed, epoch, bag): the same
         # seed gives the same batches in every process, with no global seed. Epoch k here
-        # equals epoch k of `repeat=True`.
+        # equals epoch k of `repeat=True` (but for a range's per-step counts: see above).
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="mims_data_epoch")
         order = tf.data.Dataset.range(1).flat_map(lambda _: epoch_order(epoch.assign_add(1)))
     dataset = order.map(element, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -155,6 +155,8 @@ class BagSource:
         self.normalize = normalize
         self.image_size = tuple(image_size) if image_size is not None else None
         self.cache_dir = os.path.expanduser(cache_dir) if cache_dir else None
+        if self.cache_dir:
+            remove_orphans(self.cache_dir)  # once, not per bag: the folder may hold a file per bag
         self.skipped = []
         self.bags = []
         self._arrays = []  # "memory": the arrays; "disk": their cache files
@@ -243,7 +245,6 @@ class BagSource:
             path = path or self._cache_file(bag)
             if not os.path.isfile(path):
                 os.makedirs(self.cache_dir, exist_ok=True)
-                remove_orphans(path)
                 tmp = process_temporary(path)  # per process: workers may fill one cache folder at once
                 try:
                     np.save(tmp, np.asarray(array))

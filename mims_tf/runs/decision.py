@@ -21,6 +21,8 @@ from mims_tf.runs.folder import RunFolder
 from mims_tf.runs.inputs import bag_source, predict_bags
 from mims_tf.utils import check_choice, write_json
 
+logger = logging.getLogger("mims_tf")
+
 # How a bag is scored, everywhere (evaluate, predict, explain, exports): every instance of the bag in one pass.
 # Measured against the mean over 8 subsets of the training bag size (benchmarks/bag_inference.py): subsets
 # did not score better where models learn (AdrenalMNIST3D: -0.05 to +0.01 AUROC by pooling) and they can
@@ -81,9 +83,9 @@ def calibrate_run(run_dir, which="best", sensitivity=None, method=None):
         reasons = []
         if auroc >= 1.0:
             reasons.append("validation AUROC is 1.0 (saturated: any threshold between the classes fits)")
-        if np.ptp(scores) == 0:  # e.g. a run whose fp16 training saturated: it must not pass as a model
+        if np.ptp(scores) <= 1e-6:  # e.g. a run whose fp16 training saturated: it must not pass as a model
             reasons.append("every validation bag gets the same score: the model ranks nothing (it did not learn)")
-            logging.getLogger("mims_tf").warning(
+            logger.warning(
                 "%s: the %s model gives every validation bag the same score (%.4g): it did not learn; retrain it "
                 "(in mixed precision, try float32)", run.path, which, float(scores[0]))
         if len(labels) < MIN_RELIABLE_BAGS or smallest < MIN_RELIABLE_PER_CLASS:

@@ -190,8 +190,7 @@ def _extract_view(extractor, source, image_size, channels, view, seed, shapes, t
     paths = targets if isinstance(targets[0], str) else None
     if paths:
         os.makedirs(os.path.dirname(paths[0]), exist_ok=True)
-        for path in paths:
-            remove_orphans(path)
+        remove_orphans(os.path.dirname(paths[0]))
         temporary = [process_temporary(path) for path in paths]
         arrays = [np.lib.format.open_memmap(t, "w+", np.float16, (total, *s)) for t, s in zip(temporary, shapes)]
     else:
@@ -294,5 +293,5 @@ def feature_dataset(store, training, instances=None, batch_size=1, seed=0, repea
         view = tf.random.stateless_uniform([], seed_pair + 6, 0, views, dtype=tf.int64)
         return tuple(sample(load(index, view), count, seed_pair)), labels[index]
 
-    return training_stream(train_map, store.instance_counts(), instances, batch_size, seed, repeat, start_step,
-                           replacement)
+    return training_stream(train_map, len(store), store.instance_counts, instances, batch_size, seed, repeat,
+                           start_step, replacement)

@@ -71,6 +71,16 @@ def test_a_failing_preset_does_not_stop_the_others(tmp_path, caplog):
 
 
 @requires_tensorflow()
+def test_runs_that_all_fail_alike_stop_the_bench_and_leave_no_budget_behind(tmp_path):
+    # 2D images are bags of one instance: a range up to 500 a step cannot batch; only the data shows it
+    options = dict(out=str(tmp_path / "results"), work=str(tmp_path / "work"), seeds=(0,), image_size=32, epochs=1,
+                   batch_size=8, instances=(2, 500), command="mims bench t", data_root=DATA_ROOT)
+    with pytest.raises(RuntimeError, match="every run so far failed alike.*fewer than 500 instances"):
+        bench("table1", "breastmnist", presets=["mims", "mi_pre", "si_cnn"], **options)
+    assert not (tmp_path / "results" / "table1_breastmnist" / "settings.json").exists()
+
+
+@requires_tensorflow()
 def test_bag_size_baseline_scores_the_instance_count_per_test_bag(tmp_path):
     from mims_tf.data import from_rows, write_manifest
     from mims_tf.runs.config import RunConfig, save_config
@@ -138,7 +148,11 @@ def test_rows_from_other_machines_are_flagged():
 def test_a_results_folder_refuses_rows_of_another_budget(tmp_path):
     from mims_tf.bench.runner import _check_budget
 
-    _check_budget(str(tmp_path), {"epochs": 15, "image_size": 96}, fresh=False)
+    from mims_tf.utils import write_json
+
+    budget = _check_budget(str(tmp_path), {"epochs": 15, "image_size": 96}, fresh=False)
+    assert not (tmp_path / "settings.json").exists()  # written with the first result, not before
+    write_json(str(tmp_path / "settings.json"), budget)  # as bench does with its first result
     _check_budget(str(tmp_path), {"epochs": 15, "image_size": 96}, fresh=False)  # the same: fine
     with pytest.raises(ValueError, match="were made with settings"):
         _check_budget(str(tmp_path), {"epochs": 5, "image_size": 96}, fresh=False)

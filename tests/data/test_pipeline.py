@@ -88,6 +88,14 @@ def test_a_range_of_instances_is_drawn_once_per_step_for_the_bags_of_a_batch(tmp
     assert all(12 <= s.shape[1] <= 18 and np.all(np.diff(s, axis=1) > 0) for s in steps)
     for first, again in zip(steps[5:], stream(start_step=5).take(7)):
         np.testing.assert_array_equal(first, again[0].numpy()[:, :, 0, 0, 0])
+    # without repeat (an epoch per iteration, the last batch short) and for one reader's shard alike
+    epochs = make_dataset(source, True, image_size=(6, 5), instances=(12, 18), batch_size=4, augment=False, seed=1)
+    shard = make_dataset(source, True, image_size=(6, 5), instances=(12, 18), batch_size=2, augment=False, seed=1,
+                         shard=(1, 3))
+    for dataset, sizes in ((epochs, [4, 4, 1]), (shard, [2, 1])):
+        for _ in range(2):
+            batches = [x.numpy()[:, :, 0, 0, 0] for x, _ in dataset]
+            assert [b.shape[0] for b in batches] == sizes and all(12 <= b.shape[1] <= 18 for b in batches)
 
 
 def test_evaluation_can_sample_a_fixed_number_of_instances_per_bag(tmp_path):

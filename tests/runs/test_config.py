@@ -27,11 +27,11 @@ def test_nested_and_flat_mappings_give_the_same_config():
     nested = RunConfig.from_dict({
         "model": {"preset": "mi_pre", "kernels": "crc"},
         "data": {"source": "synthetic", "image_size": [48, 32], "instances": [4, 6]},
-        "training": {"epochs": 3, "learning_rate": 0.01, "batch_size": 1},
+        "training": {"epochs": 3, "learning_rate": 0.01},
         "seed": 2,
     })
     flat = RunConfig.from_dict({"preset": "mi_pre", "kernels": "crc", "data": "synthetic", "image_size": [48, 32],
-                                "instances": [4, 6], "epochs": 3, "learning_rate": 0.01, "batch_size": 1, "seed": 2})
+                                "instances": [4, 6], "epochs": 3, "learning_rate": 0.01, "seed": 2})
     assert nested == flat
     assert nested.data.image_size == (48, 32) and nested.data.instances == (4, 6)
     assert RunConfig.from_dict({"image_size": 40}).data.image_size == (40, 40)
