@@ -127,8 +127,9 @@ def _layers_at_stride(model, stride):
     outputs = keras.Model(model.inputs, [layer.output for layer in layers]).compute_output_spec(
         keras.KerasTensor((1, height, width, channels))
     )
-    size = (-(-height // stride), -(-width // stride))
-    return [layer.name for layer, out in zip(layers, outputs) if tuple(out.shape[1:3]) == size]
+    # "same" padding rounds up, MobileNet's padded "valid" strides round down (112 px at stride 32: 3, not 4)
+    sizes = {(-(-height // stride), -(-width // stride)), (height // stride, width // stride)}
+    return [layer.name for layer, out in zip(layers, outputs) if tuple(out.shape[1:3]) in sizes]
 
 
 def _conv_bn_relu(x, filters, kernel, stride, name, relu=True):

@@ -51,6 +51,12 @@ def test_conv4_conv5_are_the_last_layers_at_stride_16_and_32_in_other_nets():
     for size in (None, (96, 96)):
         backbone = build_backbone("mobilenet", weights=None, feature_layers=("conv4", "conv5"), image_size=size, alpha=0.25)
         assert [tuple(o.shape[1:3]) for o in backbone(np.zeros((1, 96, 96, 3)))] == [(6, 6), (3, 3)]
+    # 112 px is no multiple of 32: MobileNet's padded strides round down (7 -> 3), "same" ones would round up
+    backbone = build_backbone("mobilenet", weights=None, feature_layers=("conv4", "conv5"), image_size=(112, 112),
+                              alpha=0.25)
+    assert [tuple(o.shape[1:3]) for o in backbone(np.zeros((1, 112, 112, 3)))] == [(7, 7), (3, 3)]
+    resnet = build_backbone("resnet50", weights=None, feature_layers=("conv4", "conv5"), image_size=(112, 112))
+    assert [tuple(o.shape[1:3]) for o in resnet(np.zeros((1, 112, 112, 3)))] == [(7, 7), (4, 4)]
 
 
 def test_local_h5_weights_load_into_a_keras_application():
