@@ -105,11 +105,10 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
 def _check_settings(data, presets, dataset_settings, settings):
     """Fails at once, before anything is written, where the budget makes a run's config invalid (a bad option
     would otherwise fail every run in turn, and its settings.json would block the corrected command)."""
+    from mims_tf.models.catalog import check_weights_file
     from mims_tf.runs.config import RunConfig
 
-    weights = settings.get("weights")
-    if weights not in (None, "imagenet") and not os.path.isfile(weights):  # a run's config need not hold it
-        raise ValueError(f"Weights file not found: {weights}. Received: weights={weights!r}")
+    check_weights_file(settings.get("weights"))  # a run's config need not hold it
     for preset in presets:
         RunConfig.from_dict(_run_values(data, preset, 0, os.path.join("runs", "bench-check"),
                                         run_options(preset, dataset_settings, settings)))

@@ -9,6 +9,8 @@ import argparse
 import dataclasses
 import re
 
+FORMATTER = argparse.RawDescriptionHelpFormatter
+
 
 def instance_count(text):
     """`--instances` value: `8` (an int, checked by the config) or a range `12-18` (drawn per step)."""
@@ -96,6 +98,12 @@ def train_flags():
         for f in dataclasses.fields(ModelConfig) if "help" in f.metadata
     )
     return _FLAGS[:8] + model + _FLAGS[8:]
+
+
+def flags_named(*dests):
+    """The flags of `mims train` named `dests`, in that order (other commands share their help and parsing)."""
+    flags = {flag.dest: flag for flag in train_flags()}
+    return tuple(flags[dest] for dest in dests)
 
 
 def add_flags(parser, flags):

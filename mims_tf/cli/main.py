@@ -16,13 +16,13 @@ import os
 import sys
 import time
 
-from mims_tf.cli.flags import add_flags, build_overrides, instance_count, train_flags
+from mims_tf.cli.bench import analyze_parser, bench_parser, run_analyze, run_bench
+from mims_tf.cli.flags import FORMATTER, add_flags, build_overrides, train_flags
 from mims_tf.utils import import_keras_quietly, write_text
 
 # Before TensorFlow is imported (the subcommands import it): hide its C++ info and warning lines.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-FORMATTER = argparse.RawDescriptionHelpFormatter
 EXAMPLES = """examples:
   mims demo                                    # the whole pipeline on built-in synthetic data
   mims train --data ../shared/data/adrenalmnist3d/adrenalmnist3d.npz --out runs/adrenal --epochs 20
@@ -31,12 +31,6 @@ EXAMPLES = """examples:
   mims predict runs/adrenal scan1.nii.gz scan2.nii.gz --format json
   mims presets
 """
-
-
-def default_data_root():
-    """`../shared/data` beside the repository this package runs from (where the bench's datasets live)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.normpath(os.path.join(here, "..", "..", "..", "shared", "data"))
 
 
 # --- one parser function and one run function per command -----------------------------------------------
@@ -216,42 +210,6 @@ def run_predict(args):
     return 0
 
 
-def analyze_parser(sub):
-    p = sub.add_parser(
-        "analyze", help="analyses; scale-correlation: do backbone features survive resizing? (supplement B)",
-        formatter_class=FORMATTER,
-        epilog="example:\n  mims analyze scale-correlation --images ../shared/data/kather-crc-msi --backbone mobilenet \\\n"
-        "      --alpha 0.25 --weights ../shared/weights/mobilenet_2_5_224_tf_no_top.h5",
-    )
-    p.add_argument("analysis", choices=("scale-correlation",))
-    p.add_argument("--images", required=True, help="folder of RGB images of one size (searched recursively)")
-    p.add_argument("--count", type=int, default=100, help="random images to use (default: 100)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random choice (default: 0)")
-    p.add_argument("--backbone", default="resnet101", help="backbone (default: resnet101, as in the paper)")
-    p.add_argument("--weights", default="imagenet", help="imagenet, a .h5 path, or none (default: imagenet)")
-    p.add_argument("--alpha", type=float, default=None, help="MobileNet width multiplier")
-    p.add_argument("--scales", type=float, nargs="+", default=[2.0, 0.75, 0.5], help="default: 2 0.75 0.5")
-    p.add_argument("--output", help="also write the table (Markdown) to this file")
-    return p
-
-
-def run_analyze(args):
-    import_keras_quietly()
-    from mims_tf.explain.scale_correlation import find_images, format_table, scale_correlation
-
-    files = find_images(args.images, args.count, seed=args.seed)
-    kwargs = {"alpha": args.alpha} if args.alpha else {}
-    weights = None if args.weights == "none" else args.weights
-    table = scale_correlation(files, args.backbone, weights, scales=tuple(args.scales), **kwargs)
-    title = (f"Pearson correlation of {args.backbone} features (weights: {args.weights}) of {args.count} images "
-             f"from {args.images} resized, against the originals")
-    text = format_table(table, title)
-    print(text)
-    if args.output:
-        write_text(args.output, text + "\n")
-    return 0
-
-
 def export_parser(sub):
     p = sub.add_parser(
         "export", help="export a run's best model: SavedModel (TF Serving), TFLite or .keras",
@@ -321,88 +279,6 @@ def run_explain(args):
         print(f"slice {s}: contribution {score:.4g} -> {path}")
     print(f"index: {os.path.join(out, 'index.md')}")
     print(f"contact sheet: {os.path.join(out, 'index.png')}")
-    return 0
-
-
-def bench_parser(sub):
-    from mims_tf.bench.tables import DATASETS, TABLES
-
-    p = sub.add_parser(
-        "bench", help="every preset of the paper's Table 1 or 2 on a dataset, 3 seeds, one budget; resumable",
-        formatter_class=FORMATTER,
-        epilog="examples:\n  mims bench table1 --dataset breastmnist --image-size 96 --epochs 10\n"
-        "  mims bench table2 --dataset adrenalmnist3d --image-size 28 --epochs 30\n"
-        "Run the same command again after an interruption: finished preset/seed results are kept (--fresh redoes them).",
-    )
-    p.add_argument("table", choices=tuple(TABLES))
-    p.add_argument("--dataset", required=True, choices=tuple(DATASETS))
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
-    p.add_argument("--presets", nargs="+", default=None, help="a subset of the table's presets")
-    p.add_argument("--backbone", default=None, help="backbone of every preset but resnet34_scratch (default: tiny)")
-    p.add_argument("--weights", default=None, help="imagenet, a .h5 path or none (default: none)")
-    p.add_argument("--alpha", type=float, default=None, help="MobileNet width multiplier")
-    p.add_argument("--image-size", type=int, default=None, help="instance height and width (default: 64)")
-    p.add_argument("--instances", type=instance_count, default=None,
-                   help="instances sampled per bag in training, or a range MIN-MAX drawn per step "
-                   "(default: the dataset's)")
-    p.add_argument("--central", type=int, default=None, help="use only the central N instances of each volume")
-    p.add_argument("--epochs", type=int, default=None, help="default: 10")
-    p.add_argument("--batch-size", type=int, default=None, help="default: 4")
-    p.add_argument("--learning-rate", type=float, default=None, help="default: 1e-3")
-    p.add_argument("--freeze-backbone", action="store_true",
-                   help="freeze the pretrained backbone and train each head on its cached features "
-                   "(resnet34_scratch, trained from scratch, is fine-tuned)")
-    p.add_argument("--feature-views", type=int, default=None,
-                   help="with --freeze-backbone: cached views per training bag (default: 4)")
-    p.add_argument("--cache-dir", default=None,
-                   help="folder of the bag and feature caches: the presets of a table share one extraction")
-    p.add_argument("--data-root", default=None, help="folder holding the datasets (default: ../shared/data beside the repository)")
-    p.add_argument("--out", default=os.path.join("benchmarks", "results"), help="results (default: benchmarks/results)")
-    p.add_argument("--work", default=os.path.join("runs", "bench"), help="scratch run folders (default: runs/bench)")
-    p.add_argument("--fresh", action="store_true", help="redo finished results")
-    p.add_argument("--tag", default=None,
-                   help="results folder suffix: <table>_<dataset>_<tag> (default: 'pretrained' with --weights)")
-    p.add_argument("--deterministic", action="store_true",
-                   help="deterministic kernels, oneDNN off, one thread per run (see README, Reproducibility)")
-    p.add_argument("--verify", type=int, default=None, metavar="N",
-                   help="rerun N finished rows (drawn reproducibly) with the same budget flags and compare each "
-                   "with its stored AUROC: identical, within the seed spread, or outside it")
-    return p
-
-
-def run_bench(args):
-    import_keras_quietly()
-    import shlex
-
-    from mims_tf.bench import bench
-
-    settings = {k: v for k, v in {
-        "backbone": args.backbone, "weights": None if args.weights in (None, "none") else args.weights,
-        "backbone_kwargs": {"alpha": args.alpha} if args.alpha else None, "image_size": args.image_size,
-        "instances": args.instances, "central": args.central, "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-        "freeze_backbone": args.freeze_backbone or None, "feature_views": args.feature_views,
-        "cache_dir": args.cache_dir,
-    }.items() if v is not None}
-    if args.deterministic:
-        settings["deterministic"] = True
-    if args.verify is not None:
-        from mims_tf.bench import verify
-
-        checks = verify(args.table, args.dataset, args.verify, out=args.out, work=args.work,
-                        data_root=args.data_root or default_data_root(), tag=args.tag, **settings)
-        for c in checks:
-            print(f"{c['preset']} seed {c['seed']}: committed {c['committed']:.4f}, rerun {c['rerun']:.4f} "
-                  f"({c['difference']:+.4f}; seed spread {c['spread']:.4f}): {c['verdict']}")
-            print(f"  committed on {c['committed_environment']}; rerun on {c['environment']}")
-        verdicts = [c["verdict"] for c in checks]
-        print(f"verified {len(checks)} row(s): " + ", ".join(f"{verdicts.count(v)} {v}" for v in
-                                                            ("identical", "within seed spread", "outside seed spread")))
-        return 0
-    command = " ".join(shlex.quote(a) for a in ["mims", *sys.argv[1:]])
-    folder = bench(args.table, args.dataset, out=args.out, work=args.work, seeds=tuple(args.seeds),
-                   fresh=args.fresh, data_root=args.data_root or default_data_root(), presets=args.presets,
-                   tag=args.tag, command=command, **settings)
-    print(f"results: {folder}/table.md, results.csv, table.png")
     return 0
 
 

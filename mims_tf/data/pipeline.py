@@ -148,8 +148,7 @@ def training_stream(map_fn, bags, instance_counts, instances, batch_size, seed, 
     """
     import tensorflow as tf
 
-    count = bags
-    shard_length = count if shard is None else len(range(shard[0], count, shard[1]))
+    shard_length = bags if shard is None else len(range(shard[0], bags, shard[1]))
     per_step = isinstance(instances, (tuple, list)) and batch_size > 1
     if per_step and not replacement and min(instance_counts()) < instances[1]:
         raise ValueError(
@@ -157,7 +156,7 @@ def training_stream(map_fn, bags, instance_counts, instances, batch_size, seed, 
             f"a step cannot be batched: use batch_size=1 or replacement=True. Received: batch_size={batch_size}")
 
     def epoch_order(current):
-        order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64), [seed, current])
+        order = tf.random.experimental.stateless_shuffle(tf.range(bags, dtype=tf.int64), [seed, current])
         if shard is not None:
             order = order[shard[0]::shard[1]]
         # each bag's step: repeating, batches run on across epochs; else each epoch starts a batch

@@ -5,7 +5,10 @@ import re
 
 import keras
 
-from mims_tf.models.catalog import LOCAL_BACKBONES, backbone_names, preprocessing_mode, resolve  # noqa: F401
+from mims_tf.models.catalog import (  # noqa: F401
+    LOCAL_BACKBONES, backbone_names, check_weights_file, preprocessing_mode, resolve,
+)
+
 
 def build_backbone(name, weights=None, channels=3, image_size=None, feature_layers=None, **kwargs):
     """Builds a backbone as a `keras.Model` named "backbone" giving feature maps.
@@ -30,13 +33,7 @@ def build_backbone(name, weights=None, channels=3, image_size=None, feature_laye
         A `keras.Model` taking `(N, H, W, channels)` and returning one feature
         map (or a list, one per feature layer).
     """
-    if weights is not None and weights != "imagenet":
-        weights = os.fspath(weights)
-        if not os.path.isfile(weights):
-            raise ValueError(
-                f"Weights file not found: {weights}. Pass weights=None, 'imagenet' or "
-                f"the path of an existing file. Received: weights={weights!r}"
-            )
+    weights = check_weights_file(weights)
     input_shape = (*(image_size or (None, None)), channels)
     local = name.lower()
     if local in LOCAL_BACKBONES:

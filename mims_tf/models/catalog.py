@@ -1,6 +1,7 @@
-"""The backbone names this package accepts and their preprocessing, without TensorFlow (options are
-checked with it before TensorFlow starts)."""
+"""The backbone names this package accepts, their preprocessing and the weights-file check, without
+TensorFlow (options are checked with it before TensorFlow starts)."""
 
+import os
 import re
 
 from mims_tf.utils import did_you_mean
@@ -50,3 +51,21 @@ def resolve(name):
     )
 
 
+def check_weights_file(weights):
+    """Returns `weights` (a path as `str`) after checking that a weights file exists.
+
+    Args:
+        weights: `None`, `"imagenet"` or the path of a weights file.
+
+    Raises:
+        ValueError: where `weights` is a path and no file is there.
+    """
+    if weights is None or weights == "imagenet":
+        return weights
+    weights = os.fspath(weights)
+    if not os.path.isfile(weights):
+        raise ValueError(
+            f"Weights file not found: {weights}. Pass weights=None, 'imagenet' or "
+            f"the path of an existing file. Received: weights={weights!r}"
+        )
+    return weights

@@ -118,6 +118,7 @@ def extract_features(extractor, source, image_size, channels=3, views=1, seed=0,
     if cache_dir:
         folder = os.path.join(os.path.expanduser(cache_dir), "features")
         mode, reason = "disk", f"{text}: in {folder} (shared by runs over the same data and backbone)"
+        remove_orphans(folder)  # once per extraction, not per view: the folder holds a file per view and layer
     else:
         folder = None
         if memory_budget is None:
@@ -190,7 +191,6 @@ def _extract_view(extractor, source, image_size, channels, view, seed, shapes, t
     paths = targets if isinstance(targets[0], str) else None
     if paths:
         os.makedirs(os.path.dirname(paths[0]), exist_ok=True)
-        remove_orphans(os.path.dirname(paths[0]))
         temporary = [process_temporary(path) for path in paths]
         arrays = [np.lib.format.open_memmap(t, "w+", np.float16, (total, *s)) for t, s in zip(temporary, shapes)]
     else:

@@ -247,3 +247,17 @@ def test_a_typo_is_answered_before_tensorflow_starts():
         elapsed = time.perf_counter() - start
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert elapsed < 2.0, (argv, elapsed)
+
+
+def test_bench_budget_flags_parse_and_read_as_train_flags():
+    from mims_tf.cli.bench import BUDGET_FLAGS
+    from mims_tf.cli.main import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for dest in BUDGET_FLAGS:
+        train, bench = ([a for a in commands[c]._actions if a.dest == dest] for c in ("train", "bench"))
+        assert len(bench) == 1 and (bench[0].help, bench[0].type) == (train[0].help, train[0].type), dest
+    args = parser.parse_args(["bench", "table1", "--dataset", "breastmnist", "--instances", "12-18",
+                              "--freeze-backbone", "--deterministic"])
+    assert (args.instances, args.freeze_backbone, args.deterministic) == ((12, 18), True, True)
