@@ -122,7 +122,7 @@ def run_train(args):
 
 def evaluate_parser(sub):
     p = sub.add_parser(
-        "evaluate", help="bag-level AUROC (95 % CI), accuracy, sensitivity, specificity, calibration of runs",
+        "evaluate", help="bag-level AUROC (95 %% CI), accuracy, sensitivity, specificity, calibration of runs",
         formatter_class=FORMATTER,
         epilog="examples:\n  mims evaluate runs/adrenal\n  mims evaluate runs/a runs/b runs/c   # mean and spread per preset\n"
         "  mims evaluate runs/a runs/b            # two runs on the same bags: paired CI of the AUROC difference\n"
@@ -317,7 +317,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    parser = Parser(prog="mims", description=__doc__, epilog=EXAMPLES, formatter_class=FORMATTER)
+    parser = Parser(prog="mims", description=__doc__.split("\n\nThis module")[0], epilog=EXAMPLES, formatter_class=FORMATTER)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for make_parser, run in COMMANDS.values():
         make_parser(sub).set_defaults(func=run)

@@ -33,7 +33,7 @@ import os
 import numpy as np
 
 from mims_tf.data.errors import DataError
-from mims_tf.data.readers import read_volume
+from mims_tf.data.readers import read_volume, split_item
 from mims_tf.utils import Progress, process_temporary, remove_orphans
 
 logger = logging.getLogger("mims_tf")
@@ -41,7 +41,7 @@ logger = logging.getLogger("mims_tf")
 CACHE_MODES = ("auto", "memory", "disk", "none")
 SAMPLE_BAGS = 8  # bags read before "auto" estimates the size of the whole split
 BUDGET_SHARE = 0.5  # of the memory available, the default budget
-_KEY_VERSION = 1  # bump when what a disk cache file holds changes
+_KEY_VERSION = 2  # bump when what a disk cache file holds changes
 
 NORMALIZE = ("auto", "minmax", "none")
 
@@ -255,14 +255,16 @@ class BagSource:
             self._arrays.append(path)
 
     def _cache_file(self, bag):
-        """The disk cache file of `bag`: a key of its files' contents and the preprocessing settings."""
+        """The disk cache file of `bag`: a key of its files (each one's size, modification time, first and last
+        MiB, and the `.npz` item read), and the preprocessing settings."""
         digest = hashlib.sha256(repr((_KEY_VERSION, self.central, self.normalize, self.image_size)).encode())
         for path in bag.paths:
-            size = os.path.getsize(path)
-            digest.update(str(size).encode())
-            with open(path, "rb") as f:
+            file_path, item = split_item(path)
+            status = os.stat(file_path)
+            digest.update(repr((status.st_size, status.st_mtime_ns, item)).encode())
+            with open(file_path, "rb") as f:
                 digest.update(f.read(1 << 20))
-                if size > 2 << 20:
+                if status.st_size > 2 << 20:
                     f.seek(-(1 << 20), os.SEEK_END)
                     digest.update(f.read())
         return os.path.join(self.cache_dir, digest.hexdigest()[:32] + ".npy")

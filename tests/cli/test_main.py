@@ -66,11 +66,19 @@ def test_evaluate_and_predict_bad_input(tmp_path, capsys):
 
 
 def test_help_of_every_subcommand_has_examples(capsys):
-    for command in ("train", "evaluate", "predict", "demo"):
+    from mims_tf.cli.main import COMMANDS
+
+    for command in ("train", "evaluate", "predict", "demo", "export", "explain", "bench", "analyze"):
         with pytest.raises(SystemExit) as exit_info:
             main([command, "--help"])
         assert exit_info.value.code == 0
         assert "example" in capsys.readouterr().out
+    for argv in (["--help"], ["-h"], ["presets", "--help"]):  # the top level lists every command's help line
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(command in out for command in COMMANDS) and "over 400 lines" not in out
 
 
 def test_train_samples_a_range_of_instances_per_step(tmp_path):

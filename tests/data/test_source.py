@@ -77,6 +77,34 @@ def test_the_disk_cache_key_follows_content_and_settings(tmp_path):
     assert len(os.listdir(cache_dir)) == 3 and float(changed.load(0).max()) == 0.0
 
 
+def test_the_disk_cache_sees_a_change_in_the_middle_of_a_large_file(tmp_path):
+    """Only the first and last MiB are hashed; size and modification time catch an edit between them."""
+    manifest = _bags(tmp_path, count=1, shape=(64, 128, 128), dtype=np.float32)  # 4 MiB
+    cache_dir = str(tmp_path / "cache")
+    BagSource(manifest, progress=False, cache="disk", cache_dir=cache_dir)
+    path = manifest.rows[0]["path"]
+    array = np.load(path)
+    array[30:34] = 0.0
+    stamp = os.stat(path).st_mtime_ns
+    np.save(path, array)
+    os.utime(path, ns=(stamp + 10**9, stamp + 10**9))  # coarse file-system clocks: a later time, for sure
+    changed = BagSource(manifest, progress=False, cache="disk", cache_dir=cache_dir)
+    assert len(os.listdir(cache_dir)) == 2 and float(np.abs(changed.load(0)[30:34]).max()) == 0.0
+
+
+def test_the_disk_cache_keeps_each_item_of_an_npz_apart(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 20, 20), dtype=np.uint8)
+    path = tmp_path / "set.npz"
+    np.savez(path, train_images=images, train_labels=np.array([0, 1, 0]))
+    manifest = from_rows([{"path": f"{path}#train_images/{i}", "label": i % 2, "split": "train"} for i in range(3)])
+    cache_dir = str(tmp_path / "cache")
+    cached = _loaded(BagSource(manifest, progress=False, cache="disk", cache_dir=cache_dir))
+    assert len(os.listdir(cache_dir)) == 3
+    for bag, expected in zip(cached, _loaded(BagSource(manifest, progress=False, cache="memory"))):
+        np.testing.assert_array_equal(bag, expected)
+    assert not np.array_equal(cached[0], cached[1])
+
+
 def test_bags_are_kept_at_the_model_size_and_batches_match_resizing_later(tmp_path):
     manifest = _bags(tmp_path, shape=(4, 40, 30))
     stored = BagSource(manifest, progress=False, cache="memory")
