@@ -12,7 +12,8 @@ import numpy as np
 
 from mims_tf.data.arrays import npz_shape, read_npz_array
 from mims_tf.data.errors import DataError
-from mims_tf.data.manifest import SPLITS, _compile, _declared_classes, _match_name, from_rows
+from mims_tf.data.labels import declared_classes
+from mims_tf.data.manifest import SPLITS, _compile, _match_name, from_rows
 from mims_tf.data.readers import IMAGE_SUFFIXES, TIFF_SUFFIXES, check_regular, natural_key
 
 logger = logging.getLogger("mims_tf")
@@ -90,7 +91,7 @@ def from_class_folders(root, bag_pattern=None, classes=None, suffixes=IMAGE_SUFF
                          f"Received: bag_pattern={bag_pattern!r}, one_bag_per_file={one_bag_per_file!r}")
     class_dirs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
     if classes is not None:
-        classes = _declared_classes(classes)
+        classes = declared_classes(classes)
         unknown = sorted(set(classes) - set(class_dirs))
         if unknown:
             raise DataError(root, f"no class folder(s) {', '.join(unknown)} (has {', '.join(class_dirs)})")

@@ -29,25 +29,14 @@ import dataclasses
 import os
 import re
 
-from mims_tf.data.errors import DataError
+from mims_tf.data.errors import DataError, rows_text
+from mims_tf.data.labels import class_names, counts_text
 from mims_tf.data.readers import check_regular, normalize_item, split_item
 from mims_tf.utils import atomic_open
 
 REQUIRED = ("path", "label")
 SPLITS = ("train", "val", "test")
 TCGA_PATIENT = r"TCGA-[A-Z0-9]{2}-[A-Z0-9]{4}(?![A-Z0-9])"
-# Without declared classes, a label on fewer rows than this (and under RARE_SHARE of them) looks like a typo.
-RARE_ROWS = 3
-RARE_SHARE = 0.01
-
-
-def _rows_text(lines):
-    """`row 3` / `rows 3, 5` (at most 10 listed)."""
-    lines = list(lines)
-    if len(lines) == 1:
-        return f"row {lines[0]}"
-    shown = ", ".join(str(n) for n in lines[:10])
-    return f"rows {shown}" + (f" and {len(lines) - 10} more" if len(lines) > 10 else "")
 
 
 def _match_name(match, name):
@@ -105,16 +94,20 @@ class Manifest:
         unknown = collections.defaultdict(list)
         known = set(self.classes)
         for number, row in zip(self.lines, self.rows):
-            if row["path"] in seen:
-                raise DataError(self.source, f"duplicate path {row['path']} (rows {seen[row['path']]} and {number})")
-            seen[row["path"]] = number
+            file_path, item = split_item(row["path"])
+            real = os.path.realpath(file_path) + (f"#{item}" if item else "")  # links to one file are one file
+            if real in seen:
+                first, path = seen[real]
+                also = "" if path == row["path"] else f"; both are {real}"
+                raise DataError(self.source, f"duplicate path {row['path']} (rows {first} and {number}{also})")
+            seen[real] = (number, row["path"])
             if row["label"] not in known:
                 unknown[row["label"]].append(number)
             bag_labels[row["bag"]].add(row["label"])
             bag_splits[row["bag"]].add(row["split"])
             group_splits[row["group"]].add(row["split"])
         for label, numbers in unknown.items():
-            raise DataError(self.source, f"{_rows_text(numbers)}: unknown label {label!r} (classes: {', '.join(self.classes)})")
+            raise DataError(self.source, f"{rows_text(numbers)}: unknown label {label!r} (classes: {', '.join(self.classes)})")
         for bag, labels in bag_labels.items():
             if len(labels) > 1:
                 raise DataError(self.source, f"bag {bag!r} has rows with different labels: {', '.join(sorted(labels))}")
@@ -162,6 +155,20 @@ class Manifest:
         """Returns {label: number of bags} in a split (all if None)."""
         return dict(collections.Counter(bag.label_name for bag in self.bags(split)))
 
+    def check_trainable(self):
+        """Raises DataError where a model cannot be trained and validated on this manifest: a class without a
+        training bag (nothing teaches it), or a validation split of one class (no AUROC, no threshold)."""
+        counts = {split: self.label_counts(split) for split in ("train", "val")}
+        missing = [name for name in self.classes if not counts["train"].get(name)]
+        if missing:
+            raise DataError(self.source, f"split 'train' has no bag of class(es) {', '.join(map(repr, missing))} "
+                                         f"(bags per class: {counts_text(counts['train'])}); every class needs "
+                                         "training bags")
+        if len(counts["val"]) < 2:
+            raise DataError(self.source, f"split 'val' holds one class only ({counts_text(counts['val'])}): "
+                                         "validation AUROC, the best epoch and the decision threshold need both")
+        return self
+
     def with_splits(self, splits_by_group):
         """Returns a copy whose rows get `split = splits_by_group[row["group"]]`."""
         rows = [dict(row, split=splits_by_group[row["group"]]) for row in self.rows]
@@ -186,41 +193,6 @@ def _normalize_rows(rows, source, base=None, lines=None):
     return out
 
 
-def _declared_classes(classes):
-    if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
-        raise ValueError(f"`classes` must be a list of class names. Received: classes={classes!r}")
-    names = [str(c) for c in classes]
-    if len(names) < 1:
-        raise ValueError(f"`classes` must name at least one class. Received: classes={classes!r}")
-    if len(set(names)) != len(names):
-        repeated = sorted(n for n, k in collections.Counter(names).items() if k > 1)
-        raise ValueError(f"`classes` names {', '.join(repeated)} more than once. Received: classes={classes!r}")
-    return names
-
-
-def _class_names(labels, classes, source="<rows>", lines=None, rare_check=True):
-    """The declared classes, else the labels sorted (numeric labels numerically).
-
-    Without declared classes, a label on fewer than 3 rows and under 1 % of the rows is
-    refused as a likely typo (declare the classes to accept it).
-    """
-    if classes is not None:
-        return _declared_classes(classes)
-    counts = collections.Counter(labels)
-    if rare_check:
-        for label, count in counts.items():
-            if count < RARE_ROWS and count < RARE_SHARE * len(labels):
-                numbers = [n for n, lab in zip(lines or range(2, len(labels) + 2), labels) if lab == label]
-                others = ", ".join(repr(k) for k, _ in counts.most_common() if k != label)
-                raise DataError(source, f"{_rows_text(numbers)}: label {label!r} is on only {count} of {len(labels)} rows "
-                                        f"(other labels: {others}); a typo? To accept it, declare the classes "
-                                        "(the classes argument, e.g. classes=[...] in index order)")
-    unique = sorted(counts)
-    if all(re.fullmatch(r"-?\d+", label) for label in unique):
-        return sorted(unique, key=int)
-    return unique
-
-
 def _check_split_column(manifest):
     """Split names are train / val / test, and the column is complete or entirely empty."""
     bad = collections.defaultdict(list)
@@ -231,9 +203,9 @@ def _check_split_column(manifest):
         elif row["split"] not in SPLITS:
             bad[row["split"]].append(number)
     for split, numbers in bad.items():
-        raise DataError(manifest.source, f"{_rows_text(numbers)}: unknown split {split!r} (splits: {', '.join(SPLITS)})")
+        raise DataError(manifest.source, f"{rows_text(numbers)}: unknown split {split!r} (splits: {', '.join(SPLITS)})")
     if empty and len(empty) < len(manifest.rows):
-        raise DataError(manifest.source, f"{_rows_text(empty)}: empty split while other rows have one; fill in every "
+        raise DataError(manifest.source, f"{rows_text(empty)}: empty split while other rows have one; fill in every "
                                          "split, or leave the whole split column empty to have splits assigned")
 
 
@@ -336,7 +308,7 @@ def read_manifest(path, classes=None, check_files=True, require_labels=True, all
         raise DataError(path, f"not a readable CSV file ({error})") from None
     rows = _normalize_rows(rows, path, base=os.path.dirname(os.path.abspath(path)), lines=lines)
     labels = [r["label"] for r in rows]
-    manifest = Manifest(rows, _class_names(labels, classes, path, lines, rare_check=require_labels), path, lines)
+    manifest = Manifest(rows, class_names(labels, classes, path, lines, rare_check=require_labels), path, lines)
     if require_labels:
         _check_split_column(manifest)
         if not allow_shared_groups:
@@ -365,5 +337,5 @@ def from_rows(rows, classes=None, source="<rows>"):
     """
     lines = list(range(1, len(rows) + 1))
     rows = _normalize_rows([{k: str(v) if v is not None else "" for k, v in r.items()} for r in rows], source, lines=lines)
-    return Manifest(rows, _class_names([r["label"] for r in rows], classes, source, lines), source, lines)
+    return Manifest(rows, class_names([r["label"] for r in rows], classes, source, lines), source, lines)
 

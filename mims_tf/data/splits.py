@@ -3,8 +3,8 @@ reproducible by seed; rows the user placed are never moved."""
 
 import numpy as np
 
-from mims_tf.data.errors import DataError
-from mims_tf.data.manifest import _rows_text, check_shared_groups, name_groups
+from mims_tf.data.errors import DataError, rows_text
+from mims_tf.data.manifest import check_shared_groups, name_groups
 
 
 def assign_splits(manifest, fractions=(0.7, 0.15, 0.15), seed=0, allow_shared_groups=False, group_pattern=None):
@@ -32,7 +32,7 @@ def assign_splits(manifest, fractions=(0.7, 0.15, 0.15), seed=0, allow_shared_gr
         raise ValueError(f"`fractions` are (train, val, test), nonnegative and summing to 1. Received: fractions={fractions}")
     empty = [number for number, row in zip(manifest.lines, manifest.rows) if not row["split"]]
     if empty and len(empty) < len(manifest.rows):
-        raise DataError(manifest.source, f"{_rows_text(empty)}: empty split while other rows have one; rows the user "
+        raise DataError(manifest.source, f"{rows_text(empty)}: empty split while other rows have one; rows the user "
                                          "placed are never moved: fill in every split, or clear the whole split column")
     if not allow_shared_groups:  # accepting shared groups: the bags themselves are split (patients may span)
         manifest = name_groups(manifest, group_pattern)

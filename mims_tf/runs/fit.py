@@ -203,7 +203,7 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
     if resuming and os.path.exists(run.manifest_path):
         manifest = run.manifest(config.data.classes)
     else:
-        manifest = build_manifest(config, run.path)
+        manifest = build_manifest(config, run.path).check_trainable()
         run.save_manifest(manifest)
     train_source = bag_source(config, manifest, "train", progress=True)
     val_source = bag_source(config, manifest, "val", progress=True)
