@@ -97,6 +97,24 @@ def write_text(path, text):
         f.write(text)
 
 
+def read_json(path, types=None):
+    """The JSON object in `path`; a one-line `ValueError` naming the file where it is no valid JSON object, or
+    where a key of `types` (`{key: type or tuple of types}`) holds a value of another type."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); restore it or delete it") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a JSON object, found {type(values).__name__}; restore it or delete it")
+    for key, expected in (types or {}).items():
+        value = values.get(key)
+        if key in values and not (isinstance(value, expected) and not isinstance(value, bool)) and value is not None:
+            raise ValueError(f"{path}: {key!r} holds {value!r}, not a {getattr(expected, '__name__', 'number')}; "
+                             "restore the file or delete it")
+    return values
+
+
 def write_json(path, values):
     """Writes `values` as indented JSON to `path` atomically."""
     with atomic_open(path) as f:

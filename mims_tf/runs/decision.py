@@ -11,7 +11,6 @@ SavedModel and TFLite file) computes the same float32 numbers: `scoring_model`, 
 float32) with that calibration built in; `evaluate` runs it with the uncalibrated output beside it.
 """
 
-import json
 import logging
 import os
 
@@ -19,7 +18,7 @@ import numpy as np
 
 from mims_tf.runs.folder import RunFolder
 from mims_tf.runs.inputs import bag_source, predict_bags
-from mims_tf.utils import check_choice, write_json
+from mims_tf.utils import check_choice, read_json, write_json
 
 logger = logging.getLogger("mims_tf")
 
@@ -106,8 +105,32 @@ def read_decisions(run):
     path = decision_path(run)
     if not os.path.isfile(path):
         return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    stored = read_json(path)
+    for which, decision in stored.items():
+        if not isinstance(decision, dict) or not _usable(decision):
+            raise ValueError(f"{path}: {which!r} holds {_bad_entry(decision)}; delete the file to choose the "
+                             "decision anew")
+    return stored
+
+
+def _usable(decision):
+    """The stored numbers make sense: finite temperature(s) > 0 and bias, a threshold in [0, 1] or none."""
+    try:
+        temperature = np.asarray(decision["temperature"], dtype=float)
+        bias = np.asarray(decision.get("bias") or 0.0, dtype=float)
+        threshold = decision.get("threshold")
+        return bool(np.isfinite(temperature).all() and (temperature > 0).all() and np.isfinite(bias).all() and (
+            threshold is None or (isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
+                                  and 0 <= threshold <= 1)))
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def _bad_entry(decision):
+    if not isinstance(decision, dict):
+        return f"{decision!r}, not a decision"
+    shown = {key: decision.get(key) for key in ("temperature", "bias", "threshold")}
+    return "an unusable decision (" + ", ".join(f"{key} {value!r}" for key, value in shown.items()) + ")"
 
 
 def forget_decision(run, which):

@@ -70,11 +70,13 @@ def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=No
     from mims_tf.export import as_float32
     from mims_tf.runs.decision import calibrate_run, run_decision, scoring_model
     from mims_tf.train.bootstrap import auroc_ci
-    from mims_tf.train.calibration import (brier_score, check_sensitivity, expected_calibration_error,
+    from mims_tf.train.calibration import (brier_score, check_sensitivity, check_threshold, expected_calibration_error,
                                            sensitivity_threshold, youden_threshold)
 
     if sensitivity is not None:
         check_sensitivity(sensitivity)  # before anything is scored
+    if threshold is not None:
+        check_threshold(threshold)
     run = RunFolder(run_dir)
     model, config, manifest = run.load(which)
     if len(manifest.classes) != 2:

@@ -2,6 +2,7 @@
 and the run's metadata beside it: how an input must be prepared, the classes, the decision threshold."""
 
 import os
+import re
 
 from mims_tf.runs.folder import RunFolder
 from mims_tf.runs.inputs import sample_bags
@@ -52,6 +53,11 @@ def export_run(run_dir, fmt="saved_model", out=None, name=None, version=None, qu
     from mims_tf.runs.decision import load_scoring_model
 
     check_choice("format", fmt, FORMATS)
+    if name is not None and (not isinstance(name, str) or name in ("", ".", "..") or re.search(r"[/\\\0]", name)):
+        raise ValueError(f"`name` must be a plain name (no folder, no '/' or '\\'). Received: name={name!r}")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
+        raise ValueError(f"`version` must be a whole number >= 0 (TF Serving's version folders). "
+                         f"Received: version={version!r}")
     model, config, manifest, decision = load_scoring_model(run_dir)
     name = name or config.preset
     metadata = export_metadata(config, manifest.classes, decision)

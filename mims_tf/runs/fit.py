@@ -110,6 +110,10 @@ def prepare_run_folder(config, resume=False, overwrite=False):
         raise ValueError(f"{run.path}: no run to resume (no config.yaml)")
     elif _contents(run.path) and not overwrite:
         raise ValueError(f"{run.path}: folder is not empty; overwrite it or choose another output folder")
+    elif _contents(run.path):  # overwrite replaces a run; a folder without config.yaml holds no run of ours
+        shown = ", ".join(sorted(_contents(run.path))[:5])
+        raise ValueError(f"{run.path}: holds files but no run (no config.yaml; {shown}); overwrite replaces a run "
+                         "folder only: choose another output folder")
     os.makedirs(run.path, exist_ok=True)
     config.precision = config.resolved_precision()
     run.save_config(config)
@@ -208,6 +212,11 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
     train_source = bag_source(config, manifest, "train", progress=True)
     val_source = bag_source(config, manifest, "val", progress=True)
     state = run.state() if resuming else dict(NEW_STATE)
+    if resuming and not os.path.exists(run.model_path("last")) and (
+            state["epochs_done"] or os.path.exists(run.model_path("best"))):
+        raise ValueError(f"{run.model_path('last')}: missing, so the run cannot go on where it stopped (after "
+                         f"{state['epochs_done']} epoch(s)); restore the file, or train again in a new or "
+                         "overwritten folder")
     with strategy.scope():
         if resuming and os.path.exists(run.model_path("last")):
             model = run.load_model("last")
@@ -288,10 +297,11 @@ def _fit(config, resuming, model, run, strategy, train_source, val_data, checkpo
                   steps_per_epoch=steps_per_epoch, **fit)
     state = checkpoint.state
     if checkpoint.nan_step:
+        kept = (f"last.keras / best.keras hold the last good checkpoint (epoch {state['epochs_done']})"
+                if os.path.exists(run.model_path("last")) else "no checkpoint had been saved yet")
         raise RuntimeError(
             f"{run.path}: the training loss became NaN at step {checkpoint.nan_step}; training stopped, and "
-            f"last.keras / best.keras hold the last good checkpoint (epoch {state['epochs_done']}). "
-            f"A lower learning rate (now {training.learning_rate:g}) usually helps"
+            f"{kept}. A lower learning rate (now {training.learning_rate:g}) usually helps"
         )
     logger.info("%s: best validation AUROC %.4f at epoch %s; run folder %s",
                 config.preset, state["best_val_auroc"], state["best_epoch"], run.path)
@@ -304,15 +314,12 @@ def _fit(config, resuming, model, run, strategy, train_source, val_data, checkpo
 
 def record_environment(run):
     """Appends this process's `environment()` to `<run>/environment.json` (one entry per start or resume)."""
-    import json
-
-    from mims_tf.utils import write_json
+    from mims_tf.utils import read_json, write_json
 
     path = run.file("environment.json")
     sessions = []
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            sessions = json.load(f).get("sessions", [])
+        sessions = read_json(path, {"sessions": list}).get("sessions") or []
     info = environment()
     write_json(path, {"sessions": [*sessions, info]})
     return info

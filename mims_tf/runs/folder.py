@@ -15,11 +15,10 @@
 Every file is written to a temporary name and renamed into place, so a crash never leaves half a file.
 """
 
-import json
 import os
 
 from mims_tf.runs.config import load_config, save_config
-from mims_tf.utils import atomic_path, write_json
+from mims_tf.utils import atomic_path, read_json, write_json
 
 
 def load_keras_file(path):
@@ -134,8 +133,9 @@ class RunFolder:
         """The stored state (best validation AUROC, its epoch, epochs done); defaults where absent."""
         state = dict(NEW_STATE)
         if os.path.isfile(self.state_path):
-            with open(self.state_path, encoding="utf-8") as f:
-                state.update(json.load(f))
+            number = (int, float)
+            state.update(read_json(self.state_path, {"best_val_auroc": number, "best_val_loss": number,
+                                                     "best_epoch": int, "epochs_done": int}))
         return state
 
     def save_state(self, state):

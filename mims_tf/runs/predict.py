@@ -35,6 +35,8 @@ def predict(run_dir, paths=(), manifest_path=None, out=None, fmt="csv", skip_unr
         raise ValueError(f"`format` must be csv or json. Received: format={fmt!r}")
     if bool(paths) == bool(manifest_path):
         raise ValueError("give either input files (paths) or a manifest (manifest_path), not both")
+    if out:
+        _check_output(out, [*paths, manifest_path] if manifest_path else paths)
     model, config, run_manifest, decision = load_scoring_model(run_dir, which)
     classes = run_manifest.classes
     if manifest_path:
@@ -51,6 +53,20 @@ def predict(run_dir, paths=(), manifest_path=None, out=None, fmt="csv", skip_unr
     if out:
         write_predictions(results, classes, out, fmt)
     return results
+
+
+def _check_output(out, inputs):
+    """Before any scoring: `out` is a file in an existing folder, and neither an input nor inside an input folder."""
+    real = os.path.realpath(out)
+    if os.path.isdir(real):
+        raise ValueError(f"{out}: is a folder; name the file to write")
+    if not os.path.isdir(os.path.dirname(real)):
+        raise ValueError(f"{out}: its folder {os.path.dirname(real)} does not exist")
+    for path in inputs:
+        given = os.path.realpath(path)
+        if real == given or real.startswith(given.rstrip(os.sep) + os.sep):
+            raise ValueError(f"{out}: is {'an input' if real == given else 'inside the input folder ' + str(path)}; "
+                             "write the predictions elsewhere")
 
 
 def write_predictions(results, classes, out, fmt="csv"):

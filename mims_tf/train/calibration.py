@@ -117,6 +117,13 @@ def check_sensitivity(sensitivity):
     return sensitivity
 
 
+def check_threshold(threshold):
+    """Raises `ValueError` unless `threshold` is a decision threshold on a probability, in [0, 1]; returns it."""
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold <= 1:
+        raise ValueError(f"`threshold` must be in [0, 1]. Received: threshold={threshold!r}")
+    return threshold
+
+
 def sensitivity_threshold(labels, scores, sensitivity):
     """The highest threshold whose sensitivity on (labels, scores) is at least `sensitivity`."""
     check_sensitivity(sensitivity)

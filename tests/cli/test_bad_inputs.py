@@ -127,6 +127,41 @@ def test_resume_and_overwrite_mistakes(tmp_path, capsys):
     assert (other / "notes.txt").read_text() == "mine"
 
 
+def test_overwrite_never_empties_a_folder_that_holds_no_run(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.csv").write_text("path,label\nx.npy,0\n")
+    _one_line_error(capsys, ["train", "--out", str(data), "--overwrite", *FAST], "holds files but no run")
+    assert sorted(os.listdir(data)) == [".lock", "manifest.csv"] and (data / "manifest.csv").read_text().startswith("path,label")
+
+
+def test_damaged_run_files_are_named(run_folder, tmp_path, capsys):
+    import json
+    import shutil
+
+    def copy(name):
+        target = tmp_path / name
+        shutil.copytree(run_folder, target)
+        return target
+
+    garbled = copy("garbled_state")
+    (garbled / "state.json").write_text('{"best_val_auroc": "high", "epochs_done": 1}')
+    _one_line_error(capsys, ["train", "--out", str(garbled), "--resume", "--epochs", "2"],
+                    "state.json: 'best_val_auroc' holds 'high', not a number")
+    (garbled / "state.json").write_text("{oops")
+    _one_line_error(capsys, ["train", "--out", str(garbled), "--resume", "--epochs", "2"], "state.json: not valid JSON")
+    bad_decision = copy("bad_decision")
+    decision = json.loads((bad_decision / "decision.json").read_text())
+    decision["best"]["threshold"] = float("nan")
+    (bad_decision / "decision.json").write_text(json.dumps(decision))
+    for command in (["evaluate", str(bad_decision)], ["export", str(bad_decision), "--out", str(tmp_path / "e")]):
+        _one_line_error(capsys, command, "decision.json: 'best' holds an unusable decision")
+    no_last = copy("no_last")
+    os.remove(no_last / "last.keras")
+    _one_line_error(capsys, ["train", "--out", str(no_last), "--resume", "--epochs", "2"], "last.keras: missing")
+    assert sorted(os.listdir(no_last)) == sorted(os.listdir(run_folder)) or "log.csv" in os.listdir(no_last)
+
+
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("bad") / "run")
@@ -206,6 +241,13 @@ def test_evaluate_predict_explain_export_bad_arguments(run_folder, tmp_path, cap
         (["explain", run_folder, scan, "--class", "7"], "class index 7 is out of range"),
         (["explain", run_folder, scan, "--layer", "nope"], "no feature layer 'nope'"),
         (["explain", run_folder, str(tmp_path / "nope.npy")], "nope.npy"),
+        (["evaluate", run_folder, "--threshold", "nan"], "Received: threshold=nan"),
+        (["evaluate", run_folder, "--threshold", "2"], "Received: threshold=2.0"),
+        (["predict", run_folder, scan, "--output", scan], "is an input"),
+        (["predict", run_folder, scan, "--output", str(tmp_path)], "is a folder"),
+        (["predict", run_folder, scan, "--output", str(tmp_path / "no" / "p.csv")], "does not exist"),
+        (["export", run_folder, "--version", "-1", "--out", str(tmp_path / "e")], "Received: version=-1"),
+        (["export", run_folder, "--name", "../../x", "--out", str(tmp_path / "e")], "Received: name='../../x'"),
         (["export", run_folder, "--format", "onnx"], "argument --format: invalid choice: 'onnx'"),
         (["export", run_folder, "--quantize", "int4"], "argument --quantize: invalid choice: 'int4'"),
         (["export", str(tmp_path)], "not a run folder"),
