@@ -130,6 +130,13 @@ def provenance_lines(rows, presets):
 
 
 REFERENCE = "mims"  # the row every other row is compared with
+# Table 2 varies MIMS's pooling; its row `mims_top5` is MIMS itself (top-k with the preset's default k = 5).
+POOLING_REFERENCE = "mims_top5"
+
+
+def reference_of(presets):
+    """The row a table's other rows are compared with: `mims`, or in Table 2 its twin `mims_top5`."""
+    return REFERENCE if REFERENCE in presets or POOLING_REFERENCE not in presets else POOLING_REFERENCE
 PAIRED_RESAMPLES = 1000
 
 
@@ -165,7 +172,8 @@ def patients(bags):
 
 
 def paired_comparisons(folder, rows, presets):
-    """`{preset: (difference, low, high, verdict, seeds, how)}`: AUROC(mims) - AUROC(preset), paired bootstrap.
+    """`{preset: (difference, low, high, verdict, seeds, how)}`: AUROC(reference) - AUROC(preset), paired bootstrap
+    (`reference_of`: `mims`, or in Table 2 its twin `mims_top5`).
 
     Over the seeds both have scores for (`scores/`): each seed's AUROC difference on that seed's test bags,
     averaged over seeds; the 95 % interval resamples the seeds (the training's spread, which another machine
@@ -175,11 +183,12 @@ def paired_comparisons(folder, rows, presets):
     """
     from mims_tf.train.bootstrap import paired_auroc_difference_ci, seeds_paired_difference_ci
 
-    seeds = sorted({int(r["seed"]) for r in rows if r["preset"] == REFERENCE})
-    reference = {s: _read_scores(folder, REFERENCE, s) for s in seeds}
+    name = reference_of(presets)
+    seeds = sorted({int(r["seed"]) for r in rows if r["preset"] == name})
+    reference = {s: _read_scores(folder, name, s) for s in seeds}
     found = {}
     for preset in presets:
-        if preset == REFERENCE:
+        if preset == name:
             continue
         pairs = [(reference[s], _read_scores(folder, preset, s)) for s in seeds if reference[s] is not None]
         pairs = [(a, b) for a, b in pairs if b is not None and a[0] == b[0]]
@@ -202,19 +211,20 @@ def paired_comparisons(folder, rows, presets):
     return found
 
 
-def paired_lines(comparisons):
-    """The paired comparison section of table.md."""
+def paired_lines(comparisons, reference=REFERENCE):
+    """The paired comparison section of table.md (`reference`: the row compared with)."""
     if not comparisons:
         return []
+    twin = "" if reference == REFERENCE else f" (MIMS itself: the `{REFERENCE}` preset's pooling, top-k with k = 5)"
     how = sorted({c[5] for c in comparisons.values()})
-    lines = ["", f"Paired comparison with `{REFERENCE}`: AUROC({REFERENCE}) - AUROC(row), the mean over seeds of each "
-             f"seed's difference on the same test bags, with its bootstrap 95 % interval "
+    lines = ["", f"Paired comparison with `{reference}`{twin}: AUROC({reference}) - AUROC(row), the mean over seeds "
+             f"of each seed's difference on the same test bags, with its bootstrap 95 % interval "
              f"({PAIRED_RESAMPLES:,} resamples, each drawing the seeds and the test bags again; {'; '.join(how)}). "
-             f"`{REFERENCE}` **beats** "
+             f"`{reference}` **beats** "
              "or **loses to** a row where the interval excludes 0, else they tie. Resampling the seeds puts the "
              "training's own spread into the interval (a rerun on another CPU moved single runs as much as a new "
              "seed does); with 3 seeds it is coarse.", "",
-             f"| row | seeds | AUROC({REFERENCE}) - AUROC(row) | 95 % interval | verdict |", "|---|---|---|---|---|"]
+             f"| row | seeds | AUROC({reference}) - AUROC(row) | 95 % interval | verdict |", "|---|---|---|---|---|"]
     for preset, (difference, low, high, verdict, seeds, _) in comparisons.items():
         lines.append(f"| `{preset}` | {seeds} | {difference:+.3f} | [{low:+.3f}, {high:+.3f}] | {verdict} |")
     return lines
@@ -222,7 +232,8 @@ def paired_lines(comparisons):
 
 def write_report(folder, table, dataset, rows, presets, header):
     """table.md (`header` lines, then the table) and table.png from the results so far."""
-    body = body_lines(folder, rows, presets) + paired_lines(paired_comparisons(folder, rows, presets))
+    body = body_lines(folder, rows, presets) + paired_lines(paired_comparisons(folder, rows, presets),
+                                                            reference_of(presets))
     write_text(os.path.join(folder, "table.md"), "\n".join([*header, *body]) + "\n")
     _plot(os.path.join(folder, "table.png"), summarize(rows, presets), f"{table} on {dataset}")
 
@@ -318,7 +329,7 @@ def write_summary(out="benchmarks/results"):
                                              presets)
             if comparisons:
                 by = {v: [f"`{p}`" for p, c in comparisons.items() if c[3] == v] for v in ("beats", "ties", "loses")}
-                text.append(f"- `{n[len(table) + 1:]}`, paired 95 % intervals (its table.md): `{REFERENCE}` beats "
+                text.append(f"- `{n[len(table) + 1:]}`, paired 95 % intervals (its table.md): `{reference_of(presets)}` beats "
                             f"{', '.join(by['beats']) or 'none'}; ties {', '.join(by['ties']) or 'none'}; "
                             f"loses to {', '.join(by['loses']) or 'none'}.")
         if text[-1] != "":

@@ -180,3 +180,14 @@ def test_a_fixed_bag_size_figure_leads_its_summary_cell(tmp_path):
     summary = write_summary(str(tmp_path))
     assert "| MIMS | " in summary and "0.546 +- 0.169 (4 per bag; whole bags 0.479 +- 0.136) |" in summary
     assert "**0.650 +- 0.086** (4 per bag" in summary  # the best of the fixed-size figures is the bold one
+
+
+def test_table2_is_compared_with_mims_own_pooling():
+    """Table 2 has no `mims` row: its `mims_top5` is the same model (top-k, k = 5), so it is the reference."""
+    from mims_tf.bench.report import reference_of
+    from mims_tf.bench.tables import TABLES
+    from mims_tf.models.config import get_preset
+
+    assert reference_of(TABLES["table1"]) == "mims"
+    assert reference_of(TABLES["table2"]) == "mims_top5"
+    assert get_preset("mims_top5").replace(name="mims").to_dict() == get_preset("mims").to_dict()
