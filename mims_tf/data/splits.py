@@ -1,10 +1,18 @@
 """Splits: `assign_splits` draws train / val / test for a manifest's groups, stratified by label and
-reproducible by seed; rows the user placed are never moved."""
+reproducible by seed (rows the user placed are never moved); `shared_content` finds the same image in two
+splits (a copied file, a duplicate in a published set)."""
+
+import collections
+import hashlib
+import os
 
 import numpy as np
 
 from mims_tf.data.errors import DataError, rows_text
 from mims_tf.data.manifest import check_shared_groups, name_groups
+from mims_tf.data.readers import split_item
+
+_EDGE = 1 << 16  # bytes hashed at each end of a file to find candidates before hashing it whole
 
 
 def assign_splits(manifest, fractions=(0.7, 0.15, 0.15), seed=0, allow_shared_groups=False, group_pattern=None):
@@ -61,3 +69,83 @@ def assign_splits(manifest, fractions=(0.7, 0.15, 0.15), seed=0, allow_shared_gr
     if not allow_shared_groups:
         check_shared_groups(result, group_pattern)
     return result
+
+
+def shared_content(manifest):
+    """Rows of different splits whose content is identical: files byte for byte, `.npz` items array for array.
+
+    Files are compared by size, then by a hash of their ends, then whole; folders (image stacks) are not
+    compared. Unreadable files are left to the readers, which name them when the bag is read.
+
+    Returns:
+        A list of groups, each a sorted list of `(split, path)` with at least two splits.
+    """
+    digests = []
+    by_size = collections.defaultdict(list)
+    arrays = collections.defaultdict(list)
+    for row in manifest.rows:
+        file_path, item = split_item(row["path"])
+        if item:
+            arrays[file_path].append((item, row["split"], row["path"]))
+        elif os.path.isfile(file_path):
+            by_size[_size(file_path)].append((row["split"], row["path"], file_path))
+    for group in by_size.values():
+        if len({split for split, _, _ in group}) < 2:
+            continue
+        edges = collections.defaultdict(list)
+        for split, path, file_path in group:
+            edges[_file_hash(file_path, _EDGE)].append((split, path, file_path))
+        for candidates in edges.values():
+            if len({split for split, _, _ in candidates}) > 1:
+                digests += [(_file_hash(file_path), split, path) for split, path, file_path in candidates]
+    for file_path, items in arrays.items():
+        digests += _item_hashes(file_path, items)
+    groups = collections.defaultdict(list)
+    for digest, split, path in digests:
+        if digest is not None:
+            groups[digest].append((split, path))
+    return [sorted(members) for members in groups.values() if len({split for split, _ in members}) > 1]
+
+
+def _size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+def _file_hash(path, edge=None):
+    """SHA-256 of the whole file, or (`edge`) of its size and its first and last `edge` bytes; None if unreadable."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            if edge is None:
+                for block in iter(lambda: f.read(1 << 22), b""):
+                    digest.update(block)
+            else:
+                size = os.fstat(f.fileno()).st_size
+                digest.update(repr(size).encode() + f.read(edge))
+                if size > 2 * edge:
+                    f.seek(-edge, os.SEEK_END)
+                    digest.update(f.read())
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _item_hashes(path, items):
+    """`(digest, split, path)` of `.npz` items `key/index` (or `key`); none where the file cannot be read."""
+    found = []
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            loaded = {}
+            for item, split, row_path in items:
+                key, _, index = item.partition("/")
+                if key not in loaded:
+                    loaded[key] = data[key]
+                array = np.ascontiguousarray(loaded[key][int(index)] if index else loaded[key])
+                digest = hashlib.sha256(repr((array.shape, array.dtype.str)).encode() + array.tobytes()).hexdigest()
+                found.append((digest, split, row_path))
+    except (OSError, ValueError, KeyError, IndexError, EOFError, TypeError):
+        return found
+    return found

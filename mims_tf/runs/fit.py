@@ -209,6 +209,7 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
     else:
         manifest = build_manifest(config, run.path).check_trainable()
         run.save_manifest(manifest)
+        _warn_shared_content(manifest)
     train_source = bag_source(config, manifest, "train", progress=True)
     val_source = bag_source(config, manifest, "val", progress=True)
     state = run.state() if resuming else dict(NEW_STATE)
@@ -310,6 +311,17 @@ def _fit(config, resuming, model, run, strategy, train_source, val_data, checkpo
     return {"run": run.path, "precision": config.precision, "replicas": replicas, "data_shards": data_shards, **state,
             "best_model": run.model_path("best"), "decision": decision,
             "environment": fingerprint(environment())}
+
+
+def _warn_shared_content(manifest):
+    """A warning where one image is in two splits (a copy, or a duplicate a published set ships with)."""
+    from mims_tf.data.splits import shared_content
+
+    groups = shared_content(manifest)
+    if groups:
+        example = " = ".join(f"{path} ({split})" for split, path in groups[0])
+        logger.warning("%d image(s) appear in more than one split, byte for byte (e.g. %s): figures on the later "
+                       "splits are optimistic by that much; remove the copies for a clean split", len(groups), example)
 
 
 def record_environment(run):

@@ -1,0 +1,37 @@
+"""`shared_content`: the same image in two splits (a copied file, a duplicate in a published set)."""
+
+import numpy as np
+
+from mims_tf.data import from_rows
+
+
+def test_shared_content_finds_copies_across_splits_only(tmp_path):
+    from mims_tf.data.splits import shared_content
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 255, (2, 8, 8), dtype=np.uint8) for _ in range(3)]
+    for name, array in (("a", arrays[0]), ("a_copy", arrays[0]), ("b", arrays[1]), ("b_copy", arrays[1]),
+                        ("c", arrays[2])):
+        np.save(tmp_path / f"{name}.npy", array)
+    rows = [{"path": str(tmp_path / f"{name}.npy"), "label": str(i % 2), "split": split}
+            for i, (name, split) in enumerate([("a", "train"), ("a_copy", "test"), ("b", "train"),
+                                               ("b_copy", "train"), ("c", "val")])]
+    groups = shared_content(from_rows(rows))
+    assert groups == [[("test", str(tmp_path / "a_copy.npy")), ("train", str(tmp_path / "a.npy"))]]
+    images = rng.integers(0, 255, (4, 6, 6), dtype=np.uint8)
+    np.savez(tmp_path / "set.npz", train_images=images[:3], test_images=images[[3, 1]])
+    rows = [{"path": f"{tmp_path / 'set.npz'}#{split}_images/{i}", "label": str(i % 2), "split": split}
+            for split, count in (("train", 3), ("test", 2)) for i in range(count)]
+    assert [[split for split, _ in group] for group in shared_content(from_rows(rows))] == [["test", "train"]]
+
+
+def test_training_warns_of_an_image_in_two_splits(tmp_path, caplog):
+    from mims_tf.runs.fit import _warn_shared_content
+
+    np.save(tmp_path / "a.npy", np.zeros((2, 8, 8), np.uint8))
+    np.save(tmp_path / "b.npy", np.zeros((2, 8, 8), np.uint8))
+    rows = [{"path": str(tmp_path / "a.npy"), "label": "0", "split": "train"},
+            {"path": str(tmp_path / "b.npy"), "label": "1", "split": "test"}]
+    with caplog.at_level("WARNING", logger="mims_tf"):
+        _warn_shared_content(from_rows(rows))
+    assert "1 image(s) appear in more than one split, byte for byte" in caplog.text and "b.npy (test)" in caplog.text
