@@ -31,6 +31,8 @@ PRESETS = ("mims", "mims_noresizing", "mi_pre")
 
 
 def demo(out, epochs=25, presets=PRESETS, verbose=2):
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:  # before anything is written
+        raise ValueError(f"`epochs` must be a positive integer. Received: epochs={epochs!r}")
     os.makedirs(out, exist_ok=True)
     print(f"writing the synthetic set to {out}/data ...", file=sys.stderr, flush=True)
     data = write_dataset(  # the settings of benchmarks/scale_shift.py, tested at 0.5x

@@ -23,6 +23,8 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("none", "mirrored", "multi_worker")
 # The model block's defaults: the preset mims on the tiny backbone, from scratch (runs on any CPU).
 MODEL_DEFAULTS = {"preset": "mims", "backbone": "tiny", "weights": None}
+MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds take 32 bits
+MAX_IMAGE_SIZE = 4096  # larger instances would exhaust any accelerator's memory before the first step
 MIN_IMAGE_SIZE = 8  # smaller instances leave a backbone nothing to see (a 2x2 "image" trained silently before)
 # Options that come from the data, not the model block.
 _FROM_DATA = ("image_size", "channels", "classes", "name")
@@ -84,12 +86,13 @@ class DataConfig:
             self.image_size = (self.image_size, self.image_size)
         self.image_size = tuple(self.image_size) if isinstance(self.image_size, (list, tuple)) else self.image_size
         if not isinstance(self.image_size, tuple) or len(self.image_size) != 2 or not all(
-            _positive_int(v, MIN_IMAGE_SIZE) for v in self.image_size
+            _positive_int(v, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE) for v in self.image_size
         ):
-            raise ValueError(f"`image_size` must be an integer >= {MIN_IMAGE_SIZE} or (height, width) of such. "
+            raise ValueError(f"`image_size` must be an integer from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} or (height, "
+                             "width) of such. "
                              f"Received: image_size={self.image_size!r}")
         _check_positive_int("channels", self.channels)
-        _check_positive_int("split_seed", self.split_seed, minimum=0)
+        _check_positive_int("split_seed", self.split_seed, minimum=0, maximum=MAX_SEED)
         if self.central is not None:
             _check_positive_int("central", self.central)
         if isinstance(self.instances, list):
@@ -236,7 +239,7 @@ class RunConfig:
         if self.sensitivity is not None and (isinstance(self.sensitivity, bool) or not isinstance(
                 self.sensitivity, (int, float)) or not 0 < self.sensitivity <= 1):
             raise ValueError(f"`sensitivity` must be in (0, 1] or None. Received: sensitivity={self.sensitivity!r}")
-        _check_positive_int("seed", self.seed, minimum=0)
+        _check_positive_int("seed", self.seed, minimum=0, maximum=MAX_SEED)
         if not isinstance(self.out, str) or not self.out:
             raise ValueError(f"`out` must be a folder path. Received: out={self.out!r}")
         self.data.validate()
@@ -374,13 +377,15 @@ def _mapping(source, key, value):
     return value
 
 
-def _positive_int(value, minimum=1):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+def _positive_int(value, minimum=1, maximum=None):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum and (
+        maximum is None or value <= maximum)
 
 
-def _check_positive_int(key, value, minimum=1):
-    if not _positive_int(value, minimum):
+def _check_positive_int(key, value, minimum=1, maximum=None):
+    if not _positive_int(value, minimum, maximum):
         kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        kind += f" and <= {maximum}" if maximum is not None else ""
         raise ValueError(f"`{key}` must be {kind}. Received: {key}={value!r}")
 
 

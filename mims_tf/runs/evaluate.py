@@ -1,6 +1,7 @@
 """Bag-level evaluation of one or several runs (the paper's protocol: mean and spread over runs)."""
 
 import csv
+import os
 
 import numpy as np
 
@@ -130,6 +131,12 @@ def evaluate_runs(run_dirs, split="test", threshold=None, instances=None, which=
     `groups` maps `(preset, data source)` to `{metric: {"mean", "std", "n"}}`: runs of different presets or
     data sets are never averaged together (the paper's protocol is mean and spread over runs of one model).
     """
+    seen = {}
+    for run in run_dirs:
+        real = os.path.realpath(run)
+        if real in seen:
+            raise ValueError(f"{run}: given twice (also as {seen[real]}); each run counts once in the mean and spread")
+        seen[real] = run
     results = [evaluate_run(run, split, threshold, instances=instances, which=which, n_resamples=n_resamples,
                             sensitivity=sensitivity) for run in run_dirs]
     groups = {}

@@ -52,6 +52,8 @@ TRAIN_OPTIONS = [
     (["--central", "0"], "Received: central=0"),
     (["--checkpoint-steps", "0"], "Received: checkpoint_steps=0"),
     (["--seed", "-1"], "Received: seed=-1"),
+    (["--seed", str(2**40)], f"Received: seed={2**40}"),
+    (["--image-size", "100000"], "Received: image_size=(100000, 100000)"),
     (["--k", "0"], "Received: k=0"),
     (["--sensitivity", "1.5"], "Received: sensitivity=1.5"),
     (["--sensitivity", "0"], "Received: sensitivity=0"),
@@ -255,9 +257,12 @@ def test_evaluate_predict_explain_export_bad_arguments(run_folder, tmp_path, cap
         (["bench", "table1", "--dataset", "nope"], "argument --dataset: invalid choice: 'nope'"),
         (["analyze", "scale-correlation", "--images", str(tmp_path / "none")], "none"),
         (["trian"], "invalid choice: 'trian'"),
+        (["demo", "--epochs", "0", "--out", str(tmp_path / "demo")], "Received: epochs=0"),
+        (["evaluate", run_folder, run_folder], "given twice"),
     ]
     for argv, message in cases:
         _one_line_error(capsys, argv, message)
+    assert not (tmp_path / "demo").exists()
 
 
 def test_a_bench_budget_no_run_can_take_fails_before_anything_is_written(tmp_path, capsys):
