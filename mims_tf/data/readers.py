@@ -115,6 +115,10 @@ def check_volume(volume, path):
         raise DataError(path, f"wrong dimensions {array.shape}: expected (S, H, W) or (S, H, W, C) with C in 1, 3, 4")
     if array.size == 0:
         raise DataError(path, f"empty volume, shape {array.shape}")
+    if array.ndim == 3 and array.shape[2] in (3, 4) and array.shape[1] >= 4 * array.shape[2]:
+        raise DataError(path, f"shape {array.shape} reads as {array.shape[0]} slices of {array.shape[1]} x "
+                              f"{array.shape[2]} px: an RGB image saved as (H, W, {array.shape[2]})? Save it as "
+                              f"(1, H, W, {array.shape[2]}), or as a PNG")
     if array.dtype.kind not in "uif" and array.dtype != bool:
         raise DataError(path, f"unsupported pixel type {array.dtype}")
     if array.dtype.kind == "f":
@@ -125,7 +129,6 @@ def check_volume(volume, path):
         if largest > float(np.finfo(np.float32).max):
             raise DataError(path, f"values beyond float32's range (largest magnitude {largest:.3g}; float32 holds up to 3.4e+38)")
     return volume
-
 
 
 def read_nifti(path):

@@ -444,6 +444,8 @@ _npy_case("float64 .npy beyond float32 (1e39)", np.array([[[0.0, 1e39], [1.0, 2.
           re.escape("values beyond float32's range (largest magnitude 1e+39"))
 _npy_case(".npy of strings", np.array([[["a", "b"]]]), re.escape("unsupported pixel type <U1"))
 _npy_case(".npy of complex numbers", np.zeros((2, 3, 3), np.complex64), re.escape("unsupported pixel type complex64"))
+_npy_case("RGB image saved as (H, W, 3) .npy", np.zeros((40, 40, 3), np.uint8),
+          re.escape("shape (40, 40, 3) reads as 40 slices of 40 x 3 px: an RGB image saved as (H, W, 3)?"))
 
 
 @case(".npy of pickled objects")
