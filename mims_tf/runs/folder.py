@@ -33,6 +33,11 @@ def load_keras_file(path):
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # noqa: BLE001 - whatever Keras, zipfile or h5py raise: one line with the file
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        import zipfile
+
+        if os.path.isfile(path) and not zipfile.is_zipfile(path):  # Keras then says "File not found"
+            raise ValueError(f"{path}: not a loadable Keras model file (not a .keras zip archive: truncated or "
+                             "damaged?)") from None
         raise ValueError(f"{path}: not a loadable Keras model file ({type(error).__name__}: {message[:300]})") from None
 
 
