@@ -164,6 +164,13 @@ def test_damaged_run_files_are_named(run_folder, tmp_path, capsys):
     assert sorted(os.listdir(no_last)) == sorted(os.listdir(run_folder)) or "log.csv" in os.listdir(no_last)
 
 
+def test_a_single_image_given_to_a_model_of_volumes_is_scored_with_a_warning(run_folder, tmp_path, capsys):
+    np.save(tmp_path / "image.npy", np.zeros((32, 32), np.float32))
+    assert main(["predict", run_folder, str(tmp_path / "image.npy")]) == 0
+    err = capsys.readouterr().err
+    assert "1 bag(s) hold a single instance" in err and "trained on 4 instances per bag" in err
+
+
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("bad") / "run")
