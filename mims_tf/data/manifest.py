@@ -35,6 +35,7 @@ from mims_tf.data.readers import check_regular, normalize_item, split_item
 from mims_tf.utils import atomic_open
 
 REQUIRED = ("path", "label")
+KNOWN_COLUMNS = (*REQUIRED, "bag", "split", "group")
 SPLITS = ("train", "val", "test")
 TCGA_PATIENT = r"TCGA-[A-Z0-9]{2}-[A-Z0-9]{4}(?![A-Z0-9])"
 
@@ -288,7 +289,10 @@ def read_manifest(path, classes=None, check_files=True, require_labels=True, all
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            columns = reader.fieldnames or []
+            # " Path", "LABEL": the known columns whatever their case and surrounding spaces
+            columns = [c.strip().lower() if c and c.strip().lower() in KNOWN_COLUMNS else c
+                       for c in reader.fieldnames or []]
+            reader.fieldnames = columns
             repeated = sorted(c for c, k in collections.Counter(columns).items() if k > 1)
             if repeated:
                 raise DataError(path, f"column(s) {', '.join(repeated)} appear more than once in the header")

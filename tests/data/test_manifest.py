@@ -154,3 +154,10 @@ def test_relative_paths_become_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     manifest = from_rows([{"path": "sub/a.npz#train_images/0", "label": 0}])
     assert manifest.rows[0]["path"] == str(tmp_path / "sub" / "a.npz") + "#train_images/0"
+
+
+def test_known_columns_are_found_whatever_their_case_and_spaces(tmp_path):
+    (tmp_path / "m.csv").write_text(" Path ,LABEL,Split,Scanner\na.npy,0,train,X\nb.npy,1,train,Y\n")
+    manifest = read_manifest(tmp_path / "m.csv", check_files=False)
+    assert [row["label"] for row in manifest.rows] == ["0", "1"] and manifest.rows[0]["Scanner"] == "X"
+    assert manifest.rows[0]["split"] == "train"
