@@ -114,10 +114,12 @@ class Manifest:
                 raise DataError(self.source, f"bag {bag!r} has rows with different labels: {', '.join(sorted(labels))}")
         for bag, splits in bag_splits.items():
             if len(splits) > 1:
-                raise DataError(self.source, f"bag {bag!r} is in several splits: {', '.join(sorted(splits))}")
+                shown = ", ".join(sorted(s or "(none)" for s in splits))
+                raise DataError(self.source, f"bag {bag!r} is in several splits: {shown}")
         for group, splits in group_splits.items():
             if len(splits) > 1:
-                raise DataError(self.source, f"group {group!r} is in several splits: {', '.join(sorted(splits))}")
+                shown = ", ".join(sorted(s or "(none)" for s in splits))
+                raise DataError(self.source, f"group {group!r} is in several splits: {shown}")
 
     def check_files(self):
         """Raises DataError for the first row whose file does not exist."""
