@@ -46,6 +46,21 @@ _KEY_VERSION = 2  # bump when what a disk cache file holds changes
 NORMALIZE = ("auto", "minmax", "none")
 
 
+def check_normalize(mode):
+    """Raises `ValueError` unless `mode` is one of `NORMALIZE` or a window `(low, high)` with finite low < high."""
+    if isinstance(mode, (tuple, list)):
+        try:
+            low, high = (float(v) for v in mode)
+        except (TypeError, ValueError):
+            raise ValueError(f"A window is two numbers (low, high). Received: normalize={mode!r}") from None
+        if not (np.isfinite(low) and np.isfinite(high) and high > low):
+            raise ValueError(f"A window needs finite values with high > low. Received: normalize={mode!r}")
+        return mode
+    if not isinstance(mode, str) or mode not in NORMALIZE:
+        raise ValueError(f"`normalize` must be one of {NORMALIZE} or (low, high). Received: normalize={mode!r}")
+    return mode
+
+
 def normalize_volume(array, mode, path="<volume>"):
     """Maps a volume to [0, 255] (the models' input range).
 
@@ -54,13 +69,10 @@ def normalize_volume(array, mode, path="<volume>"):
             `"minmax"` (per volume), `"none"` (values kept), or a window
             `(low, high)` clipped and scaled (e.g. CT `(-160, 240)`).
     """
+    check_normalize(mode)
     if isinstance(mode, (tuple, list)):
         low, high = (float(v) for v in mode)
-        if not high > low:
-            raise ValueError(f"A window needs high > low. Received: normalize={mode}")
         return ((np.clip(array.astype(np.float32), low, high) - low) * (255.0 / (high - low))).astype(np.float32)
-    if mode not in NORMALIZE:
-        raise ValueError(f"`normalize` must be one of {NORMALIZE} or (low, high). Received: normalize={mode!r}")
     if mode == "none" or (mode == "auto" and array.dtype == np.uint8):
         return array
     low, high = float(array.min()), float(array.max())

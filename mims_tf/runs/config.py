@@ -91,7 +91,11 @@ class DataConfig:
             raise ValueError(f"`image_size` must be an integer from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} or (height, "
                              "width) of such. "
                              f"Received: image_size={self.image_size!r}")
-        _check_positive_int("channels", self.channels)
+        if self.channels not in (1, 3) or isinstance(self.channels, bool):
+            raise ValueError(f"`channels` must be 1 or 3. Received: channels={self.channels!r}")
+        from mims_tf.data.source import check_normalize
+
+        check_normalize(self.normalize)
         _check_positive_int("split_seed", self.split_seed, minimum=0, maximum=MAX_SEED)
         if self.central is not None:
             _check_positive_int("central", self.central)

@@ -103,6 +103,9 @@ YAML_CONFIGS = [
     ("precision: 16\n", "Received: precision=16"),
     ("out: ''\n", "Received: out=''"),
     ("\ufefftraining: {epochs: 0}\n", "Received: epochs=0"),
+    ("data: {normalize: [5, 5]}\n", "Received: normalize=[5, 5]"),
+    ("data: {normalize: minmux}\n", "Received: normalize='minmux'"),
+    ("data: {channels: 2}\n", "Received: channels=2"),
 ]
 
 
