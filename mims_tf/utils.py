@@ -99,7 +99,8 @@ def write_text(path, text):
 
 def read_json(path, types=None):
     """The JSON object in `path`; a one-line `ValueError` naming the file where it is no valid JSON object, or
-    where a key of `types` (`{key: type or tuple of types}`) holds a value of another type."""
+    where a key of `types` (`{key: type or tuple of types}`, `type(None)` for null) holds a value of another
+    type."""
     try:
         with open(path, encoding="utf-8") as f:
             values = json.load(f)
@@ -109,9 +110,10 @@ def read_json(path, types=None):
         raise ValueError(f"{path}: expected a JSON object, found {type(values).__name__}; restore it or delete it")
     for key, expected in (types or {}).items():
         value = values.get(key)
-        if key in values and not (isinstance(value, expected) and not isinstance(value, bool)) and value is not None:
-            raise ValueError(f"{path}: {key!r} holds {value!r}, not a {getattr(expected, '__name__', 'number')}; "
-                             "restore the file or delete it")
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        if key in values and not (isinstance(value, expected) and not isinstance(value, bool)):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in expected)
+            raise ValueError(f"{path}: {key!r} holds {value!r}, not {names}; restore the file or delete it")
     return values
 
 

@@ -17,7 +17,7 @@ import time
 
 from mims_tf.bench.report import header_lines, read_results, write_report, write_results, write_scores, write_summary
 from mims_tf.bench.tables import DATASETS, TABLES
-from mims_tf.utils import Progress, atomic_open, check_choice, import_keras_quietly, write_json
+from mims_tf.utils import Progress, atomic_open, check_choice, import_keras_quietly, read_json, write_json
 
 logger = logging.getLogger("mims_tf")
 
@@ -127,8 +127,7 @@ def _check_budget(folder, settings, fresh):
     path = os.path.join(folder, "settings.json")
     current = json.loads(json.dumps({k: v for k, v in settings.items() if k != "cache_dir"}))  # where, not what
     if os.path.isfile(path) and not fresh:
-        with open(path, encoding="utf-8") as f:
-            stored = json.load(f)
+        stored = read_json(path)
         if stored != current:
             raise ValueError(f"{folder}: its results were made with settings {stored}, not {current}; "
                              "redo them (fresh=True) or give these results their own tag")

@@ -60,8 +60,8 @@ _FLAGS = (
          ("auto", "memory", "disk", "none")),
     Flag("memory_budget", "data.memory_budget_gb", float, "gigabytes the cached bags may take in memory; "
          "default half the memory available"),
-    Flag("cache_dir", "data.cache_dir", str, "folder of the disk cache (keyed by file content and settings, "
-         "shared by runs); default none"),
+    Flag("cache_dir", "data.cache_dir", str, "folder of the disk cache (keyed by each file's content, size and time "
+         "and the settings, shared by runs); default none"),
     Flag("batch_size", "training.batch_size", int, "bags per training step; default 4"),
     Flag("epochs", "training.epochs", int, "epochs; default 10"),
     Flag("steps_per_epoch", "training.steps_per_epoch", int, "training steps per epoch; default one pass over the bags"),

@@ -124,6 +124,6 @@ def read_npz_item(path, item):
     if index >= len(array):
         raise DataError(path, f"index {index} out of range for {key!r} of length {len(array)}")
     image = array[index]
-    if image.ndim == 3 and image.shape[-1] == 3:  # a 2D RGB item
+    if image.ndim == 3 and image.shape[-1] in (3, 4):  # a 2D RGB(A) item
         image = image[None]
     return Volume(as_instances(image, path))

@@ -37,8 +37,8 @@ def class_names(labels, classes, source="<rows>", lines=None, rare_check=True):
     if classes is not None:
         return declared_classes(classes)
     counts = collections.Counter(labels)
-    _check_label_spellings(counts, source)
-    if rare_check:
+    if rare_check:  # labels that matter (training, evaluation); a prediction manifest's are ignored
+        _check_label_spellings(counts, source)
         for label, count in counts.items():
             if count < RARE_ROWS and count < RARE_SHARE * len(labels):
                 numbers = [n for n, lab in zip(lines or range(2, len(labels) + 2), labels) if lab == label]
@@ -63,9 +63,10 @@ def _check_label_spellings(counts, source):
             continue
         if math.isnan(value):
             raise DataError(source, f"label {label!r} on {counts[label]} row(s) is not a number: leave no label "
-                                    "empty or NaN")
+                                    "empty or NaN, or declare the classes (the classes argument) if it is one")
         numbers[value].append(label)
     for spellings in numbers.values():
         if len(spellings) > 1:
             raise DataError(source, f"labels {' and '.join(map(repr, sorted(spellings)))} are one number spelt "
-                                    "differently: write each class one way")
+                                    "differently: write each class one way, or declare the classes (the classes "
+                                    "argument) where they are different classes")

@@ -173,6 +173,7 @@ class BagSource:
         self.bags = []
         self._arrays = []  # "memory": the arrays; "disk": their cache files
         self._counts = []
+        self._file_keys = {}  # (path, size, time) -> its disk-cache key part
         if memory_budget is None:
             available = available_memory()
             memory_budget = None if available is None else int(available * BUDGET_SHARE)
@@ -268,18 +269,32 @@ class BagSource:
 
     def _cache_file(self, bag):
         """The disk cache file of `bag`: a key of its files (each one's size, modification time, first and last
-        MiB, and the `.npz` item read), and the preprocessing settings."""
+        MiB; for a folder, its files' names, sizes and times), the `.npz` items read and the preprocessing."""
         digest = hashlib.sha256(repr((_KEY_VERSION, self.central, self.normalize, self.image_size)).encode())
         for path in bag.paths:
             file_path, item = split_item(path)
-            status = os.stat(file_path)
-            digest.update(repr((status.st_size, status.st_mtime_ns, item)).encode())
-            with open(file_path, "rb") as f:
-                digest.update(f.read(1 << 20))
-                if status.st_size > 2 << 20:
-                    f.seek(-(1 << 20), os.SEEK_END)
-                    digest.update(f.read())
+            digest.update(self._file_key(file_path).encode() + repr(item).encode())
         return os.path.join(self.cache_dir, digest.hexdigest()[:32] + ".npy")
+
+    def _file_key(self, path):
+        """A key of one file or folder's content, computed once per (path, size, time): the items of one `.npz`
+        share it."""
+        status = os.stat(path)
+        stamp = (path, status.st_size, status.st_mtime_ns)
+        if stamp not in self._file_keys:
+            digest = hashlib.sha256(repr(stamp[1:]).encode())
+            if os.path.isdir(path):
+                for name in sorted(os.listdir(path)):
+                    entry = os.stat(os.path.join(path, name))
+                    digest.update(repr((name, entry.st_size, entry.st_mtime_ns)).encode())
+            else:
+                with open(path, "rb") as f:
+                    digest.update(f.read(1 << 20))
+                    if status.st_size > 2 << 20:
+                        f.seek(-(1 << 20), os.SEEK_END)
+                        digest.update(f.read())
+            self._file_keys[stamp] = digest.hexdigest()
+        return self._file_keys[stamp]
 
     def _read(self, bag):
         parts = []
@@ -313,6 +328,10 @@ class BagSource:
         else:
             array = self._read(self.bags[index])
         return np.asarray(array, dtype=np.float32)
+
+    def known_instance_counts(self):
+        """Instances per bag where the bags were read up front, else None (nothing is read to count them)."""
+        return None if self._counts is None else list(self._counts)
 
     def instance_counts(self):
         """Instances per bag (counted while reading; without an up-front pass, by reading the files)."""

@@ -17,6 +17,7 @@ import dataclasses
 import math
 import os
 
+from mims_tf.data.source import check_normalize
 from mims_tf.utils import atomic_open, check_choice, did_you_mean
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -93,8 +94,6 @@ class DataConfig:
                              f"Received: image_size={self.image_size!r}")
         if self.channels not in (1, 3) or isinstance(self.channels, bool):
             raise ValueError(f"`channels` must be 1 or 3. Received: channels={self.channels!r}")
-        from mims_tf.data.source import check_normalize
-
         check_normalize(self.normalize)
         _check_positive_int("split_seed", self.split_seed, minimum=0, maximum=MAX_SEED)
         if self.central is not None:

@@ -135,7 +135,11 @@ def _bad_entry(decision):
 
 def forget_decision(run, which):
     """Drops the stored decision of a model that was just saved again (it is chosen anew when next needed)."""
-    stored = read_decisions(run)
+    try:
+        stored = read_decisions(run)
+    except ValueError:  # a damaged file holds no decision worth keeping: every model's is chosen anew
+        os.remove(decision_path(run))
+        return
     if which in stored:
         del stored[which]
         write_json(decision_path(run), stored)

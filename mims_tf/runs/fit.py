@@ -93,6 +93,11 @@ def prepare_run_folder(config, resume=False, overwrite=False):
     run = RunFolder(config.out)
     if run.exists():
         if resume:
+            done = run.state()["epochs_done"]
+            if not os.path.exists(run.model_path("last")) and (done or os.path.exists(run.model_path("best"))):
+                raise ValueError(f"{run.model_path('last')}: missing, so the run cannot go on where it stopped "
+                                 f"(after {done} epoch(s)); restore the file, or train again in a new or overwritten "
+                                 "folder")
             stored = run.config()
             stored.out = config.out  # the folder named now (it may have moved, or be named from elsewhere)
             if config.training.epochs != stored.training.epochs:  # the one setting a resumed run may change
@@ -213,11 +218,9 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
     train_source = bag_source(config, manifest, "train", progress=True)
     val_source = bag_source(config, manifest, "val", progress=True)
     state = run.state() if resuming else dict(NEW_STATE)
-    if resuming and not os.path.exists(run.model_path("last")) and (
-            state["epochs_done"] or os.path.exists(run.model_path("best"))):
-        raise ValueError(f"{run.model_path('last')}: missing, so the run cannot go on where it stopped (after "
-                         f"{state['epochs_done']} epoch(s)); restore the file, or train again in a new or "
-                         "overwritten folder")
+    counts = train_source.known_instance_counts()
+    if counts and not resuming:  # what predict compares new bags with
+        state["training_instances"] = [min(counts), max(counts)]
     with strategy.scope():
         if resuming and os.path.exists(run.model_path("last")):
             model = run.load_model("last")

@@ -138,9 +138,10 @@ class RunFolder:
         """The stored state (best validation AUROC, its epoch, epochs done); defaults where absent."""
         state = dict(NEW_STATE)
         if os.path.isfile(self.state_path):
-            number = (int, float)
-            state.update(read_json(self.state_path, {"best_val_auroc": number, "best_val_loss": number,
-                                                     "best_epoch": int, "epochs_done": int}))
+            number, null = (int, float), type(None)
+            state.update(read_json(self.state_path, {"best_val_auroc": number, "best_val_loss": (*number, null),
+                                                     "best_epoch": (int, null), "epochs_done": int,
+                                                     "training_instances": list}))
         return state
 
     def save_state(self, state):

@@ -7,6 +7,7 @@ import logging
 import os
 
 from mims_tf.data import read_manifest
+from mims_tf.runs.folder import RunFolder
 from mims_tf.runs.inputs import predict_bags, unlabelled_source
 from mims_tf.utils import atomic_open
 
@@ -47,7 +48,7 @@ def predict(run_dir, paths=(), manifest_path=None, out=None, fmt="csv", skip_unr
     else:
         rows = [{"path": os.path.abspath(p)} for p in paths]
     source = unlabelled_source(config, classes, rows, skip_unreadable)
-    _warn_single_instances(config, source)
+    _warn_single_instances(run_dir, source)
     probs = predict_bags(model, config, source)
     results = [
         {"bag": bag.bag, "paths": bag.paths, "probabilities": {c: float(p) for c, p in zip(classes, row)},
@@ -59,16 +60,16 @@ def predict(run_dir, paths=(), manifest_path=None, out=None, fmt="csv", skip_unr
     return results
 
 
-def _warn_single_instances(config, source):
-    """A warning where bags of one instance (a single image) go to a model trained on bags of many (volumes):
-    a 2D image given to a 3D run is scored, but the score means little."""
-    trained = config.data.instances
-    fewest = min(trained) if isinstance(trained, (list, tuple)) else trained
-    if fewest and fewest > 1:
-        single = [bag.bag for bag, count in zip(source.bags, source.instance_counts()) if count == 1]
+def _warn_single_instances(run_dir, source):
+    """A warning where bags of one instance (a single image) go to a model whose training bags all held several
+    (volumes): a 2D image given to a 3D run is scored, but the score means little."""
+    trained = RunFolder(run_dir).state().get("training_instances")
+    counts = source.known_instance_counts()  # none read just for this
+    if trained and trained[0] > 1 and counts:
+        single = [bag.bag for bag, count in zip(source.bags, counts) if count == 1]
         if single:
-            logger.warning("%d bag(s) hold a single instance (e.g. %s), while the model was trained on %s instances "
-                           "per bag: are these the images the model was made for?", len(single), single[0], trained)
+            logger.warning("%d bag(s) hold a single instance (e.g. %s), while every training bag held %d to %d: are "
+                           "these the images the model was made for?", len(single), single[0], *trained)
 
 
 def _check_output(out, inputs):

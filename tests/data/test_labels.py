@@ -61,3 +61,9 @@ def test_a_link_to_a_file_already_listed_is_a_duplicate(tmp_path):
             {"path": str(tmp_path / "b.npy"), "label": "0", "split": "test"}]
     with pytest.raises(DataError, match=r"duplicate path .*b\.npy \(rows 1 and 2; both are .*a\.npy\)"):
         from_rows(rows)
+
+
+def test_a_prediction_manifest_keeps_whatever_its_label_column_holds(tmp_path):
+    rows = [(f"v{i}.npy", label, "") for i, label in enumerate(["nan", "1", "1.0"])]
+    manifest = read_manifest(_csv(tmp_path, rows), check_files=False, require_labels=False)
+    assert len(manifest.rows) == 3

@@ -142,3 +142,17 @@ def test_auto_decides_when_the_last_of_a_few_bags_is_unreadable(tmp_path):
         f.write(b"not an array")
     source = BagSource(manifest, progress=False, skip_unreadable=True)
     assert source.mode == "memory" and len(source) == 2 and len(source.skipped) == 1
+
+
+def test_the_disk_cache_keeps_a_folder_bag(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "stack"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((12, 12), 40 * i, np.uint8)).save(folder / f"s{i}.png")
+    manifest = from_rows([{"path": str(folder), "label": "0", "split": "train"}])
+    cache_dir = str(tmp_path / "cache")
+    cached = BagSource(manifest, progress=False, cache="disk", cache_dir=cache_dir).load(0)
+    np.testing.assert_array_equal(cached, BagSource(manifest, progress=False, cache="memory").load(0))
+    assert len(os.listdir(cache_dir)) == 1

@@ -35,3 +35,29 @@ def test_training_warns_of_an_image_in_two_splits(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="mims_tf"):
         _warn_shared_content(from_rows(rows))
     assert "1 image(s) appear in more than one split, byte for byte" in caplog.text and "b.npy (test)" in caplog.text
+
+
+def test_large_files_alike_at_their_samples_but_not_whole_are_no_copies(tmp_path):
+    from mims_tf.data.splits import shared_content
+
+    base = np.zeros(400_000, np.uint8)  # 400 kB: same size, same five sampled blocks
+    other = base.copy()
+    other[50_000] = 7  # between the samples
+    for name, array in (("a", base), ("b", other)):
+        (tmp_path / f"{name}.raw").write_bytes(array.tobytes())
+    rows = [{"path": str(tmp_path / "a.raw"), "label": "0", "split": "train"},
+            {"path": str(tmp_path / "b.raw"), "label": "1", "split": "test"}]
+    assert shared_content(from_rows(rows)) == []
+    (tmp_path / "b.raw").write_bytes(base.tobytes())
+    assert len(shared_content(from_rows(rows))) == 1
+
+
+def test_a_damaged_npz_is_left_to_the_readers(tmp_path):
+    from mims_tf.data.splits import shared_content
+
+    np.savez(tmp_path / "set.npz", train_images=np.zeros((2, 4, 4), np.uint8))
+    data = (tmp_path / "set.npz").read_bytes()
+    (tmp_path / "set.npz").write_bytes(data[: len(data) // 2])
+    rows = [{"path": f"{tmp_path / 'set.npz'}#train_images/{i}", "label": str(i), "split": s}
+            for i, s in ((0, "train"), (1, "test"))]
+    assert shared_content(from_rows(rows)) == []
