@@ -87,7 +87,14 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
 
 def test_evaluate_writes_per_bag_csv_roc_and_metrics(trained):
     out, _ = trained
-    results, groups = evaluate_runs([out, out])
+    import shutil
+
+    copy = out + "_copy"  # the same run twice, as two folders (one folder given twice is refused)
+    if not os.path.exists(copy):
+        shutil.copytree(out, copy)
+    with pytest.raises(ValueError, match="given twice"):
+        evaluate_runs([out, out])
+    results, groups = evaluate_runs([out, copy])
     r = results[0]
     assert list(groups) == [("mims", "synthetic")]  # one line per preset and data set
     summary = groups[("mims", "synthetic")]
