@@ -323,8 +323,8 @@ def _warn_shared_content(manifest):
     groups = shared_content(manifest)
     if groups:
         example = " = ".join(f"{path} ({split})" for split, path in groups[0])
-        logger.warning("%d image(s) appear in more than one split, byte for byte (e.g. %s): figures on the later "
-                       "splits are optimistic by that much; remove the copies for a clean split", len(groups), example)
+        logger.warning("%d image(s) appear in more than one split, byte for byte (e.g. %s): the model may be tested "
+                       "on what it trained on; remove the copies for a clean split", len(groups), example)
 
 
 def record_environment(run):
