@@ -1,5 +1,6 @@
 """Backbones: any `keras.applications` model, ResNet-34 built here, and a tiny test net."""
 
+import inspect
 import os
 import re
 
@@ -37,6 +38,11 @@ def build_backbone(name, weights=None, channels=3, image_size=None, feature_laye
     input_shape = (*(image_size or (None, None)), channels)
     local = name.lower()
     if local in LOCAL_BACKBONES:
+        if kwargs:
+            raise ValueError(
+                f"The {local!r} backbone (built here) takes no extra arguments; they are for "
+                f"`keras.applications` models (e.g. alpha for MobileNet). Received: {kwargs}"
+            )
         if weights == "imagenet":
             raise ValueError(
                 f"No ImageNet weights exist for the {local!r} backbone (it is built "
@@ -54,6 +60,13 @@ def build_backbone(name, weights=None, channels=3, image_size=None, feature_laye
 
 def _build_application(app, weights, input_shape, kwargs):
     constructor = getattr(keras.applications, app)
+    accepted = set(inspect.signature(constructor).parameters) - {"include_top", "weights", "input_shape"}
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise ValueError(
+            f"Backbone {app} takes no argument {', '.join(unknown)} (alpha is MobileNet's "
+            f"width multiplier). Received: {kwargs}"
+        )
     try:
         return constructor(include_top=False, weights=weights, input_shape=input_shape, **kwargs)
     except Exception as error:  # noqa: BLE001 - turned into one clear message

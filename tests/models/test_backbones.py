@@ -45,6 +45,15 @@ def test_unknown_feature_layer_is_named():
         build_backbone("mobilenet", weights=None, feature_layers=("conv6",), alpha=0.25)
 
 
+def test_constructor_arguments_a_backbone_does_not_take_are_refused():
+    # a width multiplier given to a net without one was silently dropped for the nets built here
+    with pytest.raises(ValueError, match=r"'tiny' backbone \(built here\) takes no extra arguments.*'alpha': 0.5"):
+        build_backbone("tiny", alpha=0.5)
+    with pytest.raises(ValueError, match=r"Backbone ResNet50 takes no argument alpha"):
+        build_backbone("resnet50", weights=None, alpha=0.5)
+    assert build_backbone("mobilenet", weights=None, alpha=0.5, image_size=(32, 32)).count_params() > 0
+
+
 def test_conv4_conv5_are_the_last_layers_at_stride_16_and_32_in_other_nets():
     model = keras.applications.MobileNet(include_top=False, weights=None, alpha=0.25, input_shape=(None, None, 3))
     assert resolve_feature_layers(model, ["conv4", "conv5"]) == ["conv_pw_11_relu", "conv_pw_13_relu"]
