@@ -41,7 +41,7 @@ logger = logging.getLogger("mims_tf")
 CACHE_MODES = ("auto", "memory", "disk", "none")
 SAMPLE_BAGS = 8  # bags read before "auto" estimates the size of the whole split
 BUDGET_SHARE = 0.5  # of the memory available, the default budget
-_KEY_VERSION = 2  # bump when what a disk cache file holds changes
+_KEY_VERSION = 3  # bump when what a disk cache file holds changes
 
 NORMALIZE = ("auto", "minmax", "none")
 
@@ -127,8 +127,11 @@ class BagSource:
     Args:
         manifest: a `Manifest`.
         split: the split to read (None: all rows).
-        central: keep only the central this-many instances of each file.
-        normalize: see `normalize_volume`.
+        central: keep only the central this-many instances of each volume:
+            each file of several instances, or a bag whose rows are one image
+            each (its rows, in row order, are the slices of one stack).
+        normalize: see `normalize_volume`; applied per volume in the same sense
+            (a bag of one-image rows is normalised as one stack, not per file).
         cache: where bags are kept: `"auto"`, `"memory"`, `"disk"` or `"none"`
             (module docstring); `True` and `False` mean `"memory"` and `"none"`.
         skip_unreadable: drop bags with unreadable files instead of failing;
@@ -300,13 +303,14 @@ class BagSource:
         parts = []
         for path in bag.paths:
             array = read_volume(path).array
-            if array.ndim == 3:
-                array = array[..., None]
-            array = central_slices(normalize_volume(array, self.normalize, path), self.central)
-            parts.append(array)
-        shapes = {p.shape[1:] for p in parts}
+            parts.append((path, array[..., None] if array.ndim == 3 else array))
+        shapes = {array.shape[1:] for _, array in parts}
         if len(shapes) > 1:
             raise DataError(bag.paths[0], f"bag {bag.bag!r} mixes instance shapes {sorted(shapes)}")
+        if len(parts) > 1 and all(len(array) == 1 for _, array in parts):
+            # one image per row: the rows are the slices of one stack, in row order (normalised and cropped as one)
+            parts = [(bag.paths[0], np.concatenate([array for _, array in parts]))]
+        parts = [central_slices(normalize_volume(array, self.normalize, path), self.central) for path, array in parts]
         array = parts[0] if len(parts) == 1 else np.concatenate(parts)
         if self.image_size is not None and array.shape[1:3] != self.image_size:
             return resize_instances(array, self.image_size)

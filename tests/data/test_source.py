@@ -156,3 +156,29 @@ def test_the_disk_cache_keeps_a_folder_bag(tmp_path):
     cached = BagSource(manifest, progress=False, cache="disk", cache_dir=cache_dir).load(0)
     np.testing.assert_array_equal(cached, BagSource(manifest, progress=False, cache="memory").load(0))
     assert len(os.listdir(cache_dir)) == 1
+
+
+def test_a_bag_of_one_image_per_row_is_one_stack_normalised_and_cropped_as_one(tmp_path):
+    # ten 16-bit slices of one volume, one row each: `central` crops the stack and one min-max spans the volume
+    # (per-file min-max stretched every slice to 0..255, erasing the intensity differences between slices)
+    rows = []
+    for i in range(10):
+        path = tmp_path / f"s{i}.npy"
+        np.save(path, np.full((1, 8, 8), 100 * i + np.arange(8)[None, :], np.uint16))
+        rows.append({"path": str(path), "label": 1, "bag": "b1", "split": "train"})
+    rows.append({"path": str(path), "label": 0, "bag": "b2", "split": "train"})  # keeps the two classes
+    rows[-1]["path"] = str(tmp_path / "other.npy")
+    np.save(rows[-1]["path"], np.zeros((1, 8, 8), np.uint16))
+    source = BagSource(from_rows(rows), progress=False, central=4, cache="memory")
+    bag = source.load([b.bag for b in source.bags].index("b1"))
+    assert bag.shape == (4, 8, 8, 1)
+    stack = np.stack([100 * i + np.arange(8) for i in range(10)]).astype(np.float64)
+    expected = (stack - stack.min()) * 255.0 / (stack.max() - stack.min())  # the paper-free reference: one min-max
+    np.testing.assert_allclose(bag[:, 0, :, 0], expected[3:7].astype(np.float16), rtol=1e-3)
+    # files of several instances each are still volumes of their own: `central` crops each
+    for i in range(2):
+        np.save(tmp_path / f"v{i}.npy", np.arange(6 * 4, dtype=np.uint8).reshape(6, 2, 2) + i)
+    volumes = from_rows([{"path": str(tmp_path / f"v{i}.npy"), "label": 0, "bag": "p", "split": "train"}
+                         for i in range(2)])
+    both = BagSource(volumes, progress=False, central=2, cache="memory").load(0)
+    assert both.shape == (4, 2, 2, 1)
