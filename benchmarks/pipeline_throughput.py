@@ -130,7 +130,7 @@ def main():
     parser.add_argument("--precision", default=None, help="model step precision (default: `mims train`'s here)")
     args = parser.parse_args()
     if args.precision is None:
-        from mims_tf.runs.config import default_precision
+        from mims_tf.runs.environment import default_precision
 
         args.precision = default_precision()
     print(f"pipeline_throughput: instances={args.instances} image=224x224 cores={os.cpu_count()}", flush=True)

@@ -101,7 +101,7 @@ def run_child(args, data, mode, fraction=1.0, cache_dir=None):
 
 
 def model_rate(args):
-    from mims_tf.runs.config import default_precision
+    from mims_tf.runs.environment import default_precision
 
     return pipeline_model_rate(argparse.Namespace(precision=default_precision(), instances=16, model_steps=args.model_steps))
 

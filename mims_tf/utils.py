@@ -129,6 +129,13 @@ def did_you_mean(value, valid):
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
+def check_bool(name, value):
+    """Raises `ValueError` unless `value` is True or False (quoted 'false' and 'no' are text, and text is true)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be true or false (unquoted in YAML). Received: {name}={value!r}")
+    return value
+
+
 def check_choice(name, value, valid, what=None):
     """Raises `ValueError` naming the nearest valid choice when `value` is not one of `valid`.
 

@@ -3,6 +3,7 @@ reproducible by seed (rows the user placed are never moved); `shared_content` fi
 splits (a copied file, a duplicate in a published set)."""
 
 import collections
+import itertools
 import hashlib
 import os
 
@@ -15,13 +16,41 @@ from mims_tf.data.readers import split_item
 _EDGE = 1 << 16  # bytes hashed at each end of a file to find candidates before hashing it whole
 
 
+def check_fractions(fractions, name="fractions"):
+    """`(train, val, test)` as floats: each >= 0, train > 0, summing to 1; else a `ValueError`."""
+    try:
+        train, val, test = (float(f) for f in fractions)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` are (train, val, test). Received: {name}={fractions!r}") from None
+    if not min(train, val, test) >= 0 or not abs(train + val + test - 1) <= 1e-6 or train <= 0:
+        raise ValueError(f"`{name}` are (train, val, test), nonnegative, train above 0, summing to 1. "
+                         f"Received: {name}={fractions!r}")
+    return train, val, test
+
+
+def fold_share(fraction, groups, most_folds=20):
+    """`(taken, folds)`: hold out `taken` of `folds` group folds, near `fraction`; `(None, None)` if nothing is.
+
+    One fold of `round(1 / fraction)` where that is within 0.02 (0.15: 1 of 7; 0.2: 1 of 5); else the nearest
+    share of at most 20 folds, the fewest folds on a tie (0.6: 3 of 5, where one fold of 2, 50 %, was used
+    before), if within 0.05 of `fraction`.
+    """
+    one = max(2, round(1 / fraction))
+    if one <= groups and abs(1 / one - fraction) <= 0.02:
+        return 1, one
+    shares = [(abs(taken / folds - fraction), folds, taken) for folds in range(2, min(groups, most_folds) + 1)
+              for taken in range(1, folds)]
+    error, folds, taken = min(shares, default=(1.0, None, None))
+    return (taken, folds) if error <= 0.05 + 1e-9 else (None, None)
+
+
 def assign_splits(manifest, fractions=(0.7, 0.15, 0.15), seed=0, allow_shared_groups=False, group_pattern=None):
     """Returns a copy with `split` set to train / val / test, by group, stratified by label.
 
     Uses scikit-learn's `StratifiedGroupKFold` over the groups: a bag's `group`, else
     the group its file names show (the `group_pattern` match, else a TCGA patient id;
     see `name_groups`; not with `allow_shared_groups`), else the bag itself. The test part is one fold of
-    `round(1 / test)` folds, then val is one fold of the rest. A group (so a bag)
+    `round(1 / test)` folds (`fold_share`: several folds where one cannot come near), then val likewise from the rest. A group (so a bag)
     never crosses splits, so one tile per bag still keeps a patient's tiles in one
     split; the same seed gives the same splits. Fractions are approximate (whole groups).
 
@@ -32,12 +61,7 @@ def assign_splits(manifest, fractions=(0.7, 0.15, 0.15), seed=0, allow_shared_gr
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
-    try:
-        train, val, test = (float(f) for f in fractions)
-    except (TypeError, ValueError):
-        raise ValueError(f"`fractions` are (train, val, test). Received: fractions={fractions!r}") from None
-    if min(train, val, test) < 0 or abs(train + val + test - 1) > 1e-6 or train <= 0:
-        raise ValueError(f"`fractions` are (train, val, test), nonnegative and summing to 1. Received: fractions={fractions}")
+    train, val, test = check_fractions(fractions)
     empty = [number for number, row in zip(manifest.lines, manifest.rows) if not row["split"]]
     if empty and len(empty) < len(manifest.rows):
         raise DataError(manifest.source, f"{rows_text(empty)}: empty split while other rows have one; rows the user "
@@ -52,12 +76,14 @@ def assign_splits(manifest, fractions=(0.7, 0.15, 0.15), seed=0, allow_shared_gr
     split = np.array(["train"] * len(bag_names), dtype=object)
 
     def hold_out(indices, fraction, name, seed_offset):
-        folds = max(2, int(round(1.0 / fraction)))
-        if len(set(group_ids[indices])) < folds:
-            raise DataError(manifest.source, f"too few groups ({len(set(group_ids[indices]))}) for a {name} split of {fraction:.0%}")
+        groups = len(set(group_ids[indices]))
+        taken, folds = fold_share(fraction, groups)
+        if folds is None:
+            raise DataError(manifest.source, f"too few groups ({groups}) for a {name} split of {fraction:.0%}")
         splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed + seed_offset)
-        _, held = next(splitter.split(np.zeros(len(indices)), labels[indices], group_ids[indices]))
-        split[indices[held]] = name
+        for _, held in itertools.islice(splitter.split(np.zeros(len(indices)), labels[indices], group_ids[indices]),
+                                        taken):
+            split[indices[held]] = name
 
     everything = np.arange(len(bag_names))
     if test > 0:

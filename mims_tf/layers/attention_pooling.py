@@ -44,8 +44,10 @@ class AttentionPooling(BagPooling):
         super().__init__(**kwargs)
         if not isinstance(units, int) or isinstance(units, bool) or units < 1:
             raise ValueError(f"`units` must be a positive integer. Received: units={units}")
+        if not isinstance(gated, bool):
+            raise ValueError(f"`gated` must be True or False. Received: gated={gated!r}")
         self.units = units
-        self.gated = bool(gated)
+        self.gated = gated
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     def build(self, input_shape):

@@ -68,6 +68,9 @@ class UnfoldInstances(keras.layers.Layer):
     Reference: Li et al., MICCAI 2019, supplement A.
     """
 
+    def build(self, input_shape):
+        _check_unfold_shapes(input_shape)
+
     def call(self, inputs):
         x, bags = inputs
         x_shape = ops.shape(x)
@@ -75,5 +78,19 @@ class UnfoldInstances(keras.layers.Layer):
         return ops.reshape(x, (-1, instances) + tuple(x_shape[1:]))
 
     def compute_output_shape(self, input_shape):
-        x_shape, bags_shape = input_shape
+        x_shape, bags_shape = _check_unfold_shapes(input_shape)
         return (bags_shape[0], bags_shape[1]) + tuple(x_shape[1:])
+
+
+def _check_unfold_shapes(input_shape):
+    """Returns `(x_shape, bags_shape)` where `input_shape` is of `[x, bags]`, x at least `(B * S,)` and bags at
+    least `(B, S)`; otherwise raises ValueError."""
+    ok = isinstance(input_shape, (list, tuple)) and len(input_shape) == 2 and all(
+        isinstance(shape, (list, tuple)) for shape in input_shape
+    )
+    if not ok or len(input_shape[0]) < 1 or len(input_shape[1]) < 2:
+        raise ValueError(
+            "UnfoldInstances expects [x, bags]: x of shape (batch * instances, ...) and bags of shape "
+            f"(batch, instances, height, width, channels). Received: input_shape={input_shape}"
+        )
+    return tuple(input_shape[0]), tuple(input_shape[1])

@@ -1,5 +1,7 @@
 """Magnitude normalisation: per-scale batchnorm and learnable scale weights (section 2.1)."""
 
+import math
+
 import keras
 from keras import ops
 
@@ -18,7 +20,7 @@ class MagnitudeNorm(keras.layers.Layer):
     places.
 
     Args:
-        momentum: momentum of the BatchNormalization moving statistics.
+        momentum: momentum of the BatchNormalization moving statistics, in [0, 1].
         epsilon: BatchNormalization epsilon.
         activation: activation applied after scaling (the model builder uses
             `"relu"`), or None.
@@ -42,6 +44,12 @@ class MagnitudeNorm(keras.layers.Layer):
 
     def __init__(self, momentum=0.99, epsilon=1e-3, activation=None, **kwargs):
         super().__init__(**kwargs)
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
+            raise ValueError(f"`momentum` must be a number in [0, 1]. Received: momentum={momentum!r}")
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not (
+            math.isfinite(epsilon) and epsilon > 0
+        ):
+            raise ValueError(f"`epsilon` must be a finite positive number. Received: epsilon={epsilon!r}")
         self.momentum = float(momentum)
         self.epsilon = float(epsilon)
         self.activation = keras.activations.get(activation)

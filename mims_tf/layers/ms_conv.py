@@ -189,14 +189,14 @@ def _positive_tuple(values, name, kind):
     except TypeError:
         items = ()
     ok = bool(items) and all(
-        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and v > 0
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and np.isfinite(v) and v > 0
         for v in items
     )
     if ok and kind is int:
         ok = all(float(v).is_integer() for v in items)
     if not ok:
         raise ValueError(
-            f"`{name}` must be a non-empty sequence of positive "
-            f"{'integers' if kind is int else 'numbers'}. Received: {name}={values!r}"
+            f"`{name}` must be a non-empty sequence of "
+            f"{'positive integers' if kind is int else 'finite positive numbers'}. Received: {name}={values!r}"
         )
     return tuple(kind(v) for v in items)

@@ -11,6 +11,8 @@ antialiasing: the same as `tf.image.resize(..., "bilinear")` and PyTorch's
 `interpolate(mode="bilinear", align_corners=False)`.
 """
 
+import math
+
 import keras
 import numpy as np
 from keras import ops
@@ -46,6 +48,10 @@ def interpolation_matrix(in_size, out_size, dtype="float32"):
 
 def bilinear_resize(images, size):
     """Resizes `(N, H, W, C)` images to `size = (height, width)` (ints or tensors)."""
+    if isinstance(size, (list, tuple)) and (len(size) != 2 or any(
+        isinstance(v, (bool, np.bool_)) or (isinstance(v, (int, np.integer)) and v < 1) for v in size
+    )):
+        raise ValueError(f"`size` must be (height, width), positive. Received: size={size!r}")
     shape = ops.shape(images)
     in_h, in_w = shape[1], shape[2]
     out_h, out_w = size
@@ -83,7 +89,7 @@ class ScaleResize(keras.layers.Layer):
     dynamic height and width (also inside `model.export`).
 
     Args:
-        scale: positive float, the factor applied to height and width; the new
+        scale: finite positive float, the factor applied to height and width; the new
             size is `max(1, round(size * scale))`.
         **kwargs: base `Layer` arguments.
 
@@ -104,9 +110,11 @@ class ScaleResize(keras.layers.Layer):
 
     def __init__(self, scale, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale <= 0:
+        if not isinstance(scale, (int, float, np.integer, np.floating)) or isinstance(scale, bool) or not (
+            math.isfinite(scale) and scale > 0
+        ):
             raise ValueError(
-                f"`scale` must be a positive number. Received: scale={scale}"
+                f"`scale` must be a finite positive number. Received: scale={scale!r}"
             )
         self.scale = float(scale)
 

@@ -1,5 +1,7 @@
 """Temperature scaling (and Platt scaling): calibrated class probabilities from a model's softmax output."""
 
+import math
+
 import keras
 from keras import ops
 
@@ -17,7 +19,7 @@ class TemperatureScaling(keras.layers.Layer):
     config, so a saved or exported model outputs calibrated probabilities.
 
     Args:
-        temperature: a positive float.
+        temperature: a finite positive float (1: probabilities unchanged).
         bias: None, or one float per class added after the division.
         epsilon: probabilities are clipped to `[epsilon, 1]` before the log.
         **kwargs: base `Layer` arguments.
@@ -39,9 +41,11 @@ class TemperatureScaling(keras.layers.Layer):
     def __init__(self, temperature=1.0, bias=None, epsilon=1e-7, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise ValueError(f"`temperature` must be a positive number. Received: temperature={temperature!r}")
-        if not 0 < epsilon < 1:
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+            math.isfinite(temperature) and temperature > 0
+        ):  # T -> inf would flatten every output to 1/classes, T -> 0 to one-hot
+            raise ValueError(f"`temperature` must be a finite positive number. Received: temperature={temperature!r}")
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0 < epsilon < 1:
             raise ValueError(f"`epsilon` must be in (0, 1). Received: epsilon={epsilon!r}")
         if bias is not None:
             bias = [float(b) for b in bias]

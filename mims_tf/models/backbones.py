@@ -7,7 +7,8 @@ import re
 import keras
 
 from mims_tf.models.catalog import (  # noqa: F401
-    LOCAL_BACKBONES, backbone_names, check_weights_file, preprocessing_mode, resolve,
+    LOCAL_BACKBONES, backbone_names, check_backbone_name, check_feature_layers, check_weights_file, preprocessing_mode,
+    resolve,
 )
 
 
@@ -35,6 +36,8 @@ def build_backbone(name, weights=None, channels=3, image_size=None, feature_laye
         map (or a list, one per feature layer).
     """
     weights = check_weights_file(weights)
+    check_backbone_name(name)
+    check_feature_layers(feature_layers)
     input_shape = (*(image_size or (None, None)), channels)
     local = name.lower()
     if local in LOCAL_BACKBONES:
@@ -99,7 +102,7 @@ def _load_weights(model, path, name):
 
 def resolve_feature_layers(model, feature_layers):
     """Returns layer names for `feature_layers` (None: the model's output layer)."""
-    if feature_layers is None:
+    if check_feature_layers(feature_layers) is None:
         return [model.layers[-1].name]
     names = [layer.name for layer in model.layers]
     resolved = []

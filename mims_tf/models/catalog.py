@@ -35,13 +35,25 @@ def backbone_names():
     return sorted(LOCAL_BACKBONES) + sorted(name.lower() for name in _APPLICATIONS)
 
 
+def check_backbone_name(name):
+    """Returns `name` where it names a backbone (any spelling); otherwise raises ValueError (suggesting one)."""
+    preprocessing_mode(name)
+    return name
+
+
 def preprocessing_mode(name):
     """Returns the `BackbonePreprocessing` mode of a backbone name."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"`backbone` must be a name: a keras.applications model, 'resnet34' or 'tiny'. "
+                         f"Received: backbone={name!r}")
     return LOCAL_BACKBONES.get(name.lower()) or _APPLICATIONS[resolve(name)]
 
 
 def resolve(name):
     """The `keras.applications` constructor name of a backbone name (any spelling); errors suggest."""
+    if not isinstance(name, str):
+        raise ValueError(f"`backbone` must be a name: a keras.applications model, 'resnet34' or 'tiny'. "
+                         f"Received: backbone={name!r}")
     key = _key(name)
     if key in _BY_KEY:
         return _BY_KEY[key]
@@ -58,10 +70,13 @@ def check_weights_file(weights):
         weights: `None`, `"imagenet"` or the path of a weights file.
 
     Raises:
-        ValueError: where `weights` is a path and no file is there.
+        ValueError: where `weights` is neither None nor a string or path, or is a path and no file is there.
     """
     if weights is None or weights == "imagenet":
         return weights
+    if not isinstance(weights, (str, os.PathLike)):
+        raise ValueError(f"`weights` must be None, 'imagenet' or the path of a weights file. "
+                         f"Received: weights={weights!r}")
     weights = os.fspath(weights)
     if not os.path.isfile(weights):
         raise ValueError(
@@ -69,3 +84,19 @@ def check_weights_file(weights):
             f"the path of an existing file. Received: weights={weights!r}"
         )
     return weights
+
+
+def check_feature_layers(feature_layers):
+    """Returns `feature_layers` where it is None or a non-empty list or tuple of layer names; otherwise raises
+    ValueError (a bare string too: `["conv4"]`, not `"conv4"`)."""
+    if feature_layers is None:
+        return None
+    if isinstance(feature_layers, str):
+        raise ValueError(f"`feature_layers` must be None or a list of layer names, e.g. [{feature_layers!r}], not a "
+                         f"string. Received: feature_layers={feature_layers!r}")
+    if not isinstance(feature_layers, (list, tuple)) or not feature_layers or not all(
+        isinstance(name, str) and name for name in feature_layers
+    ):
+        raise ValueError(f"`feature_layers` must be None or a non-empty list of layer names, e.g. ['conv4', 'conv5']. "
+                         f"Received: feature_layers={feature_layers!r}")
+    return feature_layers

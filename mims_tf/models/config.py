@@ -1,7 +1,12 @@
 """Model configuration and the named presets of the paper's Table 1 and Table 2."""
 
 import dataclasses
+import math
+import numbers
+import os
+from collections.abc import Mapping
 
+from mims_tf.models.catalog import check_backbone_name, check_feature_layers
 from mims_tf.utils import check_choice, did_you_mean
 
 # Supplement A: MSConv kernels per dataset, {kernel_size: filters}.
@@ -35,7 +40,7 @@ class ModelConfig:
         feature_layers: None (last feature map) or layer names / `"conv4"`,
             `"conv5"`; with several, each gets its own head and pooling and the
             pooled vectors are concatenated (FeatPyra).
-        image_size: `(H, W)`, or None for dynamic height and width.
+        image_size: `(H, W)` (an int `n` means `(n, n)`), or None for dynamic height and width.
         channels: input channels (3 for ImageNet backbones).
         pyramid_scales: input image pyramid; the backbone is shared across levels.
         head: `"none"` (pool backbone features) or `"msconv"`.
@@ -73,6 +78,12 @@ class ModelConfig:
     attention_units: int = 64
     classes: int = 2
 
+    def __post_init__(self):
+        if _is_int(self.image_size):  # a square, as `mims train --image-size` and the data config take it
+            object.__setattr__(self, "image_size", (self.image_size, self.image_size))
+        if self.backbone_kwargs is None:  # `backbone_kwargs:` left empty in a YAML file
+            object.__setattr__(self, "backbone_kwargs", {})
+
     def replace(self, **overrides):
         """Returns a copy with `overrides`; unknown keys name the nearest valid one."""
         fields = [f.name for f in dataclasses.fields(self)]
@@ -85,7 +96,7 @@ class ModelConfig:
         return dataclasses.replace(self, **overrides)
 
     def resolved_kernels(self):
-        """Returns the MSConv kernels as a dict."""
+        """Returns the MSConv kernels as a dict `{kernel_size: filters}` of ints; raises ValueError on bad ones."""
         if isinstance(self.kernels, str):
             if self.kernels not in KERNEL_SETTINGS:
                 raise ValueError(
@@ -94,7 +105,21 @@ class ModelConfig:
                     f"Received: kernels={self.kernels!r}"
                 )
             return dict(KERNEL_SETTINGS[self.kernels])
-        return dict(self.kernels)
+        if not isinstance(self.kernels, Mapping) or not self.kernels:
+            raise ValueError(
+                f"`kernels` must be a kernel setting ({', '.join(sorted(KERNEL_SETTINGS))}) or a non-empty dict "
+                f"{{kernel_size: filters}}, e.g. {{2: 8, 3: 10}}. Received: kernels={self.kernels!r}"
+            )
+        resolved = {}
+        for size, filters in self.kernels.items():
+            size_i, filters_i = _positive_int(size), _positive_int(filters)
+            if size_i is None or filters_i is None:
+                raise ValueError(
+                    f"`kernels` maps kernel sizes to numbers of filters, both positive integers; {size!r}: "
+                    f"{filters!r} is not. Received: kernels={self.kernels!r}"
+                )
+            resolved[size_i] = filters_i
+        return resolved
 
     def validate(self):
         """Raises ValueError naming the first bad option."""
@@ -106,18 +131,31 @@ class ModelConfig:
                 raise ValueError(f"`{key}` must be a positive integer. Received: {key}={value!r}")
         if self.classes < 2:
             raise ValueError(f"`classes` must be at least 2 (softmax). Received: classes={self.classes}")
-        if self.image_size is not None and (
-            len(tuple(self.image_size)) != 2 or any(not isinstance(v, int) or v < 1 for v in self.image_size)
+        if self.image_size is not None and not (
+            isinstance(self.image_size, (list, tuple)) and len(self.image_size) == 2
+            and all(_is_int(v) and v >= 1 for v in self.image_size)
         ):
             raise ValueError(
-                f"`image_size` must be None or (height, width). Received: image_size={self.image_size!r}"
+                f"`image_size` must be None, a positive integer or (height, width). "
+                f"Received: image_size={self.image_size!r}"
             )
-        if not self.pyramid_scales or any(s <= 0 for s in self.pyramid_scales):
-            raise ValueError(
-                f"`pyramid_scales` must be positive numbers. Received: pyramid_scales={self.pyramid_scales!r}"
-            )
+        check_backbone_name(self.backbone)
+        if not (self.weights is None or isinstance(self.weights, (str, os.PathLike))):
+            raise ValueError(f"`weights` must be None, 'imagenet' or the path of a weights file. "
+                             f"Received: weights={self.weights!r}")
+        if not isinstance(self.backbone_kwargs, Mapping) or not all(isinstance(k, str) for k in self.backbone_kwargs):
+            raise ValueError(f"`backbone_kwargs` must be a dict of constructor arguments, e.g. {{'alpha': 0.25}} "
+                             f"({{}} for none). Received: backbone_kwargs={self.backbone_kwargs!r}")
+        check_feature_layers(self.feature_layers)
+        for key in ("freeze_backbone", "magnitude_norm"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"`{key}` must be True or False. Received: {key}={getattr(self, key)!r}")
+        _check_positive_numbers("pyramid_scales", self.pyramid_scales)
         if self.head == "msconv":
             self.resolved_kernels()
+            _check_positive_numbers("scales", self.scales)
+            if self.dilations is not None:
+                _check_positive_numbers("dilations", self.dilations, integers=True)
         if self.freeze_backbone and self.weights is None:
             scratch = " (it is trained from scratch by definition)" if self.name == "resnet34_scratch" else ""
             raise ValueError(f"Model {self.name!r} cannot freeze its backbone{scratch}: a frozen backbone keeps its "
@@ -128,6 +166,32 @@ class ModelConfig:
     def to_dict(self):
         """Returns a JSON-friendly dict."""
         return dataclasses.asdict(self)
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _positive_int(value):
+    """`value` as a positive int (`3`, `3.0`, `"3"` from JSON keys), or None."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value >= 1 and (
+        value == int(value)
+    ):
+        return int(value)
+    return None
+
+
+def _check_positive_numbers(name, values, integers=False):
+    """Raises ValueError unless `values` is a non-empty list or tuple of finite positive numbers (or integers)."""
+    ok = isinstance(values, (list, tuple)) and len(values) > 0 and all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+        and (not integers or v == int(v)) for v in values
+    )
+    if not ok:
+        kind = "positive integers" if integers else "finite positive numbers"
+        raise ValueError(f"`{name}` must be a non-empty list of {kind}. Received: {name}={values!r}")
 
 
 _MSCONV_SINGLE = {"head": "msconv", "scales": (1.0,)}

@@ -16,9 +16,10 @@ written) is accepted: each known key goes to its block.
 import dataclasses
 import math
 import os
+import re
 
 from mims_tf.data.source import check_normalize
-from mims_tf.utils import atomic_open, check_choice, did_you_mean
+from mims_tf.utils import atomic_open, check_bool, check_choice, did_you_mean
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("none", "mirrored", "multi_worker")
@@ -105,8 +106,11 @@ class DataConfig:
             if len(values) not in (1, 2) or not all(_positive_int(v) for v in values) or values[0] > values[-1]:
                 raise ValueError(f"`instances` must be a positive integer, (min, max) with min <= max, or None. "
                                  f"Received: instances={self.instances!r}")
-        if isinstance(self.split_fractions, list):
-            self.split_fractions = tuple(self.split_fractions)
+        from mims_tf.data.splits import check_fractions  # numpy only; no TensorFlow
+
+        self.split_fractions = tuple(check_fractions(self.split_fractions, "split_fractions"))
+        for key in ("one_bag_per_file", "allow_shared_groups", "augment", "replacement"):
+            check_bool(key, getattr(self, key))
         from mims_tf.data.source import CACHE_MODES  # numpy only; no TensorFlow
 
         check_choice("cache", self.cache, CACHE_MODES)
@@ -239,6 +243,7 @@ class RunConfig:
         if self.precision is not None:
             check_choice("precision", self.precision, PRECISIONS)
         check_choice("strategy", self.strategy, STRATEGIES)
+        check_bool("deterministic", self.deterministic)
         if self.sensitivity is not None and (isinstance(self.sensitivity, bool) or not isinstance(
                 self.sensitivity, (int, float)) or not 0 < self.sensitivity <= 1):
             raise ValueError(f"`sensitivity` must be in (0, 1] or None. Received: sensitivity={self.sensitivity!r}")
@@ -274,7 +279,11 @@ class RunConfig:
 
         overrides = {k: v for k, v in self.model_overrides().items() if not (k == "k" and v is None)}
         if isinstance(overrides.get("kernels"), dict):
-            overrides["kernels"] = {int(size): filters for size, filters in overrides["kernels"].items()}
+            try:
+                overrides["kernels"] = {int(size): filters for size, filters in overrides["kernels"].items()}
+            except (TypeError, ValueError):
+                raise ValueError(f"`model.kernels` maps kernel sizes (integers) to filter counts, e.g. {{1: 64, 3: 64}}. "
+                                 f"Received: kernels={overrides['kernels']!r}") from None
         config = get_preset(self.preset, **overrides).replace(
             image_size=self.data.image_size, channels=self.data.channels, classes=classes
         ).validate()
@@ -287,30 +296,9 @@ class RunConfig:
 
     def resolved_precision(self):
         """The precision to use: as set, else `default_precision()`."""
+        from mims_tf.runs.environment import default_precision
+
         return self.precision or default_precision()
-
-
-def default_precision():
-    """mixed_float16 on a GPU, mixed_bfloat16 on a CPU with AMX, float32 on other CPUs.
-
-    Measured on this project's CPUs (AVX-512 BF16, no AMX): mixed_bfloat16 trains ResNet-50 about 1.4x
-    slower than float32, and float16 convolutions about 1000x slower, so bfloat16 is the CPU default
-    only where AMX tiles do the matrix work.
-    """
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU"):
-        return "mixed_float16"
-    return "mixed_bfloat16" if cpu_has_amx() else "float32"
-
-
-def cpu_has_amx():
-    """True where /proc/cpuinfo lists the amx_bf16 flag (Linux)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return any("amx_bf16" in line for line in f if line.startswith("flags"))
-    except OSError:
-        return False
 
 
 def block_of(key, source="config"):
@@ -356,9 +344,15 @@ def read_yaml(path):
 
     if not os.path.isfile(path):
         raise ValueError(f"{path}: config file not found")
+    class Loader(yaml.SafeLoader):  # YAML 1.1 reads 1e-4 (no dot) as text; numbers in every form are numbers
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
+        r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+        r"|\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
     try:
         with open(path, encoding="utf-8-sig") as f:
-            values = yaml.safe_load(f) or {}
+            values = yaml.load(f, Loader=Loader) or {}  # noqa: S506 - a SafeLoader
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(values, dict):

@@ -1,8 +1,12 @@
-"""`shared_content`: the same image in two splits (a copied file, a duplicate in a published set)."""
+"""Splits: the same image in two splits (`shared_content`), and the held-out shares (`fold_share`)."""
+
+import collections
 
 import numpy as np
+import pytest
 
 from mims_tf.data import from_rows
+from mims_tf.data.splits import assign_splits, fold_share
 
 
 def test_shared_content_finds_copies_across_splits_only(tmp_path):
@@ -61,3 +65,20 @@ def test_a_damaged_npz_is_left_to_the_readers(tmp_path):
     rows = [{"path": f"{tmp_path / 'set.npz'}#train_images/{i}", "label": str(i), "split": s}
             for i, s in ((0, "train"), (1, "test"))]
     assert shared_content(from_rows(rows)) == []
+
+
+@pytest.mark.parametrize("fraction, groups, share", [
+    (0.15, 100, (1, 7)), (0.15 / 0.85, 100, (1, 6)), (0.2, 100, (1, 5)),  # the defaults: one fold, as always
+    (0.6, 100, (3, 5)), (0.4, 100, (2, 5)), (0.9, 100, (9, 10)), (0.3, 100, (3, 10)),  # one fold of 2 or 3 was used
+    (0.15, 5, (1, 5)), (0.15, 4, (None, None)), (0.1, 5, (None, None)),  # too few groups to come within 0.05
+])
+def test_fold_share_comes_near_the_fraction_asked(fraction, groups, share):
+    assert fold_share(fraction, groups) == share
+
+
+def test_split_fractions_over_a_half_are_honoured():
+    # 0.2 / 0.2 / 0.6 gave 50 % test (one fold of two) before
+    rows = [{"path": f"/x/{i}.png", "label": i % 2} for i in range(100)]
+    split = assign_splits(from_rows(rows), (0.2, 0.2, 0.6), seed=0)
+    counts = collections.Counter(row["split"] for row in split.rows)
+    assert counts == {"test": 60, "val": 20, "train": 20}, counts

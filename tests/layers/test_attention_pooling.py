@@ -38,3 +38,9 @@ def test_layer_contract_with_a_list_of_scales(gated):
 def test_bad_units():
     with pytest.raises(ValueError, match="Received: units=0"):
         AttentionPooling(units=0)
+
+
+@pytest.mark.parametrize("gated", ["yes", "false", 1, None])
+def test_gated_must_be_a_bool(gated):
+    with pytest.raises(ValueError, match="`gated` must be True or False"):
+        AttentionPooling(8, gated=gated)

@@ -39,3 +39,14 @@ def test_dynamic_shapes_and_errors():
     assert UnfoldInstances().compute_output_shape([(None, 4), (None, None, 8, 8, 1)]) == (None, None, 4)
     with pytest.raises(ValueError, match="Received: input_shape"):
         FoldInstances()(keras.ops.ones((2, 8, 8, 1)))
+
+
+def test_unfold_refuses_inputs_other_than_x_and_bags():
+    layer = UnfoldInstances()
+    for shapes in ((6, 4), [(6,), (2,)], [(6, 4), (2,)], [(6, 4)], [(), (2, 3, 8, 8, 1)]):
+        with pytest.raises(ValueError, match=r"expects \[x, bags\].*Received: input_shape"):
+            layer.compute_output_shape(shapes)
+    with pytest.raises(ValueError, match=r"expects \[x, bags\]"):
+        UnfoldInstances()(keras.ops.ones((6, 4)))
+    with pytest.raises(ValueError, match=r"expects \[x, bags\]"):
+        UnfoldInstances()([keras.Input((4, 4, 3)), keras.Input(())])

@@ -1,3 +1,5 @@
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -80,3 +82,13 @@ def test_errors():
         MagnitudeNorm()([keras.ops.ones((2, 3, 3, 4)), keras.ops.ones((2, 3, 3, 5))])
     with pytest.raises(ValueError, match="built for 3 scales"):
         layer(ys[:2])
+
+
+@pytest.mark.parametrize("kwargs", [{"momentum": 5}, {"momentum": -0.1}, {"momentum": "0.9"}, {"momentum": None},
+                                    {"epsilon": 0}, {"epsilon": float("nan")}, {"epsilon": "1e-3"}])
+def test_bad_constructor_arguments_are_refused(kwargs):
+    (name, value), = kwargs.items()
+    with pytest.raises(ValueError, match=re.escape(f"Received: {name}={value!r}")):
+        MagnitudeNorm(**kwargs)
+    MagnitudeNorm(momentum=0, epsilon=1e-5)
+    MagnitudeNorm(momentum=1)

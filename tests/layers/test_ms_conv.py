@@ -103,6 +103,8 @@ def test_ms_conv_layer_contract_with_dilations():
         ({"kernels": {2: -1}}, "positive kernel sizes"),
         ({"kernels": {2: 4}, "scales": ()}, "Received: scales=()"),
         ({"kernels": {2: 4}, "scales": (0.5, -1)}, "positive numbers"),
+        ({"kernels": {2: 4}, "scales": (0.5, float("inf"))}, "finite positive numbers"),  # failed in call
+        ({"kernels": {2: 4}, "scales": (float("nan"),)}, "Received: scales=(nan,)"),
         ({"kernels": {2: 4}, "dilations": (1, 0)}, "positive integers"),
         ({"kernels": {2: 4}, "dilations": (1, 2)}, "not both"),
     ],

@@ -1,3 +1,5 @@
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -68,3 +70,12 @@ def test_scale_resize_dynamic_shape_and_errors():
     assert layer.compute_output_shape((None, 8, None, 3)) == (None, 4, None, 3)
     with pytest.raises(ValueError, match="Received: scale=0"):
         ScaleResize(0)
+    for bad in (float("nan"), float("inf"), -float("inf"), True, "2"):  # non-finite ones failed in call
+        with pytest.raises(ValueError, match="Received: scale="):
+            ScaleResize(bad)
+
+
+@pytest.mark.parametrize("size", [(-2, 4), (4, 0), (4,), (2, 3, 4)])
+def test_bilinear_resize_refuses_static_sizes_that_are_not_positive_pairs(size):
+    with pytest.raises(ValueError, match=re.escape(f"Received: size={size!r}")):
+        bilinear_resize(keras.ops.ones((1, 8, 8, 3)), size)

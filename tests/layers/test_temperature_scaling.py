@@ -32,9 +32,12 @@ def test_layer_contract():
 def test_zero_probabilities_stay_finite_and_bad_arguments_are_refused():
     got = keras.ops.convert_to_numpy(TemperatureScaling(3.0)(np.array([[1.0, 0.0]], "float32")))
     assert np.isfinite(got).all() and got[0, 0] > 0.99
-    for bad in (0, -1.0, float("nan"), True, "2"):
+    for bad in (0, -1.0, float("nan"), float("inf"), True, "2"):  # inf flattened every output to 1/classes
         with pytest.raises(ValueError, match="Received: temperature="):
             TemperatureScaling(bad)
+    for bad in (0, 1, "0.1", None):
+        with pytest.raises(ValueError, match="Received: epsilon="):
+            TemperatureScaling(1.0, epsilon=bad)
 
 
 def test_a_bias_per_class_is_platt_scaling_for_two_classes():

@@ -45,6 +45,27 @@ def test_unknown_feature_layer_is_named():
         build_backbone("mobilenet", weights=None, feature_layers=("conv6",), alpha=0.25)
 
 
+@pytest.mark.parametrize(
+    "args, kwargs, message",
+    [
+        ((None,), {}, "Received: backbone=None"),
+        (("tiny",), {"weights": 5}, "Received: weights=5"),
+        (("tiny",), {"feature_layers": []}, "Received: feature_layers=[]"),
+        (("tiny",), {"feature_layers": "conv4"}, "e.g. ['conv4'], not a string"),
+    ],
+)
+def test_bad_argument_types_are_value_errors_naming_them(args, kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_backbone(*args, **kwargs)
+
+
+def test_catalog_and_feature_layer_checks_refuse_bad_types():
+    with pytest.raises(ValueError, match=re.escape("Received: backbone=None")):
+        preprocessing_mode(None)
+    with pytest.raises(ValueError, match=re.escape("Received: feature_layers='conv4'")):
+        resolve_feature_layers(build_backbone("tiny"), "conv4")
+
+
 def test_constructor_arguments_a_backbone_does_not_take_are_refused():
     # a width multiplier given to a net without one was silently dropped for the nets built here
     with pytest.raises(ValueError, match=r"'tiny' backbone \(built here\) takes no extra arguments.*'alpha': 0.5"):

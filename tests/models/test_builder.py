@@ -79,12 +79,27 @@ def test_presets_follow_the_design_table():
         (("mims",), {"backbone": "resnet51"}, "Unknown backbone 'resnet51'. Did you mean"),
         (("mi_pre_conv_patchcls",), {"image_size": (16, 16)}, "needs at least k=5 elements"),
         (("mims",), {"backbone": "resnet50", "channels": 1, "weights": None}, "needs RGB input"),
+        # wrong types: a ValueError naming the option, not a TypeError / AttributeError / IndexError from inside
+        (("mims",), {"backbone": None}, "Received: backbone=None"),
+        (("mims",), {"backbone_kwargs": [1]}, "Received: backbone_kwargs=[1]"),
+        (("mims",), {"weights": 5}, "Received: weights=5"),
+        (("mims",), {"feature_layers": []}, "Received: feature_layers=[]"),
+        (("mims",), {"feature_layers": "conv4"}, "Received: feature_layers='conv4'"),
+        (("pyramid_mims",), {"pyramid_scales": [float("nan")]}, "Received: pyramid_scales=[nan]"),
+        (("mims",), {"scales": [float("inf")]}, "Received: scales=[inf]"),
+        (("mims",), {"kernels": [3, 5]}, "Received: kernels=[3, 5]"),
+        (("mims",), {"kernels": {"a": 2}}, "Received: kernels={'a': 2}"),
     ],
 )
 def test_bad_arguments_are_clear_errors(args, kwargs, message):
     kw = {**TINY, **kwargs}
     with pytest.raises(ValueError, match=re.escape(message)):
         build_model(*args, **kw)
+
+
+def test_an_int_image_size_is_a_square():
+    model = build_model("mims", image_size=24, **TINY)
+    assert model.input_shape == (None, None, 24, 24, 3)
 
 
 def test_k_larger_than_the_bag_is_a_clear_error_at_call_time():

@@ -74,6 +74,17 @@ def test_overrides_apply_over_a_file(tmp_path):
         ({"learning_rate": -0.1}, "Received: learning_rate=-0.1"),
         ({"steps_per_epoch": 0}, "Received: steps_per_epoch=0"),
         ({"instances": 0}, "Received: instances=0"),
+        # yes/no keys given as text: 'false' and 'no' are true in Python, so they trained the opposite setting
+        ({"data": {"augment": "false"}}, "`augment` must be true or false (unquoted in YAML). Received: augment='false'"),
+        ({"one_bag_per_file": "no"}, "Received: one_bag_per_file='no'"),
+        ({"replacement": "yes"}, "Received: replacement='yes'"),
+        ({"allow_shared_groups": 1}, "Received: allow_shared_groups=1"),
+        ({"deterministic": "false"}, "Received: deterministic='false'"),
+        ({"split_fractions": [0.5, 0.5]}, "Received: split_fractions=[0.5, 0.5]"),
+        ({"split_fractions": [2, -0.5, -0.5]}, "nonnegative"),
+        ({"split_fractions": "abc"}, "`split_fractions` are (train, val, test)"),
+        ({"split_fractions": [0.7, 0.15, float("nan")]}, "Received: split_fractions="),
+        ({"model": {"kernels": {"a": 2}}}, "maps kernel sizes (integers) to filter counts"),
     ],
 )
 def test_bad_config_is_one_clear_error(values, message):
@@ -93,3 +104,15 @@ def test_a_task_sets_the_papers_settings_under_the_keys_given(tmp_path):
     assert flagged.model["kernels"] == "crc" and flagged.data.image_size == (96, 96) and flagged.data.instances == 8
     with pytest.raises(ValueError, match="Unknown task 'retina'"):
         RunConfig.from_dict({"task": "retina"})
+
+
+def test_yaml_numbers_without_a_dot_are_numbers(tmp_path):
+    # YAML 1.1 (PyYAML) reads 1e-4 as the text '1e-4'; a config file means the number
+    path = tmp_path / "c.yaml"
+    path.write_text("training: {learning_rate: 1e-4, backbone_multiplier: 5E-1}\ndata: {memory_budget_gb: 2e0}\n"
+                    "sensitivity: .9\n")
+    config = load_config(str(path))
+    assert config.training.learning_rate == 1e-4 and config.training.backbone_multiplier == 0.5
+    assert config.data.memory_budget_gb == 2.0 and config.sensitivity == 0.9
+    path.write_text("data: {source: 1e5x}\n")  # text that only starts like a number stays text
+    assert load_config(str(path)).data.source == "1e5x"
