@@ -134,7 +134,8 @@ def evaluate_parser(sub):
     p.add_argument("--model", dest="which", default="best", choices=("best", "last"),
                    help="the best epoch's model (by validation AUROC, ties by loss) or the last (default: best)")
     p.add_argument("--threshold", type=float, default=None,
-                   help="decision threshold on the calibrated P(positive) (default: the run's, chosen on validation)")
+                   help="decision threshold on the calibrated P(positive) (default: the run's, chosen on validation); "
+                        "the files then end in _at<threshold> (eval_test_at0.9.csv), beside the run's own")
     p.add_argument("--sensitivity", type=float, default=None,
                    help="choose and store the run's threshold as the highest reaching this validation sensitivity")
     p.add_argument("--instances", type=int, default=None,
@@ -162,7 +163,7 @@ def run_evaluate(args):
               f"Brier {r['brier']:.4f} -> {r['brier_calibrated']:.4f}; instances per bag: {r['instances']}")
         if not r["threshold_reliable"]:
             print(f"  warning: the threshold is unreliable: {r['threshold_warning']}")
-        stem = output_stem(r["split"], args.instances, args.which)
+        stem = output_stem(r["split"], args.instances, args.which, args.threshold)
         print(f"  per-bag CSV {r['run']}/eval_{stem}.csv, ROC {r['run']}/roc_{stem}.png, "
               f"reliability {r['run']}/reliability_{stem}.png")
     for (preset, data), summary in groups.items():

@@ -87,6 +87,8 @@ def calibrate_run(run_dir, which="best", sensitivity=None, method=None):
             logger.warning(
                 "%s: the %s model gives every validation bag the same score (%.4g): it did not learn; retrain it "
                 "(in mixed precision, try float32)", run.path, which, float(scores[0]))
+        elif auroc <= 0.5:  # a threshold on a model that ranks no better than chance decides nothing
+            reasons.append(f"validation AUROC is {auroc:.3f}, no better than chance: the model ranks nothing")
         if len(labels) < MIN_RELIABLE_BAGS or smallest < MIN_RELIABLE_PER_CLASS:
             reasons.append(f"{len(labels)} validation bags, {smallest} in the smaller class")
         decision.update(threshold=float(threshold), threshold_from=picked, val_auroc=auroc, reliable=not reasons,

@@ -37,9 +37,11 @@ def split_scores(model, config, manifest, split, instances=None):
     return source, labels, predict_bags(model, config, source, instances)
 
 
-def output_stem(split, instances=None, which="best"):
-    """Stem of an evaluation's files: `eval_<stem>.csv|json`, `roc_<stem>.png` (`test`, `test_4inst`, `test_last`)."""
-    return split + (f"_{instances}inst" if instances else "") + ("" if which == "best" else f"_{which}")
+def output_stem(split, instances=None, which="best", threshold=None):
+    """Stem of an evaluation's files: `eval_<stem>.csv|json`, `roc_<stem>.png` (`test`, `test_4inst`, `test_last`,
+    `test_at0.9`: a threshold given by hand never overwrites the files made at the run's own)."""
+    return (split + (f"_{instances}inst" if instances else "") + ("" if which == "best" else f"_{which}")
+            + ("" if threshold is None else f"_at{threshold:g}"))
 
 
 def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=None, which="best", sensitivity=None,
@@ -53,6 +55,7 @@ def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=No
         run_dir: the run folder.
         split: the split to evaluate.
         threshold: a decision threshold on the calibrated P(positive); None: the run's (chosen on validation).
+            Files made at a given threshold end in `_at<threshold>`.
         write: write the files.
         instances: score every bag on that many of its instances, sampled once (fixed seed), e.g. the
             training bag size, so bag size cannot act as a signal; the threshold is then chosen on
@@ -78,6 +81,7 @@ def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=No
         check_sensitivity(sensitivity)  # before anything is scored
     if threshold is not None:
         check_threshold(threshold)
+    given = threshold
     run = RunFolder(run_dir)
     model, config, manifest = run.load(which)
     if len(manifest.classes) != 2:
@@ -113,7 +117,7 @@ def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=No
               "ece_calibrated": expected_calibration_error(labels, probs), "brier": brier_score(labels, raw),
               "brier_calibrated": brier_score(labels, probs)}
     if write:
-        paths = run.evaluation_paths(output_stem(split, instances, which))
+        paths = run.evaluation_paths(output_stem(split, instances, which, given))
         _write_per_bag(paths["csv"], source, labels, probs, threshold, manifest.classes)
         _plot_roc(paths["roc"], [(labels, scores, run.name)])
         _plot_reliability(paths["reliability"], labels, raw, probs, decision)

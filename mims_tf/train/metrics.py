@@ -12,7 +12,12 @@ class BagAUROC(keras.metrics.AUC):
     output softmax probabilities `(B, classes)` and datasets give integer labels
     `(B,)`. For two classes this is the AUROC of class 1; for more, the mean of
     one-vs-rest AUROCs. Keras approximates the curve with `num_thresholds`
-    buckets; reports use scikit-learn's exact value on all bags.
+    evenly spaced buckets of the score; reports use scikit-learn's exact value
+    on all bags. The best epoch is chosen on this metric, so it needs fine
+    buckets: an untrained model's scores may all lie within 0.02 of 0.5, where
+    1,000 buckets put the AUROC of 30 validation bags 0.016 off the exact one;
+    20,000 (5e-5 wide) leave it at most a tie or two off (0.002 there), at no
+    measurable cost (one cumulative sum per batch).
 
     Args:
         classes: number of classes.
@@ -20,7 +25,7 @@ class BagAUROC(keras.metrics.AUC):
         name: metric name (default "auroc").
     """
 
-    def __init__(self, classes=2, num_thresholds=1000, name="auroc", **kwargs):
+    def __init__(self, classes=2, num_thresholds=20000, name="auroc", **kwargs):
         kwargs.pop("multi_label", None)
         kwargs.pop("num_labels", None)
         super().__init__(

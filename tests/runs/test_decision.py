@@ -118,3 +118,33 @@ def test_a_model_that_gives_every_bag_one_score_is_flagged_not_passed(run, tmp_p
         decision = calibrate_run(copy)
     assert not decision["reliable"] and "the model ranks nothing" in decision["why"]
     assert any("gives every validation bag the same score" in r.getMessage() for r in caplog.records)
+
+
+def test_a_model_ranking_validation_no_better_than_chance_has_no_reliable_threshold(run, tmp_path):
+    import shutil
+
+    import keras
+
+    decisions = []
+    for name, sign in (("same", 1.0), ("flipped", -1.0)):  # negating the classifier reverses its ranking
+        copy = str(tmp_path / name)
+        shutil.copytree(run, copy)
+        path = os.path.join(copy, "best.keras")
+        model = keras.saving.load_model(path)
+        last = [layer for layer in model.layers if layer.weights][-1]
+        last.set_weights([sign * w for w in last.get_weights()])
+        model.save(path)
+        decisions.append(calibrate_run(copy))
+    below = min(decisions, key=lambda d: d["val_auroc"])
+    assert below["val_auroc"] < 0.5 < max(d["val_auroc"] for d in decisions)
+    assert not below["reliable"] and "no better than chance" in below["why"]
+
+
+def test_a_threshold_given_by_hand_writes_its_own_files(run):
+    evaluate_run(run, n_resamples=0)
+    own = open(os.path.join(run, "eval_test.csv")).read()
+    result = evaluate_run(run, threshold=0.9, n_resamples=0)
+    assert result["threshold"] == 0.9 and result["threshold_from"] == "given"
+    assert open(os.path.join(run, "eval_test.csv")).read() == own  # the run's own record is kept
+    rows = list(csv.DictReader(open(os.path.join(run, "eval_test_at0.9.csv"))))
+    assert len(rows) == 32 and all((float(r["p_1"]) >= 0.9) == (r["predicted"] == "1") for r in rows)

@@ -45,3 +45,19 @@ def test_config_round_trip():
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(metric))
     assert type(clone) is BagAUROC
     assert (clone.classes, clone.num_thresholds, clone.name, clone.multi_label) == (4, 50, "val_auc", True)
+
+
+def test_scores_packed_near_one_half_still_rank_like_scikit_learn():
+    # an untrained model's scores: 30 validation bags within 0.02 of each other (the best epoch is chosen on this)
+    errors = {20000: [], 1000: []}  # the default and the former one
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        labels = rng.integers(0, 2, 30)
+        scores = 0.47 + 0.02 * rng.random(30) + 0.003 * labels
+        for buckets in errors:
+            metric = BagAUROC(2, num_thresholds=buckets)
+            metric.update_state(labels, np.stack([1 - scores, scores], 1).astype("float32"))
+            errors[buckets].append(abs(float(metric.result()) - roc_auc_score(labels, scores)))
+    assert BagAUROC(2).get_config()["num_thresholds"] == 20000
+    assert np.mean(errors[20000]) < 0.0015 and max(errors[20000]) < 0.005  # a tie or two, at most
+    assert np.mean(errors[1000]) > 3 * np.mean(errors[20000])
