@@ -65,7 +65,9 @@ def normalize_volume(array, mode, path="<volume>"):
     """Maps a volume to [0, 255] (the models' input range).
 
     Args:
-        mode: `"auto"` (uint8 kept as is, anything else per-volume min-max),
+        mode: `"auto"` (8-bit content kept as is: uint8, or whole numbers from
+            0 to 255 in any dtype, so a float or uint16 copy of 8-bit images is
+            read as the images are; anything else per-volume min-max),
             `"minmax"` (per volume), `"none"` (values kept), or a window
             `(low, high)` clipped and scaled (e.g. CT `(-160, 240)`).
     """
@@ -76,12 +78,23 @@ def normalize_volume(array, mode, path="<volume>"):
     if mode == "none" or (mode == "auto" and array.dtype == np.uint8):
         return array
     low, high = float(array.min()), float(array.max())
+    if mode == "auto" and array.dtype != np.bool_ and 0 <= low and high <= 255 and _whole(array):
+        return array.astype(np.uint8)  # 8-bit content in another dtype: the same pixels give the same input
     if high == low:
         return np.zeros(array.shape, np.float32)
     # float64 when the range itself would overflow float32 (e.g. -3e38 to 3e38)
     wide = high - low > float(np.finfo(np.float32).max)
     array = array.astype(np.float64 if wide else np.float32)
     return ((array - low) * (255.0 / (high - low))).astype(np.float32)
+
+
+def _whole(array):
+    """True where every value is a whole number (integer dtypes always; floats checked in chunks)."""
+    if np.issubdtype(array.dtype, np.integer):
+        return True
+    flat = array.reshape(-1)
+    step = 1 << 22
+    return all(np.array_equal(flat[i:i + step], np.round(flat[i:i + step])) for i in range(0, flat.size, step))
 
 
 def central_slices(array, central):

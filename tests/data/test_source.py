@@ -182,3 +182,23 @@ def test_a_bag_of_one_image_per_row_is_one_stack_normalised_and_cropped_as_one(t
                          for i in range(2)])
     both = BagSource(volumes, progress=False, central=2, cache="memory").load(0)
     assert both.shape == (4, 2, 2, 1)
+
+
+def test_the_same_8_bit_pixels_in_any_dtype_give_the_same_bag(tmp_path):
+    # a float or uint16 copy of 8-bit images was stretched to 0..255 per file while uint8 was kept: the same
+    # pixels gave another input (and another prediction)
+    pixels = np.random.default_rng(0).integers(0, 128, (3, 8, 8)).astype(np.uint8)  # 0..127: stretching would show
+    rows = []
+    for dtype in (np.uint8, np.float32, np.float64, np.uint16, np.int32):
+        path = tmp_path / f"{np.dtype(dtype).name}.npy"
+        np.save(path, pixels.astype(dtype))
+        rows.append({"path": str(path), "label": len(rows) % 2, "split": "train"})
+    np.save(tmp_path / "wide.npy", pixels.astype(np.uint16) * 300)  # beyond 8 bits: min-max, as before
+    np.save(tmp_path / "fraction.npy", pixels.astype(np.float32) / 255)  # [0, 1] floats: min-max, as before
+    rows += [{"path": str(tmp_path / n), "label": i, "split": "train"} for i, n in enumerate(("wide.npy", "fraction.npy"))]
+    bags = _loaded(BagSource(from_rows(rows), progress=False, cache="memory"))
+    for bag in bags[1:5]:
+        np.testing.assert_array_equal(bag, bags[0])
+    stretched = (pixels - pixels.min()) * (255.0 / (pixels.max() - pixels.min()))
+    for bag in bags[5:]:
+        np.testing.assert_allclose(bag[..., 0], stretched.astype(np.float16), rtol=2e-3)
