@@ -42,7 +42,7 @@ _FLAGS = (
     Flag("data", "data.source", str, "manifest .csv, MedMNIST-style .npz, folder of class folders, or 'synthetic'"),
     Flag("bag_pattern", "data.bag_pattern", str,
          "regex naming the bag in each file name (class folders), e.g. 'TCGA-\\w\\w-\\w\\w\\w\\w'"),
-    Flag("classes", "data.classes", lambda text: [c for c in text.split(",") if c],
+    Flag("classes", "data.classes", lambda text: [c.strip() for c in text.split(",") if c.strip()],
          "class names in order, comma-separated; the last is the positive class (e.g. MSS_JPEG,MSIMUT_JPEG)"),
     Flag("group_pattern", "data.group_pattern", str,
          "regex naming a patient (group) in file names; one group in two splits is refused"),

@@ -19,7 +19,9 @@ def counts_text(counts):
 def declared_classes(classes):
     if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
         raise ValueError(f"`classes` must be a list of class names. Received: classes={classes!r}")
-    names = [str(c) for c in classes]
+    names = [str(c).strip() for c in classes]  # "no, yes": labels are read stripped, so are the names
+    if not all(names):
+        raise ValueError(f"`classes` holds an empty name. Received: classes={classes!r}")
     if len(names) < 1:
         raise ValueError(f"`classes` must name at least one class. Received: classes={classes!r}")
     if len(set(names)) != len(names):

@@ -185,6 +185,9 @@ def _normalize_rows(rows, source, base=None, lines=None):
         if missing:
             raise DataError(source, f"row {number}: empty {', '.join(missing)}")
         row = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
+        control = next((k for k, v in row.items() if isinstance(v, str) and any(ord(ch) < 32 for ch in v)), None)
+        if control:  # a NUL or another control character (a damaged or binary file read as text)
+            raise DataError(source, f"row {number}: the {control} holds a control character (e.g. NUL): {row[control]!r}")
         file_path, item = split_item(row["path"])
         if not os.path.isabs(file_path):  # relative to the CSV's folder, else to the working directory
             file_path = os.path.normpath(os.path.join(base or os.getcwd(), file_path))
@@ -295,17 +298,23 @@ def read_manifest(path, classes=None, check_files=True, require_labels=True, all
             columns = [c.strip().lower() if c and c.strip().lower() in KNOWN_COLUMNS else c
                        for c in reader.fieldnames or []]
             reader.fieldnames = columns
-            repeated = sorted(c for c, k in collections.Counter(columns).items() if k > 1)
+            repeated = sorted(c for c, k in collections.Counter(c for c in columns if c).items() if k > 1)
             if repeated:
                 raise DataError(path, f"column(s) {', '.join(repeated)} appear more than once in the header")
             missing = [c for c in REQUIRED if c not in columns and (require_labels or c != "label")]
             if missing:
-                raise DataError(path, f"missing column(s) {', '.join(missing)}; a manifest has path, label, bag, split")
+                separator = next((s for s in (";", "\t", "|") if s in ",".join(c or "" for c in columns)), None)
+                hint = f" (the header holds {separator!r}: columns are separated by commas)" if separator else ""
+                raise DataError(path, f"missing column(s) {', '.join(missing)}; a manifest has path, label, bag, "
+                                      f"split{hint}")
             rows, lines = [], []
             for row in reader:
                 if None in row:
                     raise DataError(path, f"row {reader.line_num}: {len(row[None])} more field(s) than the "
                                           f"{len(columns)} columns of the header")
+                if any(row.get(c) for c in columns if not c):  # a trailing comma in the header is harmless
+                    raise DataError(path, f"row {reader.line_num}: a value under a column without a name")
+                row.pop("", None)
                 rows.append(row)
                 lines.append(reader.line_num)
             if not require_labels:

@@ -300,7 +300,9 @@ def _read_folder(path):
             raise DataError(file, f"unreadable image ({describe(error)})") from None
     shapes = {s.shape for s in slices}
     if len(shapes) > 1:
-        raise DataError(path, f"images of different sizes in one stack: {sorted(shapes)}")
+        sizes = {shape[:2] for shape in shapes}
+        what = "sizes" if len(sizes) > 1 else "channels (grey and colour; convert them to one)"
+        raise DataError(path, f"images of different {what} in one stack: {sorted(shapes)}")
     return Volume(np.stack(slices))
 
 

@@ -659,6 +659,12 @@ _manifest_case("CSV without a label column", "path,bag\na.png,p1\n", re.escape("
 _manifest_case("empty CSV", "", re.escape("missing column(s) path, label"))
 _manifest_case("CSV with a header only", "path,label,bag,split\n", "manifest has no rows")
 _manifest_case("CSV with a duplicate column", "path,label,label\na.png,x,y\n", re.escape("column(s) label appear more than once"))
+_manifest_case("CSV separated by semicolons", "path;label\na.png;x\n",
+               re.escape("missing column(s) path, label; a manifest has path, label, bag, split (the header holds ';'"))
+_manifest_case("CSV with a value under a nameless column", "path,label,,\na.png,x,,oops\n",
+               re.escape("row 2: a value under a column without a name"), check_files=False)
+_manifest_case("NUL byte in a bag name", "path,label,bag\na.png,x,p\x001\n",
+               re.escape("row 2: the bag holds a control character (e.g. NUL): 'p\\x001'"), check_files=False)
 _manifest_case("CSV row with more fields than the header", "path,label,bag,split\na.png,x,p1,train,extra\n",
                re.escape("row 2: 1 more field(s) than the 4 columns of the header"))
 _manifest_case("duplicate paths", "path,label,bag,split\na.png,x,p1,train\na.png,x,p1,train\n",

@@ -67,3 +67,11 @@ def test_a_prediction_manifest_keeps_whatever_its_label_column_holds(tmp_path):
     rows = [(f"v{i}.npy", label, "") for i, label in enumerate(["nan", "1", "1.0"])]
     manifest = read_manifest(_csv(tmp_path, rows), check_files=False, require_labels=False)
     assert len(manifest.rows) == 3
+
+
+def test_declared_class_names_are_read_stripped_like_the_labels(tmp_path):
+    # `--classes "no, yes"` named the class " yes", which no (stripped) label matched
+    path = _csv(tmp_path, _split_rows(["no", "yes"] * 3, ["no", "yes"], ["no", "yes"]))
+    assert read_manifest(path, classes=["no", " yes "], check_files=False).classes == ["no", "yes"]
+    with pytest.raises(ValueError, match="holds an empty name"):
+        read_manifest(path, classes=["no", " "], check_files=False)

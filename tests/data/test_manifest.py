@@ -161,3 +161,11 @@ def test_known_columns_are_found_whatever_their_case_and_spaces(tmp_path):
     manifest = read_manifest(tmp_path / "m.csv", check_files=False)
     assert [row["label"] for row in manifest.rows] == ["0", "1"] and manifest.rows[0]["Scanner"] == "X"
     assert manifest.rows[0]["split"] == "train"
+
+
+def test_a_trailing_comma_in_the_header_is_harmless(tmp_path):
+    # spreadsheets write "path,label,bag,split,," ; it named an empty column "appearing more than once"
+    path = tmp_path / "m.csv"
+    path.write_text("path,label,bag,split,,\na.png,x,p1,train,,\nb.png,y,p2,train,,\n")
+    manifest = read_manifest(str(path), check_files=False)
+    assert [r["bag"] for r in manifest.rows] == ["p1", "p2"] and "" not in manifest.rows[0]
