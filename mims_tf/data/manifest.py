@@ -185,7 +185,7 @@ def _normalize_rows(rows, source, base=None, lines=None):
         if missing:
             raise DataError(source, f"row {number}: empty {', '.join(missing)}")
         row = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
-        control = next((k for k, v in row.items() if isinstance(v, str) and any(ord(ch) < 32 for ch in v)), None)
+        control = next((k for k in KNOWN_COLUMNS if any(ord(ch) < 32 for ch in row.get(k) or "")), None)
         if control:  # a NUL or another control character (a damaged or binary file read as text)
             raise DataError(source, f"row {number}: the {control} holds a control character (e.g. NUL): {row[control]!r}")
         file_path, item = split_item(row["path"])
@@ -295,7 +295,7 @@ def read_manifest(path, classes=None, check_files=True, require_labels=True, all
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             # " Path", "LABEL": the known columns whatever their case and surrounding spaces
-            columns = [c.strip().lower() if c and c.strip().lower() in KNOWN_COLUMNS else c
+            columns = [c.strip().lower() if c and c.strip().lower() in KNOWN_COLUMNS else (c if c and c.strip() else "")
                        for c in reader.fieldnames or []]
             reader.fieldnames = columns
             repeated = sorted(c for c, k in collections.Counter(c for c in columns if c).items() if k > 1)

@@ -65,9 +65,9 @@ def normalize_volume(array, mode, path="<volume>"):
     """Maps a volume to [0, 255] (the models' input range).
 
     Args:
-        mode: `"auto"` (8-bit content kept as is: uint8, or whole numbers from
-            0 to 255 in any dtype, so a float or uint16 copy of 8-bit images is
-            read as the images are; anything else per-volume min-max),
+        mode: `"auto"` (8-bit content kept as is: uint8, or floats holding
+            whole numbers from 0 to 255 (above 1), so a float copy of 8-bit
+            images is read as the images are; anything else per-volume min-max),
             `"minmax"` (per volume), `"none"` (values kept), or a window
             `(low, high)` clipped and scaled (e.g. CT `(-160, 240)`).
     """
@@ -78,7 +78,7 @@ def normalize_volume(array, mode, path="<volume>"):
     if mode == "none" or (mode == "auto" and array.dtype == np.uint8):
         return array
     low, high = float(array.min()), float(array.max())
-    if mode == "auto" and array.dtype != np.bool_ and 0 <= low and high <= 255 and _whole(array):
+    if mode == "auto" and array.dtype.kind == "f" and 0 <= low and 1 < high <= 255 and _whole(array):
         return array.astype(np.uint8)  # 8-bit content in another dtype: the same pixels give the same input
     if high == low:
         return np.zeros(array.shape, np.float32)
@@ -89,9 +89,7 @@ def normalize_volume(array, mode, path="<volume>"):
 
 
 def _whole(array):
-    """True where every value is a whole number (integer dtypes always; floats checked in chunks)."""
-    if np.issubdtype(array.dtype, np.integer):
-        return True
+    """True where every value of a float array is a whole number (checked in chunks)."""
     flat = array.reshape(-1)
     step = 1 << 22
     return all(np.array_equal(flat[i:i + step], np.round(flat[i:i + step])) for i in range(0, flat.size, step))

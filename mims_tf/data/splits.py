@@ -33,7 +33,7 @@ def fold_share(fraction, groups, most_folds=20):
 
     One fold of `round(1 / fraction)` where that is within 0.02 (0.15: 1 of 7; 0.2: 1 of 5); else the nearest
     share of at most 20 folds, the fewest folds on a tie (0.6: 3 of 5, where one fold of 2, 50 %, was used
-    before), if within 0.05 of `fraction`.
+    before), if within 0.02 or a third of `fraction`, whichever is more (0.01 is never 5 %).
     """
     one = max(2, round(1 / fraction))
     if one <= groups and abs(1 / one - fraction) <= 0.02:
@@ -41,7 +41,7 @@ def fold_share(fraction, groups, most_folds=20):
     shares = [(abs(taken / folds - fraction), folds, taken) for folds in range(2, min(groups, most_folds) + 1)
               for taken in range(1, folds)]
     error, folds, taken = min(shares, default=(1.0, None, None))
-    return (taken, folds) if error <= 0.05 + 1e-9 else (None, None)
+    return (taken, folds) if error <= max(0.02, fraction / 3) + 1e-9 else (None, None)
 
 
 def assign_splits(manifest, fractions=(0.7, 0.15, 0.15), seed=0, allow_shared_groups=False, group_pattern=None):

@@ -44,7 +44,7 @@ def build_backbone(name, weights=None, channels=3, image_size=None, feature_laye
         if kwargs:
             raise ValueError(
                 f"The {local!r} backbone (built here) takes no extra arguments; they are for "
-                f"`keras.applications` models (e.g. alpha for MobileNet). Received: {kwargs}"
+                f"`keras.applications` models (e.g. alpha for MobileNet). Received: backbone_kwargs={kwargs!r}"
             )
         if weights == "imagenet":
             raise ValueError(
@@ -68,7 +68,7 @@ def _build_application(app, weights, input_shape, kwargs):
     if unknown:
         raise ValueError(
             f"Backbone {app} takes no argument {', '.join(unknown)} (alpha is MobileNet's "
-            f"width multiplier). Received: {kwargs}"
+            f"width multiplier). Received: backbone_kwargs={kwargs!r}"
         )
     try:
         return constructor(include_top=False, weights=weights, input_shape=input_shape, **kwargs)

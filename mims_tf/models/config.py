@@ -174,7 +174,7 @@ def _is_int(value):
 
 def _positive_int(value):
     """`value` as a positive int (`3`, `3.0`, `"3"` from JSON keys), or None."""
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdecimal():
         value = int(value)
     if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value >= 1 and (
         value == int(value)

@@ -16,7 +16,6 @@ written) is accepted: each known key goes to its block.
 import dataclasses
 import math
 import os
-import re
 
 from mims_tf.data.source import check_normalize
 from mims_tf.utils import atomic_open, check_bool, check_choice, did_you_mean
@@ -116,7 +115,7 @@ class DataConfig:
         check_choice("cache", self.cache, CACHE_MODES)
         if self.cache == "disk" and not self.cache_dir:
             raise ValueError("cache 'disk' needs a cache folder (`cache_dir`). Received: cache_dir=None")
-        budget = self.memory_budget_gb
+        budget = _number(self, "memory_budget_gb")
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
                                    or not math.isfinite(budget) or budget < 0):
             raise ValueError(f"`memory_budget_gb` must be a number of gigabytes >= 0. Received: memory_budget_gb={budget!r}")
@@ -156,7 +155,7 @@ class TrainingConfig:
         if self.steps_per_epoch is not None:
             _check_positive_int("steps_per_epoch", self.steps_per_epoch)
         for key in ("learning_rate", "backbone_multiplier"):
-            value = getattr(self, key)
+            value = _number(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"`{key}` must be a finite number >= 0. Received: {key}={value!r}")
         if self.learning_rate == 0:
@@ -244,6 +243,7 @@ class RunConfig:
             check_choice("precision", self.precision, PRECISIONS)
         check_choice("strategy", self.strategy, STRATEGIES)
         check_bool("deterministic", self.deterministic)
+        _number(self, "sensitivity")
         if self.sensitivity is not None and (isinstance(self.sensitivity, bool) or not isinstance(
                 self.sensitivity, (int, float)) or not 0 < self.sensitivity <= 1):
             raise ValueError(f"`sensitivity` must be in (0, 1] or None. Received: sensitivity={self.sensitivity!r}")
@@ -278,12 +278,6 @@ class RunConfig:
         from mims_tf.models.catalog import preprocessing_mode
 
         overrides = {k: v for k, v in self.model_overrides().items() if not (k == "k" and v is None)}
-        if isinstance(overrides.get("kernels"), dict):
-            try:
-                overrides["kernels"] = {int(size): filters for size, filters in overrides["kernels"].items()}
-            except (TypeError, ValueError):
-                raise ValueError(f"`model.kernels` maps kernel sizes (integers) to filter counts, e.g. {{1: 64, 3: 64}}. "
-                                 f"Received: kernels={overrides['kernels']!r}") from None
         config = get_preset(self.preset, **overrides).replace(
             image_size=self.data.image_size, channels=self.data.channels, classes=classes
         ).validate()
@@ -344,15 +338,9 @@ def read_yaml(path):
 
     if not os.path.isfile(path):
         raise ValueError(f"{path}: config file not found")
-    class Loader(yaml.SafeLoader):  # YAML 1.1 reads 1e-4 (no dot) as text; numbers in every form are numbers
-        pass
-
-    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
-        r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
-        r"|\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
     try:
         with open(path, encoding="utf-8-sig") as f:
-            values = yaml.load(f, Loader=Loader) or {}  # noqa: S506 - a SafeLoader
+            values = yaml.safe_load(f) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(values, dict):
@@ -372,6 +360,17 @@ def _mapping(source, key, value):
     if not isinstance(value, dict):
         raise ValueError(f"{source}: `{key}` must be a mapping of keys to values. Received: {key}={value!r}")
     return value
+
+
+def _number(config, key):
+    """The number a float option holds, also where written as text (YAML 1.1 reads `1e-4`, without a dot, as text)."""
+    value = getattr(config, key)
+    if isinstance(value, str):
+        try:
+            setattr(config, key, float(value))
+        except ValueError:
+            pass
+    return getattr(config, key)
 
 
 def _positive_int(value, minimum=1, maximum=None):

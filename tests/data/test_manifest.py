@@ -166,6 +166,10 @@ def test_known_columns_are_found_whatever_their_case_and_spaces(tmp_path):
 def test_a_trailing_comma_in_the_header_is_harmless(tmp_path):
     # spreadsheets write "path,label,bag,split,," ; it named an empty column "appearing more than once"
     path = tmp_path / "m.csv"
-    path.write_text("path,label,bag,split,,\na.png,x,p1,train,,\nb.png,y,p2,train,,\n")
-    manifest = read_manifest(str(path), check_files=False)
-    assert [r["bag"] for r in manifest.rows] == ["p1", "p2"] and "" not in manifest.rows[0]
+    for header in ("path,label,bag,split,,", "path,label,bag,split, , "):
+        path.write_text(f"{header}\na.png,x,p1,train,,\nb.png,y,p2,train,,\n")
+        manifest = read_manifest(str(path), check_files=False)
+        assert [r["bag"] for r in manifest.rows] == ["p1", "p2"] and "" not in manifest.rows[0]
+    # a cell of another column may hold a line break or a tab (quoted): only the known columns are checked
+    path.write_text('path,label,notes\na.png,x,"two\nlines"\nb.png,y,"a\ttab"\n')
+    assert len(read_manifest(str(path), check_files=False).rows) == 2

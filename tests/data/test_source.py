@@ -184,21 +184,21 @@ def test_a_bag_of_one_image_per_row_is_one_stack_normalised_and_cropped_as_one(t
     assert both.shape == (4, 2, 2, 1)
 
 
-def test_the_same_8_bit_pixels_in_any_dtype_give_the_same_bag(tmp_path):
-    # a float or uint16 copy of 8-bit images was stretched to 0..255 per file while uint8 was kept: the same
-    # pixels gave another input (and another prediction)
+def test_the_same_8_bit_pixels_as_floats_give_the_same_bag(tmp_path):
+    # a float copy of 8-bit images was stretched to 0..255 per file while uint8 was kept: the same pixels gave
+    # another input (and another prediction); integer types other than uint8 keep their per-volume min-max
     pixels = np.random.default_rng(0).integers(0, 128, (3, 8, 8)).astype(np.uint8)  # 0..127: stretching would show
+    arrays = {"uint8": pixels, "float32": pixels.astype(np.float32), "float64": pixels.astype(np.float64),
+              "uint16": pixels.astype(np.uint16), "wide": pixels.astype(np.uint16) * 300,
+              "fraction": pixels.astype(np.float32) / 255, "mask": (pixels > 60).astype(np.float32)}
     rows = []
-    for dtype in (np.uint8, np.float32, np.float64, np.uint16, np.int32):
-        path = tmp_path / f"{np.dtype(dtype).name}.npy"
-        np.save(path, pixels.astype(dtype))
-        rows.append({"path": str(path), "label": len(rows) % 2, "split": "train"})
-    np.save(tmp_path / "wide.npy", pixels.astype(np.uint16) * 300)  # beyond 8 bits: min-max, as before
-    np.save(tmp_path / "fraction.npy", pixels.astype(np.float32) / 255)  # [0, 1] floats: min-max, as before
-    rows += [{"path": str(tmp_path / n), "label": i, "split": "train"} for i, n in enumerate(("wide.npy", "fraction.npy"))]
-    bags = _loaded(BagSource(from_rows(rows), progress=False, cache="memory"))
-    for bag in bags[1:5]:
-        np.testing.assert_array_equal(bag, bags[0])
+    for name, array in arrays.items():
+        np.save(tmp_path / f"{name}.npy", array)
+        rows.append({"path": str(tmp_path / f"{name}.npy"), "label": len(rows) % 2, "split": "train"})
+    bags = dict(zip(arrays, _loaded(BagSource(from_rows(rows), progress=False, cache="memory"))))
+    for name in ("float32", "float64"):
+        np.testing.assert_array_equal(bags[name], bags["uint8"])
     stretched = (pixels - pixels.min()) * (255.0 / (pixels.max() - pixels.min()))
-    for bag in bags[5:]:
-        np.testing.assert_allclose(bag[..., 0], stretched.astype(np.float16), rtol=2e-3)
+    for name in ("uint16", "wide", "fraction"):  # min-max, as before
+        np.testing.assert_allclose(bags[name][..., 0], stretched.astype(np.float16), rtol=2e-3)
+    assert set(np.unique(bags["mask"])) == {0.0, 255.0}  # a 0 / 1 mask is stretched, as before

@@ -70,7 +70,8 @@ def test_a_damaged_npz_is_left_to_the_readers(tmp_path):
 @pytest.mark.parametrize("fraction, groups, share", [
     (0.15, 100, (1, 7)), (0.15 / 0.85, 100, (1, 6)), (0.2, 100, (1, 5)),  # the defaults: one fold, as always
     (0.6, 100, (3, 5)), (0.4, 100, (2, 5)), (0.9, 100, (9, 10)), (0.3, 100, (3, 10)),  # one fold of 2 or 3 was used
-    (0.15, 5, (1, 5)), (0.15, 4, (None, None)), (0.1, 5, (None, None)),  # too few groups to come within 0.05
+    (0.15, 5, (1, 5)), (0.15, 4, (None, None)), (0.1, 5, (None, None)),  # too few groups to come near
+    (0.01, 30, (None, None)), (1e-6, 30, (None, None)), (0.01, 100, (1, 100)),  # 0.01 is never 5 %
 ])
 def test_fold_share_comes_near_the_fraction_asked(fraction, groups, share):
     assert fold_share(fraction, groups) == share

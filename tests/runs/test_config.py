@@ -84,7 +84,7 @@ def test_overrides_apply_over_a_file(tmp_path):
         ({"split_fractions": [2, -0.5, -0.5]}, "nonnegative"),
         ({"split_fractions": "abc"}, "`split_fractions` are (train, val, test)"),
         ({"split_fractions": [0.7, 0.15, float("nan")]}, "Received: split_fractions="),
-        ({"model": {"kernels": {"a": 2}}}, "maps kernel sizes (integers) to filter counts"),
+        ({"model": {"kernels": {"a": 2}}}, "`kernels` maps kernel sizes to numbers of filters"),
     ],
 )
 def test_bad_config_is_one_clear_error(values, message):
@@ -114,5 +114,8 @@ def test_yaml_numbers_without_a_dot_are_numbers(tmp_path):
     config = load_config(str(path))
     assert config.training.learning_rate == 1e-4 and config.training.backbone_multiplier == 0.5
     assert config.data.memory_budget_gb == 2.0 and config.sensitivity == 0.9
-    path.write_text("data: {source: 1e5x}\n")  # text that only starts like a number stays text
-    assert load_config(str(path)).data.source == "1e5x"
+    # text stays text where text belongs, through a save and a load (class names "1e3" are not 1000.0)
+    config = RunConfig.from_dict({"data": {"classes": ["1e3", "2e3"], "source": "1e5"}})
+    save_config(config, str(tmp_path / "saved.yaml"))
+    again = load_config(str(tmp_path / "saved.yaml"))
+    assert again.data.classes == ["1e3", "2e3"] and again.data.source == "1e5"
