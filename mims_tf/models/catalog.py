@@ -43,17 +43,13 @@ def check_backbone_name(name):
 
 def preprocessing_mode(name):
     """Returns the `BackbonePreprocessing` mode of a backbone name."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"`backbone` must be a name: a keras.applications model, 'resnet34' or 'tiny'. "
-                         f"Received: backbone={name!r}")
+    _check_name(name)
     return LOCAL_BACKBONES.get(name.lower()) or _APPLICATIONS[resolve(name)]
 
 
 def resolve(name):
     """The `keras.applications` constructor name of a backbone name (any spelling); errors suggest."""
-    if not isinstance(name, str):
-        raise ValueError(f"`backbone` must be a name: a keras.applications model, 'resnet34' or 'tiny'. "
-                         f"Received: backbone={name!r}")
+    _check_name(name)
     key = _key(name)
     if key in _BY_KEY:
         return _BY_KEY[key]
@@ -61,6 +57,20 @@ def resolve(name):
         f"Unknown backbone {name!r}.{did_you_mean(name.lower(), backbone_names())} "
         f"Valid: {', '.join(backbone_names())}. Received: backbone={name!r}"
     )
+
+
+def _check_name(name):
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"`backbone` must be a name: a keras.applications model, 'resnet34' or 'tiny'. "
+                         f"Received: backbone={name!r}")
+
+
+def check_weights_type(weights):
+    """Returns `weights` where it is None, a string or a path (a file is not looked for); else raises ValueError."""
+    if not (weights is None or isinstance(weights, (str, os.PathLike))):
+        raise ValueError(f"`weights` must be None, 'imagenet' or the path of a weights file. "
+                         f"Received: weights={weights!r}")
+    return weights
 
 
 def check_weights_file(weights):
@@ -72,11 +82,8 @@ def check_weights_file(weights):
     Raises:
         ValueError: where `weights` is neither None nor a string or path, or is a path and no file is there.
     """
-    if weights is None or weights == "imagenet":
+    if check_weights_type(weights) is None or weights == "imagenet":
         return weights
-    if not isinstance(weights, (str, os.PathLike)):
-        raise ValueError(f"`weights` must be None, 'imagenet' or the path of a weights file. "
-                         f"Received: weights={weights!r}")
     weights = os.fspath(weights)
     if not os.path.isfile(weights):
         raise ValueError(

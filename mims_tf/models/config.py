@@ -3,11 +3,10 @@
 import dataclasses
 import math
 import numbers
-import os
 from collections.abc import Mapping
 
-from mims_tf.models.catalog import check_backbone_name, check_feature_layers
-from mims_tf.utils import check_choice, did_you_mean
+from mims_tf.models.catalog import check_backbone_name, check_feature_layers, check_weights_type
+from mims_tf.utils import check_bool, check_choice, did_you_mean
 
 # Supplement A: MSConv kernels per dataset, {kernel_size: filters}.
 KERNEL_SETTINGS = {
@@ -140,16 +139,13 @@ class ModelConfig:
                 f"Received: image_size={self.image_size!r}"
             )
         check_backbone_name(self.backbone)
-        if not (self.weights is None or isinstance(self.weights, (str, os.PathLike))):
-            raise ValueError(f"`weights` must be None, 'imagenet' or the path of a weights file. "
-                             f"Received: weights={self.weights!r}")
+        check_weights_type(self.weights)
         if not isinstance(self.backbone_kwargs, Mapping) or not all(isinstance(k, str) for k in self.backbone_kwargs):
             raise ValueError(f"`backbone_kwargs` must be a dict of constructor arguments, e.g. {{'alpha': 0.25}} "
                              f"({{}} for none). Received: backbone_kwargs={self.backbone_kwargs!r}")
         check_feature_layers(self.feature_layers)
-        for key in ("freeze_backbone", "magnitude_norm"):
-            if not isinstance(getattr(self, key), bool):
-                raise ValueError(f"`{key}` must be True or False. Received: {key}={getattr(self, key)!r}")
+        check_bool("freeze_backbone", self.freeze_backbone)
+        check_bool("magnitude_norm", self.magnitude_norm)
         _check_positive_numbers("pyramid_scales", self.pyramid_scales)
         if self.head == "msconv":
             self.resolved_kernels()
