@@ -24,6 +24,7 @@ def interleaved_medians(steps, rounds, warmup=1, label="", stream=sys.stdout):
             if round_index >= 0:
                 times[name].append(time.perf_counter() - start)
         if round_index >= 0:
-            print(f"{label}round {round_index + 1}/{rounds}: " + ", ".join(f"{n} {t[-1]:.3f} s" for n, t in times.items()),
+            print(f"{label}round {round_index + 1}/{rounds}: "
+                  + ", ".join(f"{n} {t[-1]:.3f} s" for n, t in times.items()),
                   file=stream, flush=True)
     return {name: statistics.median(t) for name, t in times.items()}

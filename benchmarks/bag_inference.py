@@ -64,7 +64,7 @@ def run_one(name, pooling, train_whole, settings, work):
     from mims_tf.runs.fit import train
     from mims_tf.runs.folder import RunFolder
     from mims_tf.runs.inputs import bag_source, eval_batches
-    from mims_tf.train.calibration import (
+    from mims_tf.stats.calibration import (
         brier_score,
         expected_calibration_error,
         fit_platt,
@@ -111,7 +111,8 @@ def run_one(name, pooling, train_whole, settings, work):
             "temperature": f"{temperature:.3f}", "brier_temperature": f"{brier_score(labels, calibrated):.4f}",
             "ece_temperature": f"{expected_calibration_error(labels, calibrated):.4f}",
             "platt_t": f"{platt_t:.3f}", "platt_bias": f"{platt_bias[1]:.3f}",
-            "brier_platt": f"{brier_score(labels, platt):.4f}", "ece_platt": f"{expected_calibration_error(labels, platt):.4f}",
+            "brier_platt": f"{brier_score(labels, platt):.4f}",
+            "ece_platt": f"{expected_calibration_error(labels, platt):.4f}",
             "seconds": f"{time.time() - start:.0f}",
         })
     return rows
@@ -119,7 +120,8 @@ def run_one(name, pooling, train_whole, settings, work):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=["synthetic", "adrenalmnist3d", "kather-crc-msi", "pneumoniamnist"])
+    parser.add_argument("--datasets", nargs="+",
+                        default=["synthetic", "adrenalmnist3d", "kather-crc-msi", "pneumoniamnist"])
     parser.add_argument("--poolings", nargs="+", default=list(POOLINGS))
     parser.add_argument("--out", default=os.path.join(HERE, "results", "bag_inference"))
     parser.add_argument("--work", default=os.path.join("runs", "bag_inference"))
@@ -136,12 +138,14 @@ def main():
     for name in args.datasets:
         for pooling in args.poolings:
             for train_whole in (False, True):
-                if (name, pooling, train_whole) in done or (train_whole and datasets(args.work)[name]["instances"] == 1):
+                if ((name, pooling, train_whole) in done
+                        or (train_whole and datasets(args.work)[name]["instances"] == 1)):
                     continue
                 print(f"[bag_inference] {name} {pooling} {'trained on whole bags' if train_whole else ''}", flush=True)
                 context = multiprocessing.get_context("spawn")
                 with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-                    rows += pool.submit(run_one, name, pooling, train_whole, datasets(args.work)[name], args.work).result()
+                    rows += pool.submit(run_one, name, pooling, train_whole, datasets(args.work)[name],
+                                        args.work).result()
                 with open(path + ".tmp", "w", newline="") as f:
                     writer = csv.DictWriter(f, fieldnames=COLUMNS)
                     writer.writeheader()
@@ -168,7 +172,8 @@ def write_report(rows, out):
              "ECE, Platt | Brier, Platt |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['dataset']} | {r['pooling']} | {r['mode']} | {r['test_bags']} | {r['auroc']} | {r['brier']} | "
+        lines.append(f"| {r['dataset']} | {r['pooling']} | {r['mode']} | {r['test_bags']} | {r['auroc']} | "
+                     f"{r['brier']} | "
                      f"{r['ece']} | {r['temperature']} | {r['ece_temperature']} | {r['brier_temperature']} | "
                      f"{r['platt_t']}, {r['platt_bias']} | {r['ece_platt']} | {r['brier_platt']} |")
     with open(os.path.join(out, "results.md"), "w") as f:

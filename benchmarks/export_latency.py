@@ -66,7 +66,8 @@ def main():
         }
         median = interleaved_medians(runtimes, args.rounds, warmup=2, label="  ")  # warm-up: tracing, delegate set-up
     print(f"export_latency: mims {args.backbone} {size}x{size}, bag of {args.instances}, {args.rounds} rounds, "
-          f"cores={os.cpu_count()}, TFLite weights {args.quantize}; SavedModel {saved_bytes / 1e6:.1f} MB, TFLite {tflite['bytes'] / 1e6:.1f} MB")
+          f"cores={os.cpu_count()}, TFLite weights {args.quantize}; SavedModel {saved_bytes / 1e6:.1f} MB, "
+          f"TFLite {tflite['bytes'] / 1e6:.1f} MB")
     for name, value in median.items():
         print(f"  {name}: {value * 1000:.1f} ms per bag")
     print(f"savedmodel_over_keras: {median['savedmodel'] / median['keras']:.3f}")

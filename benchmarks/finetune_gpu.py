@@ -2,7 +2,7 @@
 
 Written for the lent GPU machine (JAX and PyTorch, no TensorFlow): runs under `KERAS_BACKEND=jax` (or torch,
 or tensorflow) and imports nothing that imports TensorFlow (from the package: `mims_tf.models`,
-`mims_tf.train`, `mims_tf.train.bootstrap` only).
+`mims_tf.train`, `mims_tf.stats.bootstrap` only).
 
 - Data: MedMNIST `.npz` files (`--data`); each image is a bag of one instance. Every split is resized once
   (bilinear, `keras.ops.image.resize`, on the device), rounded to uint8 and repeated to 3 channels, as
@@ -116,8 +116,8 @@ def one_run(preset, seed, splits, args, precision):
     import keras
 
     from mims_tf.models import build_model
+    from mims_tf.stats.bootstrap import auroc
     from mims_tf.train import compile_model
-    from mims_tf.train.bootstrap import auroc
 
     keras.utils.set_random_seed(seed)
     size = (args.image_size, args.image_size)
@@ -146,7 +146,7 @@ def one_run(preset, seed, splits, args, precision):
 
 
 def report(rows, scores, datasets, presets):
-    from mims_tf.train.bootstrap import paired_auroc_difference_ci
+    from mims_tf.stats.bootstrap import paired_auroc_difference_ci
 
     lines = []
     for dataset in datasets:
@@ -202,7 +202,7 @@ def main():
     if importlib.util.find_spec("h5py") is None:  # keras.applications reads the .h5 weights with it
         sys.exit("h5py is missing: put its wheel in .whl/ (see benchmarks/finetune_gpu.sh)")
     from mims_tf.models import get_preset
-    from mims_tf.train.bootstrap import auroc
+    from mims_tf.stats.bootstrap import auroc
 
     for preset in args.presets:
         get_preset(preset)  # an unknown name fails now, not after an hour
@@ -225,8 +225,8 @@ def main():
             for preset in args.presets:
                 elapsed = time.monotonic() - start
                 if times and elapsed + statistics.mean(times) > args.deadline_s:
-                    print(f"deadline: {elapsed:.0f} s + {statistics.mean(times):.0f} s a run > {args.deadline_s:.0f} s; "
-                          "stopping", flush=True)
+                    print(f"deadline: {elapsed:.0f} s + {statistics.mean(times):.0f} s a run > "
+                          f"{args.deadline_s:.0f} s; stopping", flush=True)
                     stopped = True
                     break
                 print(f"  {dataset} {preset} seed {seed}:", flush=True)
@@ -242,7 +242,8 @@ def main():
                     csv.writer(f).writerow([row[k] for k in FIELDS])
                 with open(os.path.join(out, f"scores_{dataset}_{preset}_s{seed}.csv"), "w", newline="") as f:
                     csv.writer(f).writerows([("bag", "label", "score")] +
-                                            [(i, int(v), float(s)) for i, (v, s) in enumerate(zip(labels, test_scores))])
+                                            [(i, int(v), float(s))
+                                             for i, (v, s) in enumerate(zip(labels, test_scores))])
                 print(f"    test AUROC {row['test_auroc']:.4f} (best epoch {best_epoch}, val {val_auroc:.4f}), "
                       f"{times[-1]:.0f} s", flush=True)
             if stopped:

@@ -114,8 +114,9 @@ def main():
             result = json.loads(completed.stdout.strip().splitlines()[-1])
             epoch = statistics.median(result["epochs"][1:] or result["epochs"])
             steps = statistics.median(result["steps"][1:] or result["steps"])
-            print(f"{way} seed {seed}: setup {result['setup']:.1f} s, epoch {epoch:.2f} s, run {result['seconds']:.0f} s, "
-                  f"test AUROC {result['test_auroc']:.4f} (val {result['val_auroc']:.4f} at epoch {result['best_epoch']})",
+            print(f"{way} seed {seed}: setup {result['setup']:.1f} s, epoch {epoch:.2f} s, "
+                  f"run {result['seconds']:.0f} s, test AUROC {result['test_auroc']:.4f} "
+                  f"(val {result['val_auroc']:.4f} at epoch {result['best_epoch']})",
                   flush=True)
             results.append(dict(result, epoch=epoch, train_steps=steps))
             write_json(os.path.join(args.out, "results.json"), results)
@@ -133,7 +134,8 @@ def main():
              "| way | setup (s) | epoch (s) | its training steps (s) | whole run (s) | test AUROC |",
              "|---|---|---|---|---|---|"]
     for way in ways:
-        lines.append(f"| `{way}` | {mean(way, 'setup'):.1f} | {mean(way, 'epoch'):.2f} | {mean(way, 'train_steps'):.2f} | "
+        lines.append(f"| `{way}` | {mean(way, 'setup'):.1f} | {mean(way, 'epoch'):.2f} | "
+                     f"{mean(way, 'train_steps'):.2f} | "
                      f"{mean(way, 'seconds'):.0f} | "
                      f"{mean(way, 'test_auroc'):.4f} +- {sd(way, 'test_auroc'):.4f} |")
     figures = {}

@@ -164,7 +164,8 @@ def monai_worker(args, deadline):
 
         epoch()  # cudnn.benchmark picks its kernels; torch.compile compiles
         info[setting] = round(time.perf_counter() - start, 1)
-        print(f"  {setting}: built and first epoch in {info[setting]} s ({backbone} backbone)", file=sys.stderr, flush=True)
+        print(f"  {setting}: built and first epoch in {info[setting]} s ({backbone} backbone)", file=sys.stderr,
+              flush=True)
         epochs[setting] = epoch
     steps, rounds = timed_epochs(epochs, args, deadline)
     name = torch.cuda.get_device_name() if cuda else "cpu"
@@ -228,7 +229,8 @@ def main():
         print(f"  {result['versions']}", flush=True)
         for setting, seconds in result["steps"].items():
             print(f"  {setting}: {seconds * 1e3:.1f} ms a step (median of {result['rounds'][setting]} epochs), "
-                  f"{args.instances / seconds:.0f} images/s (compiled or warmed up in {result['compile_s'][setting]} s)",
+                  f"{args.instances / seconds:.0f} images/s "
+                  f"(compiled or warmed up in {result['compile_s'][setting]} s)",
                   flush=True)
         if "copy_one_bag_s" in result:
             print("  copying one bag to the device: " + ", ".join(
@@ -240,7 +242,8 @@ def main():
             continue
         ours = {k: v for k, v in mims["steps"].items() if k.startswith("mims:")}
         if ours:
-            best_ours, best_theirs = min(ours.items(), key=lambda i: i[1]), min(monai["steps"].items(), key=lambda i: i[1])
+            best_ours = min(ours.items(), key=lambda i: i[1])
+            best_theirs = min(monai["steps"].items(), key=lambda i: i[1])
             print(f"best {backbone}: mims {best_ours[0]} {best_ours[1] * 1e3:.1f} ms "
                   f"({args.instances / best_ours[1]:.0f} images/s), monai {best_theirs[0]} "
                   f"{best_theirs[1] * 1e3:.1f} ms ({args.instances / best_theirs[1]:.0f} images/s)", flush=True)

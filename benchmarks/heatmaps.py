@@ -1,4 +1,5 @@
-"""Which heatmap method should `mims explain` use by default? Measured on synthetic lesions and looked at on real images.
+"""Which heatmap method should `mims explain` use by default? Measured on synthetic lesions and looked at on real
+images.
 
 Methods (`mims_tf.explain.heatmap.contributions`):
     gradxinput   gradient x input at the backbone's input (pixel level), the old default
@@ -217,7 +218,8 @@ def main():
         synthetic_rows[f"synthetic_auroc{suffix}"] = auroc
         for method, (inside, near, mass, _) in results.items():
             print(f"{method:<20}{inside:>16.2f}{near:>13.2f}{mass:>21.3f}")
-            synthetic_rows.update({f"peak_in_lesion_{method}{suffix}": inside, f"peak_near_lesion_{method}{suffix}": near,
+            synthetic_rows.update({f"peak_in_lesion_{method}{suffix}": inside,
+                                   f"peak_near_lesion_{method}{suffix}": near,
                                    f"mass_in_lesion_{method}{suffix}": mass})
     rows = real(args, args.out)
     print(f"elapsed: {time.perf_counter() - start:.0f} s")

@@ -115,7 +115,8 @@ def monai_worker(args):
         start = time.perf_counter()
         train_step()
         infer_step()
-        print(f"  monai {name}: built and first steps in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+        print(f"  monai {name}: built and first steps in {time.perf_counter() - start:.1f} s", file=sys.stderr,
+              flush=True)
         runs[name] = (train_step, infer_step)
     print("  monai training steps", file=sys.stderr, flush=True)
     train = _medians({n: r[0] for n, r in runs.items()}, args)

@@ -55,7 +55,8 @@ def write_volumes(folder, gb):
     rng = np.random.default_rng(0)
     base = rng.integers(0, 256, size=CIRRUS, dtype=np.uint8)
     for index in range(count):
-        base[:2] = (np.arange(2 * 512 * 1024, dtype=np.uint32).reshape(2, 512, 1024) * (index + 7) % 251).astype(np.uint8)
+        base[:2] = (np.arange(2 * 512 * 1024, dtype=np.uint32).reshape(2, 512, 1024)
+                    * (index + 7) % 251).astype(np.uint8)
         np.save(os.path.join(folder, f"vol{index:05d}.npy"), base)  # each volume its own first slices (cache keys)
     return count
 
@@ -103,7 +104,8 @@ def run_child(args, data, mode, fraction=1.0, cache_dir=None):
 def model_rate(args):
     from mims_tf.runs.environment import default_precision
 
-    return pipeline_model_rate(argparse.Namespace(precision=default_precision(), instances=16, model_steps=args.model_steps))
+    return pipeline_model_rate(argparse.Namespace(precision=default_precision(), instances=16,
+                                                  model_steps=args.model_steps))
 
 
 def main():
@@ -137,7 +139,8 @@ def main():
         volumes, images = os.path.join(folder, "volumes"), os.path.join(folder, "images")
         results = {}
         for mode in ("auto", "disk", "none"):
-            results[mode] = run_child(args, volumes, mode, cache_dir=os.path.join(folder, "cache") if mode == "disk" else None)
+            results[mode] = run_child(args, volumes, mode,
+                                      cache_dir=os.path.join(folder, "cache") if mode == "disk" else None)
         results["images"] = run_child(args, images, "auto")
         for name, r in results.items():
             print(f"  {name}: kept {r['mode']} ({r['reason']}); {r['bags']} bags read up front in {r['read_s']:.0f} s; "
@@ -154,7 +157,8 @@ def main():
         if not args.folder:
             shutil.rmtree(folder, ignore_errors=True)
     model, step = (1.0, float("nan")) if args.no_model else model_rate(args)
-    print(f"  model: mims ResNet-50 training step on 16 slices at 224 px: {step:.2f} s = {model:.2f} slices/s", flush=True)
+    print(f"  model: mims ResNet-50 training step on 16 slices at 224 px: {step:.2f} s = {model:.2f} slices/s",
+          flush=True)
     for name, r in results.items():
         print(f"peak_memory_gb_{name}: {r['peak_gb']:.2f}")
         print(f"pipeline_over_model_{name}: {r['slices_per_s'] / model:.1f}")

@@ -31,7 +31,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from mims_tf.bench.report import read_results  # noqa: E402  (results.csv rows, as the bench reads them)
 
-PRESETS = ("mims", "mims_noresizing", "si_cnn", "mi_pre", "mi_pre_conv", "pyramid_mims", "mi_pre_trident", "featpyra_45")
+PRESETS = ("mims", "mims_noresizing", "si_cnn", "mi_pre", "mi_pre_conv", "pyramid_mims", "mi_pre_trident",
+           "featpyra_45")
 SCALES = (0.5, 0.75, 1.0, 1.5, 2.0)
 TRAIN_LESION = (6, 12)
 DATA = dict(instances=16, size=64)
@@ -105,7 +106,7 @@ def report(out, presets, seeds):
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from mims_tf.train.bootstrap import paired_auroc_difference_ci
+    from mims_tf.stats.bootstrap import paired_auroc_difference_ci
     from mims_tf.utils import new_figure, save_figure, write_text
 
     rows = read_results(os.path.join(out, "results.csv"))
@@ -125,7 +126,8 @@ def report(out, presets, seeds):
         "64 px, from scratch).", "", header, "|" + "---|" * (len(SCALES) + 2)]
     for p in done:
         count = len(scores[p][SCALES[0]])
-        lines.append(f"| `{p}` | {count} | " + " | ".join(f"{mean[p][s]:.3f} +- {spread[p][s]:.3f}" for s in SCALES) + " |")
+        lines.append(f"| `{p}` | {count} | " + " | ".join(f"{mean[p][s]:.3f} +- {spread[p][s]:.3f}" for s in SCALES)
+                     + " |")
     if "mims" in done:
         lines += ["", "AUROC(mims) - AUROC(row), paired bootstrap 95 % interval over the test bags (2,000 resamples;",
                   "the seeds pooled: each resample's AUROC is the mean over a model's seeds). **beats** / **loses**:",
@@ -142,7 +144,8 @@ def report(out, presets, seeds):
                 cells.append(f"{difference:+.3f} [{low:+.3f}, {high:+.3f}] {verdict}")
             lines.append(f"| `{p}` | {len(scores[p][SCALES[0]])} | " + " | ".join(cells) + " |")
         for s in SCALES:
-            counts = {v: sum(1 for (p, t), w in verdicts.items() if t == s and w == v) for v in ("beats", "ties", "loses")}
+            counts = {v: sum(1 for (p, t), w in verdicts.items() if t == s and w == v)
+                      for v in ("beats", "ties", "loses")}
             lines.append(f"- test {_scale_name(s)}: mims beats {counts['beats']}, ties {counts['ties']}, "
                          f"loses to {counts['loses']} of {len(done) - 1} rows")
     write_text(os.path.join(out, "table.md"), "\n".join(lines) + "\n")
@@ -191,7 +194,8 @@ def main():
                 continue
             print(f"{preset} seed {seed} ...", flush=True)
             command = [sys.executable, HERE, "--child", "--preset", preset, "--seed", str(seed), "--epochs",
-                       str(args.epochs), "--work", args.work, "--paths", json.dumps({str(k): v for k, v in paths.items()})]
+                       str(args.epochs), "--work", args.work, "--paths",
+                       json.dumps({str(k): v for k, v in paths.items()})]
             completed = subprocess.run(command, stdout=subprocess.PIPE, text=True)
             if completed.returncode:
                 print(f"  failed (exit {completed.returncode})", flush=True)

@@ -3,8 +3,9 @@
 Takes the run folders of a finished `mims bench` (by default the BreastMNIST Table 1 at 224 px with the
 frozen ImageNet MobileNet 0.25, `benchmarks/tables_224.sh`), and scores each run's test split again with
 every image rescaled by 0.5, 0.75, 1, 1.5 and 2 about its centre and cropped (larger) or padded with black
-(smaller) back to 224 x 224 (bilinear, antialiased when shrinking), so what was a lesion of n pixels is one of s x n pixels in a frame of the same
-size. Scoring is the run's calibrated scoring model, as `mims evaluate` scores. No training here.
+(smaller) back to 224 x 224 (bilinear, antialiased when shrinking), so what was a lesion of n pixels is one of s x n
+pixels in a frame of the same size. Scoring is the run's calibrated scoring model, as `mims evaluate` scores. No
+training here.
 
     python benchmarks/scale_shift_real.py --runs runs/bench/table1_breastmnist_224_frozen
 
@@ -20,7 +21,8 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-# The synthetic test's presets and scales, asked again on real images (scale_shift also puts the repository on the path).
+# The synthetic test's presets and scales, asked again on real images (scale_shift also puts the repository on the
+# path).
 from scale_shift import PRESETS, ROOT, SCALES  # noqa: E402
 
 
@@ -75,7 +77,7 @@ def main():
     import numpy as np
     from sklearn.metrics import roc_auc_score
 
-    from mims_tf.train.bootstrap import paired_auroc_difference_ci
+    from mims_tf.stats.bootstrap import paired_auroc_difference_ci
     from mims_tf.utils import new_figure, save_figure, write_text
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -86,7 +88,8 @@ def main():
     presets = args.presets.split(",")
     scores, labels = {}, None
     for preset in presets:
-        folders = sorted(glob.glob(os.path.join(args.runs, f"{preset}_s*")), key=lambda p: int(re.search(r"_s(\d+)$", p).group(1)))
+        folders = sorted(glob.glob(os.path.join(args.runs, f"{preset}_s*")),
+                         key=lambda p: int(re.search(r"_s(\d+)$", p).group(1)))
         folders = [f for f in folders if os.path.isfile(os.path.join(f, "best.keras"))]
         if not folders:
             print(f"{preset}: no finished runs in {args.runs}", flush=True)

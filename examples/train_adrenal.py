@@ -8,10 +8,10 @@
 import argparse
 import os
 
-import mims_tf  # noqa: F401 - first: TensorFlow's start-up lines stay off the terminal
 import keras
 from sklearn.metrics import roc_auc_score
 
+import mims_tf  # noqa: F401 - first: TensorFlow's start-up lines stay off the terminal
 from mims_tf.data import BagSource, from_medmnist, make_dataset
 from mims_tf.models import build_model
 from mims_tf.train import compile_model
@@ -26,7 +26,8 @@ args = parser.parse_args()
 keras.utils.set_random_seed(0)                            # the same run every time on one machine
 
 manifest = from_medmnist(args.data)                       # official train / val / test splits
-train = make_dataset(BagSource(manifest, "train"), training=True, image_size=(28, 28), instances=16, batch_size=8, seed=0)
+train = make_dataset(BagSource(manifest, "train"), training=True, image_size=(28, 28), instances=16, batch_size=8,
+                     seed=0)
 val = make_dataset(BagSource(manifest, "val"), training=False, image_size=(28, 28), batch_size=8)
 
 model = build_model("mims", backbone="tiny", weights=None, image_size=(28, 28), kernels={1: 16, 2: 16})

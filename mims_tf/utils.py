@@ -16,6 +16,10 @@ import sys
 def atomic_path(path, suffix=""):
     """Yields a temporary path beside `path` and renames it onto `path` when the block succeeds.
 
+    The temporary file is new and this call's alone (created exclusively under a random name, so a link
+    planted beside `path` is never followed and two writers never share one); it gets the permissions a
+    plain new file would.
+
     Args:
         path: the file to write.
         suffix: ending of the temporary name, for writers that choose the format
@@ -28,14 +32,25 @@ def atomic_path(path, suffix=""):
 
     On an exception the temporary file is removed and `path` is left as it was.
     """
+    import tempfile
+
     path = os.fspath(path)
-    tmp = f"{path}.tmp{suffix}"
+    folder, name = os.path.split(os.path.abspath(path))
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=f".tmp{suffix}")
+    os.close(handle)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.remove(tmp)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def process_temporary(path):
@@ -56,7 +71,7 @@ def remove_orphans(folder):
     pattern = r".+\." + re.escape(_process_tag()) + r"-(\d+)\.tmp\.npy"
     for name in os.listdir(folder):
         match = re.fullmatch(pattern, name)
-        if match and int(match.group(1)) != os.getpid() and not _process_alive(int(match.group(1))):
+        if match and int(match.group(1)) != os.getpid() and not process_alive(int(match.group(1))):
             with contextlib.suppress(OSError):
                 os.remove(os.path.join(folder, name))
 
@@ -72,7 +87,7 @@ def _process_tag():
     return f"{socket.gethostname()}-{namespace}"
 
 
-def _process_alive(pid):
+def process_alive(pid):
     """Whether process `pid` of this PID namespace runs (POSIX: signal 0 probes without signalling)."""
     try:
         os.kill(pid, 0)
@@ -133,6 +148,25 @@ def check_bool(name, value):
     """Raises `ValueError` unless `value` is True or False (quoted 'false' and 'no' are text, and text is true)."""
     if not isinstance(value, bool):
         raise ValueError(f"`{name}` must be true or false (unquoted in YAML). Received: {name}={value!r}")
+    return value
+
+
+def is_int_in(value, minimum=1, maximum=None):
+    """Whether `value` is an int (not a bool) from `minimum` to `maximum` (None: no upper bound)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum and (
+        maximum is None or value <= maximum)
+
+
+def check_int_in(name, value, minimum=1, maximum=None):
+    """Raises `ValueError` unless `is_int_in(value, minimum, maximum)`; returns `value`.
+
+    The message reads `` `k` must be a positive integer. Received: k=0`` (`an integer >= 0` where `minimum`
+    is 0, `... and <= 4294967295` with a `maximum`).
+    """
+    if not is_int_in(value, minimum, maximum):
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        kind += f" and <= {maximum}" if maximum is not None else ""
+        raise ValueError(f"`{name}` must be {kind}. Received: {name}={value!r}")
     return value
 
 

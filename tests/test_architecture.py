@@ -5,12 +5,15 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 import mims_tf
 
 PACKAGE = os.path.dirname(mims_tf.__file__)
-# Lower ranks never import higher ones: layers < data, models, export < train, runs, explain < bench < cli.
-RANKS = {"utils": 0, "layers": 1, "data": 2, "models": 2, "export": 2, "train": 3, "runs": 3, "explain": 3,
-         "bench": 4, "cli": 5}
+# Lower ranks never import higher ones: utils, stats < layers < data, models, export < train, explain < runs < bench
+# < cli. `stats` (NumPy, SciPy, scikit-learn) is on the lowest floor; `runs` (the workflow) sits above `train`.
+RANKS = {"utils": 0, "stats": 0, "layers": 1, "data": 2, "models": 2, "export": 2, "train": 3, "explain": 3,
+         "runs": 4, "bench": 5, "cli": 6}
 
 
 def _modules():
@@ -58,6 +61,13 @@ def test_imports_only_go_downwards():
     assert not upward, upward
 
 
+def test_stats_is_on_the_lowest_floor_and_runs_above_train():
+    graph = _graph()
+    assert graph.get("stats", set()) <= {"utils"}, graph.get("stats")
+    assert "train" in graph["runs"] and "runs" not in graph.get("train", set())
+    assert RANKS["stats"] == min(RANKS.values()) and RANKS["runs"] > RANKS["train"]
+
+
 def test_no_cycle_between_rooms():
     graph = _graph()
     state = {}
@@ -101,7 +111,8 @@ def test_library_messages_name_arguments_not_flags():
                         "info", "warning", "error", "debug"))]
         for message in messages:
             for node in ast.walk(message):
-                if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.search(r"(^|[\s(])--[a-z]", node.value):
+                if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                        and re.search(r"(^|[\s(])--[a-z]", node.value)):
                     offenders.append(f"{path}:{node.lineno} {node.value[:60]!r}")
     assert not offenders, offenders
 
@@ -115,6 +126,7 @@ def test_no_file_of_the_package_is_over_400_lines_without_a_reason():
     assert not long, long
 
 
+@pytest.mark.slow
 def test_import_mims_tf_is_fast_and_enough_to_load_a_model_with_plain_keras(tmp_path):
     code = (
         "import sys, time; t = time.perf_counter(); import mims_tf; elapsed = time.perf_counter() - t\n"
@@ -144,6 +156,7 @@ def test_import_mims_tf_is_fast_and_enough_to_load_a_model_with_plain_keras(tmp_
     assert "oneDNN" in loud.stderr  # MIMS_VERBOSE=1 brings them back
 
 
+@pytest.mark.slow
 def test_a_user_script_fitting_the_packages_dataset_is_quiet(tmp_path):
     script = (
         "import numpy as np, mims_tf\n"
@@ -152,10 +165,13 @@ def test_a_user_script_fitting_the_packages_dataset_is_quiet(tmp_path):
         "from mims_tf.train import compile_model\n"
         "rows = []\n"
         "for i in range(4):\n"
-        "    np.save(f'{sys.argv[1]}/v{i}.npy', np.random.default_rng(i).uniform(0, 255, (3, 16, 16)).astype('float32'))\n"
+        "    np.save(f'{sys.argv[1]}/v{i}.npy',"
+        " np.random.default_rng(i).uniform(0, 255, (3, 16, 16)).astype('float32'))\n"
         "    rows.append({'path': f'{sys.argv[1]}/v{i}.npy', 'label': i % 2, 'split': 'train'})\n"
-        "data = make_dataset(BagSource(from_rows(rows), progress=False), True, image_size=(16, 16), instances=2, batch_size=2)\n"
-        "model = compile_model(build_model('mims', backbone='tiny', weights=None, image_size=(16, 16), kernels={1: 4}))\n"
+        "data = make_dataset(BagSource(from_rows(rows), progress=False), True, image_size=(16, 16), instances=2,"
+        " batch_size=2)\n"
+        "model = compile_model(build_model('mims', backbone='tiny', weights=None, image_size=(16, 16),"
+        " kernels={1: 4}))\n"
         "model.fit(data, epochs=1, verbose=0)\n"
         "print('done')\n"
     )

@@ -2,9 +2,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import requires_tensorflow
 
 
+@pytest.mark.slow
 @requires_tensorflow()
 def test_train_adrenal_example_runs():
     env = dict(os.environ, PYTHONPATH=os.getcwd(), TF_CPP_MIN_LOG_LEVEL="3")
@@ -15,6 +18,7 @@ def test_train_adrenal_example_runs():
     assert 0.0 <= auroc <= 1.0
 
 
+@pytest.mark.slow
 @requires_tensorflow()
 def test_the_readme_python_snippet_runs_as_written():
     text = open("README.md", encoding="utf-8").read()

@@ -80,3 +80,17 @@ def test_orphaned_temporaries_of_killed_processes_are_removed_and_no_others(tmp_
     remove_orphans(str(tmp_path))
     assert not os.path.exists(orphan) and not os.path.exists(other_file)  # killed processes of this host: gone
     assert all(os.path.exists(n) for n in (mine, other_host, kept))  # a live one's, another host's, a cache file
+
+
+def test_atomic_writes_never_follow_a_planted_link_and_keep_plain_permissions(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    target = tmp_path / "preds.csv"
+    os.symlink(victim, str(target) + ".tmp")  # the fixed temporary name of earlier versions
+    write_text(target, "new")
+    assert victim.read_text() == "precious" and target.read_text() == "new" and not target.is_symlink()
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (os.stat(target).st_mode & 0o777) == (0o666 & ~mask)
+    with atomic_path(tmp_path / "a.txt") as one, atomic_path(tmp_path / "a.txt") as two:
+        assert one != two  # two writers of one file never share a temporary

@@ -12,6 +12,7 @@ import numpy as np
 
 from mims_tf.bench.tables import DATASETS, PAPER, TABLES
 from mims_tf.models.config import paper_name
+from mims_tf.stats.metrics import mean_and_spread
 from mims_tf.utils import atomic_open, new_figure, save_figure, write_text
 
 COLUMNS = ["preset", "seed", "val_auroc", "test_auroc", "test_accuracy", "seconds", "environment"]
@@ -37,15 +38,9 @@ def _format_auroc(mean, std, n):
     return f"{mean:.3f} +- {std:.3f}" if n > 1 else f"{mean:.3f}"
 
 
-def mean_std(values):
-    """(mean, sample std (0 for one value), count) of AUROC values over seeds."""
-    values = np.asarray(values, dtype=float)
-    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0, len(values)
-
-
 def format_aurocs(values):
     """AUROC values over seeds as one table cell: `0.850 +- 0.009`, or `0.850` for one."""
-    return _format_auroc(*mean_std(values))
+    return _format_auroc(*mean_and_spread(values))
 
 
 def _bag_size_cell(folder):
@@ -62,7 +57,7 @@ def summarize(rows, presets):
     for preset in presets:
         values = [float(r["test_auroc"]) for r in rows if r["preset"] == preset]
         if values:
-            summary[preset] = mean_std(values)
+            summary[preset] = mean_and_spread(values)
     return summary
 
 
@@ -82,8 +77,10 @@ def header_lines(table, dataset, rows, presets, command, settings, n_seeds=3):
         f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.platform()}",
         f"- budget, the same for every preset: backbone {settings.get('backbone', 'tiny')} (weights: "
         f"{settings.get('weights') or 'none, from scratch'}; resnet34_scratch: ResNet-34 from scratch), "
-        f"instances {settings.get('instances', DATASETS[dataset][1].get('instances'))}, kernels {DATASETS[dataset][1].get('kernels')}, {settings}",
-        f"- runs done: {len(rows)} of {len(presets) * n_seeds} ({n_seeds} seeds); training and evaluation time {total / 60:.1f} min",
+        f"instances {settings.get('instances', DATASETS[dataset][1].get('instances'))}, "
+        f"kernels {DATASETS[dataset][1].get('kernels')}, {settings}",
+        f"- runs done: {len(rows)} of {len(presets) * n_seeds} ({n_seeds} seeds); "
+        f"training and evaluation time {total / 60:.1f} min",
         "- metric: bag-level test AUROC (scikit-learn), mean +- std over seeds",
     ]
 
@@ -101,7 +98,8 @@ def body_lines(folder, rows, presets):
     lines += provenance_lines(rows, presets)
     bag_size_cell, one_size = _bag_size_cell(folder)
     if bag_size_cell is not None:
-        lines += ["", f"Reference with no model: the number of instances per test bag alone scores AUROC {bag_size_cell}"
+        lines += ["", "Reference with no model: the number of instances per test bag alone scores "
+                      f"AUROC {bag_size_cell}"
                   + (" (all bags have one size)." if one_size else
                      ". Bag size differs by class here, so pooling that grows with bag size (max, top-k over "
                      "more candidates) gets or loses this signal for free.")]
@@ -154,7 +152,8 @@ def _read_scores(folder, preset, seed):
     if not os.path.isfile(path):
         return None
     rows = read_results(path)
-    return [r["bag"] for r in rows], np.array([int(r["label"]) for r in rows]), np.array([float(r["score"]) for r in rows])
+    return ([r["bag"] for r in rows], np.array([int(r["label"]) for r in rows]),
+            np.array([float(r["score"]) for r in rows]))
 
 
 def patients(bags):
@@ -181,7 +180,7 @@ def paired_comparisons(folder, rows, presets):
     own split), or their patients where bags are tiles of patients. Verdict: `beats` / `loses` where the interval
     excludes 0, else `ties`. Empty where `mims` or the scores are missing (tables made before scores were kept).
     """
-    from mims_tf.train.bootstrap import paired_auroc_difference_ci, seeds_paired_difference_ci
+    from mims_tf.stats.bootstrap import paired_auroc_difference_ci, seeds_paired_difference_ci
 
     name = reference_of(presets)
     seeds = sorted({int(r["seed"]) for r in rows if r["preset"] == name})
@@ -293,7 +292,8 @@ def write_summary(out="benchmarks/results"):
             "evaluation (`benchmarks/fixed_bag_size.py`; Kather's patient bags, whose size gives the class away), "
             "its figure leads the cell and the whole-bag one follows in brackets.", ""]
     for table, presets in TABLES.items():
-        folders = [n for n in names if n.startswith(f"{table}_") and os.path.isfile(os.path.join(out, n, "results.csv"))]
+        folders = [n for n in names
+                   if n.startswith(f"{table}_") and os.path.isfile(os.path.join(out, n, "results.csv"))]
         paper_columns, paper = PAPER[table]
         summaries = {n: summarize(read_results(os.path.join(out, n, "results.csv")), presets) for n in folders}
         best = {n: max((v[0] for v in summary.values()), default=None) for n, summary in summaries.items()}
@@ -329,7 +329,8 @@ def write_summary(out="benchmarks/results"):
                                              presets)
             if comparisons:
                 by = {v: [f"`{p}`" for p, c in comparisons.items() if c[3] == v] for v in ("beats", "ties", "loses")}
-                text.append(f"- `{n[len(table) + 1:]}`, paired 95 % intervals (its table.md): `{reference_of(presets)}` beats "
+                text.append(f"- `{n[len(table) + 1:]}`, paired 95 % intervals (its table.md): "
+                            f"`{reference_of(presets)}` beats "
                             f"{', '.join(by['beats']) or 'none'}; ties {', '.join(by['ties']) or 'none'}; "
                             f"loses to {', '.join(by['loses']) or 'none'}.")
         if text[-1] != "":

@@ -92,10 +92,12 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
             write_results(rows, results_path)
             write_json(os.path.join(folder, "settings.json"), budget)  # with its first result, not before
             record_bag_size(folder, os.path.join(work, name))
-            write_report(folder, table, dataset, rows, presets, header_lines(table, dataset, rows, presets, command, settings, len(seeds)))
+            write_report(folder, table, dataset, rows, presets,
+                         header_lines(table, dataset, rows, presets, command, settings, len(seeds)))
             write_summary(out)
     record_bag_size(folder, os.path.join(work, name))
-    write_report(folder, table, dataset, rows, presets, header_lines(table, dataset, rows, presets, command, settings, len(seeds)))
+    write_report(folder, table, dataset, rows, presets,
+                 header_lines(table, dataset, rows, presets, command, settings, len(seeds)))
     write_summary(out)
     if failed:
         raise RuntimeError(f"{len(failed)} run(s) failed, the others are in {folder}: {'; '.join(failed)}")
@@ -156,6 +158,8 @@ def verify(table, dataset, count, out="benchmarks/results", work="runs/bench", d
     """
     import numpy as np
 
+    from mims_tf.stats.metrics import mean_and_spread
+
     check_choice("table", table, list(TABLES))
     check_choice("dataset", dataset, list(DATASETS))
     if data_root is None:
@@ -175,7 +179,7 @@ def verify(table, dataset, count, out="benchmarks/results", work="runs/bench", d
         row = rows[index]
         preset, run_seed = row["preset"], int(row["seed"])
         values = [float(r["test_auroc"]) for r in rows if r["preset"] == preset]
-        spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        _, spread, _ = mean_and_spread(values)
         logger.info("[verify] %s %s: %s seed %s", table, dataset, preset, run_seed)
         summary, result = run_in_child(os.path.join(data_root, relative), preset, run_seed,
                                        os.path.join(work, f"{name}_verify", f"{preset}_s{run_seed}"),
@@ -201,9 +205,10 @@ def run_in_child(data, preset, seed, run_dir, options):
 
 def _train_and_evaluate(values):
     """One (preset, seed) run: trains, evaluates the best model on the test split (in a child process)."""
+    from mims_tf.runs.environment import disable_onednn  # no TensorFlow
 
-    if values.get("deterministic"):  # oneDNN's kernels can only be turned off before TensorFlow starts
-        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    if values.get("deterministic"):
+        disable_onednn()
     import_keras_quietly()
     from mims_tf.runs.config import RunConfig
     from mims_tf.runs.evaluate import evaluate_run
@@ -239,7 +244,8 @@ def record_bag_size(folder, run_folders):
         if seed in rows:
             continue
         config = load_config(os.path.join(os.path.dirname(manifest_path), "config.yaml"))
-        manifest = read_manifest(manifest_path, classes=config.data.classes, check_files=False)  # classes in the run's order
+        # classes in the run's order
+        manifest = read_manifest(manifest_path, classes=config.data.classes, check_files=False)
         counts, labels = {}, {}
         for row in manifest.rows:
             if row["split"] == "test":

@@ -4,7 +4,8 @@ analysis). Their budget flags are `mims train`'s, from the one table in `flags.p
 import os
 import sys
 
-from mims_tf.cli.flags import FORMATTER, add_flags, flags_named
+from mims_tf.cli.flags import FORMATTER, add_flags, flags_named, given
+from mims_tf.models.config import weights_text
 from mims_tf.utils import import_keras_quietly, write_text
 
 # The run settings a bench applies to every (preset, seed) run, with the help and parsing of `mims train`.
@@ -26,7 +27,8 @@ def bench_parser(sub):
         formatter_class=FORMATTER,
         epilog="examples:\n  mims bench table1 --dataset breastmnist --image-size 96 --epochs 10\n"
         "  mims bench table2 --dataset adrenalmnist3d --image-size 28 --epochs 30\n"
-        "Run the same command again after an interruption: finished preset/seed results are kept (--fresh redoes them).\n"
+        "Run the same command again after an interruption: finished preset/seed results are kept "
+        "(--fresh redoes them).\n"
         "The budget flags (--image-size ... --deterministic) are those of `mims train`; where one is not given, the\n"
         "dataset's own setting (e.g. its --instances) applies, then train's default. resnet34_scratch keeps its own\n"
         "backbone, trained from scratch (never frozen).",
@@ -35,10 +37,9 @@ def bench_parser(sub):
     p.add_argument("--dataset", required=True, choices=tuple(DATASETS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
     p.add_argument("--presets", nargs="+", default=None, help="a subset of the table's presets")
-    p.add_argument("--backbone", default=None, help="backbone of every preset but resnet34_scratch (default: tiny)")
-    p.add_argument("--weights", default=None, help="imagenet, a .h5 path or none (default: none)")
-    add_flags(p, flags_named(*BUDGET_FLAGS))
-    p.add_argument("--data-root", default=None, help="folder holding the datasets (default: ../shared/data beside the repository)")
+    add_flags(p, flags_named("backbone", "weights", *BUDGET_FLAGS))
+    p.add_argument("--data-root", default=None,
+                   help="folder holding the datasets (default: ../shared/data beside the repository)")
     p.add_argument("--out", default=os.path.join("benchmarks", "results"), help="results (default: benchmarks/results)")
     p.add_argument("--work", default=os.path.join("runs", "bench"), help="scratch run folders (default: runs/bench)")
     p.add_argument("--fresh", action="store_true", help="redo finished results")
@@ -56,10 +57,11 @@ def run_bench(args):
 
     from mims_tf.bench import bench
 
-    settings = {dest: getattr(args, dest) for dest in BUDGET_FLAGS[1:] if getattr(args, dest) is not None}
-    weights = None if args.weights in (None, "none") else args.weights
-    extra = {"backbone": args.backbone, "weights": weights, "backbone_kwargs": {"alpha": args.alpha} if args.alpha else None}
-    settings.update({k: v for k, v in extra.items() if v is not None})
+    values = given(args, flags_named("backbone", "weights", *BUDGET_FLAGS))
+    alpha = values.pop("alpha", None)
+    settings = {dest: value for dest, value in values.items() if value is not None}
+    if alpha:
+        settings["backbone_kwargs"] = {"alpha": alpha}
     if args.verify is not None:
         from mims_tf.bench import verify
 
@@ -85,7 +87,8 @@ def analyze_parser(sub):
     p = sub.add_parser(
         "analyze", help="analyses; scale-correlation: do backbone features survive resizing? (supplement B)",
         formatter_class=FORMATTER,
-        epilog="example:\n  mims analyze scale-correlation --images ../shared/data/kather-crc-msi --backbone mobilenet \\\n"
+        epilog="example:\n  mims analyze scale-correlation --images ../shared/data/kather-crc-msi "
+        "--backbone mobilenet \\\n"
         "      --alpha 0.25 --weights ../shared/weights/mobilenet_2_5_224_tf_no_top.h5",
     )
     p.add_argument("analysis", choices=("scale-correlation",))
@@ -93,7 +96,8 @@ def analyze_parser(sub):
     p.add_argument("--count", type=int, default=100, help="random images to use (default: 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random choice (default: 0)")
     p.add_argument("--backbone", default="resnet101", help="backbone (default: resnet101, as in the paper)")
-    p.add_argument("--weights", default="imagenet", help="imagenet, a .h5 path, or none (default: imagenet)")
+    p.add_argument("--weights", default="imagenet", type=weights_text,
+                   help="imagenet, a .h5 path, or none (default: imagenet)")
     p.add_argument("--alpha", type=float, default=None, help="MobileNet width multiplier")
     p.add_argument("--scales", type=float, nargs="+", default=[2.0, 0.75, 0.5], help="default: 2 0.75 0.5")
     p.add_argument("--output", help="also write the table (Markdown) to this file")
@@ -106,8 +110,7 @@ def run_analyze(args):
 
     files = find_images(args.images, args.count, seed=args.seed)
     kwargs = {"alpha": args.alpha} if args.alpha else {}
-    weights = None if args.weights == "none" else args.weights
-    table = scale_correlation(files, args.backbone, weights, scales=tuple(args.scales), **kwargs)
+    table = scale_correlation(files, args.backbone, args.weights, scales=tuple(args.scales), **kwargs)
     title = (f"Pearson correlation of {args.backbone} features (weights: {args.weights}) of {args.count} images "
              f"from {args.images} resized, against the originals")
     text = format_table(table, title)

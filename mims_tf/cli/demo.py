@@ -18,19 +18,18 @@ interval -0.028 to +0.102): one demo run may order them either way.
 import os
 import sys
 
-import numpy as np
-
-from mims_tf.data.synthetic import write_dataset
-from mims_tf.runs.config import RunConfig
-from mims_tf.runs.evaluate import evaluate_run
-from mims_tf.runs.explain import explain_file
-from mims_tf.runs.export import export_run
-from mims_tf.runs.fit import train
+from mims_tf.cli.flags import FORMATTER
+from mims_tf.utils import import_keras_quietly
 
 PRESETS = ("mims", "mims_noresizing", "mi_pre")
 
 
 def demo(out, epochs=25, presets=PRESETS, verbose=2):
+    import numpy as np
+
+    from mims_tf.data.synthetic import write_dataset
+    from mims_tf.runs import RunConfig, evaluate_run, explain_file, export_run, train
+
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:  # before anything is written
         raise ValueError(f"`epochs` must be a positive integer. Received: epochs={epochs!r}")
     os.makedirs(out, exist_ok=True)
@@ -80,3 +79,16 @@ def demo(out, epochs=25, presets=PRESETS, verbose=2):
     print("best.keras, last.keras, decision.json (calibration and threshold), log.csv, tensorboard/,")
     print("eval_test.csv (per bag), roc_test.png and reliability_test.png; try: mims evaluate " + out)
     return 0
+
+
+def demo_parser(sub):
+    p = sub.add_parser("demo", help="train, compare and evaluate two models on built-in synthetic data",
+                       epilog="example: mims demo --out runs/demo", formatter_class=FORMATTER)
+    p.add_argument("--out", default=os.path.join("runs", "demo"), help="output folder (default: runs/demo)")
+    p.add_argument("--epochs", type=int, default=25, help="epochs per model (default: 25)")
+    return p
+
+
+def run_demo(args):
+    import_keras_quietly()
+    return demo(args.out, epochs=args.epochs)

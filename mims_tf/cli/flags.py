@@ -1,27 +1,15 @@
-"""The one table from command-line flags to `RunConfig` keys.
+"""The flags of `mims train`, built from the config's schema (`mims_tf.runs.config`, `ModelConfig`).
 
-Each flag names where its value goes (`data.source`, `training.epochs`, `model.k`, `seed`). The model
-block's flags come from the `ModelConfig` fields that carry a `help` in their metadata, so a new model
-option gets its flag without an edit here.
+Each field with a `help` in its metadata is a flag: `--<flag or field name>` whose value goes to the config
+key of that field (`data.source`, `training.epochs`, `model.k`, `seed`); its parser, choices, help and
+default come from the field, so this module holds no option of its own.
 """
 
 import argparse
 import dataclasses
-import re
+import functools
 
 FORMATTER = argparse.RawDescriptionHelpFormatter
-
-
-def instance_count(text):
-    """`--instances` value: `8` (an int, checked by the config) or a range `12-18` (drawn per step)."""
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    match = re.fullmatch(r"\s*(\d+)\s*[-:,]\s*(\d+)\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"expected a number of instances (8) or a range (12-18), not {text!r}")
-    return tuple(int(v) for v in match.groups())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,74 +18,50 @@ class Flag:
 
     dest: str
     key: str
-    type: type
+    type: object
     help: str
     choices: tuple = None
 
 
-_FLAGS = (
-    Flag("task", "task", str, "the paper's settings for a task (kernels, image size, slice sampling, batch size, "
-         "learning rate, ImageNet ResNet-101), under the flags given; printed at the start of the run",
-         ("oct", "fundus", "histology")),
-    Flag("data", "data.source", str, "manifest .csv, MedMNIST-style .npz, folder of class folders, or 'synthetic'"),
-    Flag("bag_pattern", "data.bag_pattern", str,
-         "regex naming the bag in each file name (class folders), e.g. 'TCGA-\\w\\w-\\w\\w\\w\\w'"),
-    Flag("classes", "data.classes", lambda text: [c.strip() for c in text.split(",") if c.strip()],
-         "class names in order, comma-separated; the last is the positive class (e.g. MSS_JPEG,MSIMUT_JPEG)"),
-    Flag("group_pattern", "data.group_pattern", str,
-         "regex naming a patient (group) in file names; one group in two splits is refused"),
-    Flag("one_bag_per_file", "data.one_bag_per_file", bool,
-         "class folders without --bag-pattern: every file is its own bag (say so: a patient's tiles split across "
-         "train and test inflate the results)"),
-    Flag("allow_shared_groups", "data.allow_shared_groups", bool, "accept one patient (group) in two splits"),
-    Flag("preset", "model.preset", str, "model preset (see `mims presets`); default mims"),
-    Flag("image_size", "data.image_size", int, "instance height and width; default 64"),
-    Flag("instances", "data.instances", instance_count, "instances sampled per bag per training step, or a range "
-         "MIN-MAX drawn per step, one count for the bags of a step (paper OCT: 12-18); default 8"),
-    Flag("central", "data.central", int, "use only the central N instances of each volume (paper OCT: 30)"),
-    Flag("cache", "data.cache", str, "where bags are kept once read, cropped and resized: auto (memory when they "
-         "fit --memory-budget, else disk with --cache-dir, else read every step), memory, disk, none; default auto",
-         ("auto", "memory", "disk", "none")),
-    Flag("memory_budget", "data.memory_budget_gb", float, "gigabytes the cached bags may take in memory; "
-         "default half the memory available"),
-    Flag("cache_dir", "data.cache_dir", str, "folder of the disk cache (keyed by each file's content, size and time "
-         "and the settings, shared by runs); default none"),
-    Flag("batch_size", "training.batch_size", int, "bags per training step; default 4"),
-    Flag("epochs", "training.epochs", int, "epochs; default 10"),
-    Flag("steps_per_epoch", "training.steps_per_epoch", int, "training steps per epoch; default one pass over the bags"),
-    Flag("learning_rate", "training.learning_rate", float, "head learning rate (backbone: half); default 1e-3"),
-    Flag("feature_views", "training.feature_views", int, "with --freeze-backbone: the head trains on the backbone's "
-         "features computed once, in this many views per training bag (the first as it is, the others augmented); "
-         "0: no feature cache, the frozen backbone runs at every step; default 4"),
-    Flag("checkpoint_steps", "training.checkpoint_steps", int, "save last.keras every N steps (and every epoch); default 50"),
-    Flag("seed", "seed", int, "seed for initialisation, data order, sampling, augmentation; default 0"),
-    Flag("precision", "precision", str, "default: mixed_float16 on a GPU, mixed_bfloat16 on CPUs with AMX, else float32",
-         ("float32", "mixed_bfloat16", "mixed_float16")),
-    Flag("strategy", "strategy", str, "mirrored: every device of this host; multi_worker: the hosts in TF_CONFIG; "
-         "default none", ("none", "mirrored", "multi_worker")),
-    Flag("sensitivity", "sensitivity", float,
-         "choose the decision threshold for this validation sensitivity (e.g. 0.95); default: Youden's J"),
-    Flag("deterministic", "deterministic", bool,
-         "deterministic TensorFlow kernels, oneDNN off, one thread: the same result on the same machine in any "
-         "process (slower; see README, Reproducibility)"),
-    Flag("out", "out", str, "run folder; default runs/mims"),
-    Flag("alpha", "model.backbone_kwargs.alpha", float, "MobileNet width multiplier (config: model: {backbone_kwargs: {alpha: A}})"),
-)
+def _default_words(field, default):
+    if "default_text" in field.metadata:
+        return field.metadata["default_text"]
+    if default is dataclasses.MISSING:
+        return None
+    return "none" if default is None else str(default)
+
+
+def _flag(field, key, default=dataclasses.MISSING):
+    """The flag of a config field (`key`: where its value goes)."""
+    meta = field.metadata
+    kind = meta.get("type", str)
+    words = (None if kind is bool
+             else _default_words(field, field.default if default is dataclasses.MISSING else default))
+    return Flag(meta.get("flag", key.rsplit(".", 1)[-1]), key, kind,
+                meta["help"] + (f"; default {words}" if words else ""), meta.get("choices"))
+
+
+def _fields(kind, prefix=""):
+    return [(f, prefix + f.name) for f in dataclasses.fields(kind) if "help" in f.metadata]
 
 
 def train_flags():
-    """Every flag of `mims train`: the table above and one per documented `ModelConfig` field."""
+    """Every flag of `mims train`, in the order `--help` shows them: task, data, model, training, decision, the rest."""
     from mims_tf.models.config import ModelConfig
-    from mims_tf.runs.config import MODEL_DEFAULTS
+    from mims_tf.runs.config import BLOCKS, MODEL_DEFAULTS, RunConfig
+    from mims_tf.runs.schema import MODEL_OPTIONS
 
-    def default(name):
-        return f"; default {MODEL_DEFAULTS[name] or 'none'}" if name in MODEL_DEFAULTS else "; default: the preset's"
-
-    model = tuple(
-        Flag(f.name, f"model.{f.name}", f.metadata.get("type", str), f.metadata["help"] + default(f.name))
-        for f in dataclasses.fields(ModelConfig) if "help" in f.metadata
-    )
-    return _FLAGS[:8] + model + _FLAGS[8:]
+    top = {name: f for f, name in _fields(RunConfig)}
+    flags = [_flag(top.pop("task"), "task")]
+    flags += [_flag(f, key) for f, key in _fields(BLOCKS["data"], "data.")]
+    flags += [_flag(MODEL_OPTIONS["preset"], "model.preset")]
+    flags += [_flag(f, key, MODEL_DEFAULTS.get(f.name, dataclasses.MISSING))
+              for f, key in _fields(ModelConfig, "model.")]
+    flags += [_flag(field, "model." + key) for key, field in MODEL_OPTIONS.items() if key != "preset"]
+    for block in BLOCKS:
+        if block != "data":
+            flags += [_flag(f, key) for f, key in _fields(BLOCKS[block], block + ".")]
+    return tuple(flags + [_flag(f, name) for name, f in top.items()])
 
 
 def flags_named(*dests):
@@ -106,24 +70,49 @@ def flags_named(*dests):
     return tuple(flags[dest] for dest in dests)
 
 
+@functools.cache
+def _argparse_type(parse):
+    """`parse` for argparse (one wrapper per parser, so commands sharing a flag share its type): its `ValueError`
+    becomes argparse's one-line error with the message."""
+    if parse in (int, float, str):
+        return parse
+
+    def parsed(text):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parsed.__name__ = getattr(parse, "__name__", "value")
+    return parsed
+
+
 def add_flags(parser, flags):
+    """Adds `flags` to `parser`; a flag not given leaves no attribute (so `--weights none`, parsed as None, is
+    told apart from no `--weights`): read them with `given`."""
     for flag in flags:
         name = f"--{flag.dest.replace('_', '-')}"
         if flag.type is bool:
-            parser.add_argument(name, dest=flag.dest, action="store_const", const=True, default=None, help=flag.help)
+            parser.add_argument(name, dest=flag.dest, action="store_const", const=True, default=argparse.SUPPRESS,
+                                help=flag.help)
         else:
-            parser.add_argument(name, dest=flag.dest, type=flag.type, default=None, help=flag.help, choices=flag.choices)
+            parser.add_argument(name, dest=flag.dest, type=_argparse_type(flag.type), default=argparse.SUPPRESS,
+                                help=flag.help, choices=flag.choices)
+
+
+def given(args, flags):
+    """`{dest: value}` of the flags among `flags` that were given on the command line."""
+    return {flag.dest: getattr(args, flag.dest) for flag in flags if hasattr(args, flag.dest)}
 
 
 def build_overrides(args, flags):
     """The nested config overrides of the flags that were given (`{"data": {"source": ...}, "seed": 1}`)."""
     overrides = {}
+    values = given(args, flags)
     for flag in flags:
-        value = getattr(args, flag.dest)
-        if value is None:
+        if flag.dest not in values:
             continue
-        if flag.key == "model.weights" and value == "none":
-            value = None
+        value = values[flag.dest]
         *path, name = flag.key.split(".")
         node = overrides
         for part in path:

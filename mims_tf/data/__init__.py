@@ -4,8 +4,8 @@ from mims_tf.data.errors import DataError
 from mims_tf.data.layouts import from_class_folders, from_medmnist
 from mims_tf.data.manifest import Bag, Manifest, check_shared_groups, from_rows, read_manifest, write_manifest
 from mims_tf.data.pipeline import make_dataset
-from mims_tf.data.source import BagSource, normalize_volume
 from mims_tf.data.readers import read_volume
+from mims_tf.data.source import BagSource, normalize_volume
 from mims_tf.data.splits import assign_splits
 from mims_tf.data.volume import Volume
 

@@ -32,13 +32,16 @@ def _npy_header(stream, available, path, what):
         header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = header(stream)
     except Exception as error:  # noqa: BLE001
-        raise DataError(path, f"unreadable or corrupt {what}: not a NumPy array, or truncated ({describe(error)})") from None
+        raise DataError(path, f"unreadable or corrupt {what}: not a NumPy array, "
+                              f"or truncated ({describe(error)})") from None
     if dtype.hasobject:
-        raise DataError(path, f"{what} holds pickled Python objects (dtype {dtype}); refused: loading them can run code")
+        raise DataError(path, f"{what} holds pickled Python objects (dtype {dtype}); "
+                              "refused: loading them can run code")
     needed = math.prod(shape) * dtype.itemsize
     left = available - stream.tell()
     if needed > left:
-        raise DataError(path, f"{what} declares shape {shape} of {dtype} ({needed} bytes) but holds {max(left, 0)} bytes: "
+        raise DataError(path, f"{what} declares shape {shape} of {dtype} ({needed} bytes) "
+                              f"but holds {max(left, 0)} bytes: "
                               "truncated or corrupt header")
     return shape, dtype
 
@@ -55,7 +58,8 @@ def _open_npz(path):
     try:
         return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, EOFError) as error:
-        raise DataError(path, f"unreadable or corrupt .npz file: not a zip archive, or truncated ({describe(error)})") from None
+        raise DataError(path, "unreadable or corrupt .npz file: not a zip archive, "
+                              f"or truncated ({describe(error)})") from None
 
 
 def _npz_member(archive, key, path):

@@ -45,7 +45,8 @@ def class_names(labels, classes, source="<rows>", lines=None, rare_check=True):
             if count < RARE_ROWS and count < RARE_SHARE * len(labels):
                 numbers = [n for n, lab in zip(lines or range(2, len(labels) + 2), labels) if lab == label]
                 others = ", ".join(repr(k) for k, _ in counts.most_common() if k != label)
-                raise DataError(source, f"{rows_text(numbers)}: label {label!r} is on only {count} of {len(labels)} rows "
+                raise DataError(source, f"{rows_text(numbers)}: label {label!r} is on only {count} "
+                                        f"of {len(labels)} rows "
                                         f"(other labels: {others}); a typo? To accept it, declare the classes "
                                         "(the classes argument, e.g. classes=[...] in index order)")
     unique = sorted(counts)

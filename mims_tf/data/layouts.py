@@ -34,14 +34,16 @@ def from_medmnist(npz_path, classes=None):
         with zipfile.ZipFile(npz_path) as archive:
             keys = {name[:-4] if name.endswith(".npy") else name for name in archive.namelist()}
     except (zipfile.BadZipFile, OSError, EOFError) as error:
-        raise DataError(npz_path, f"unreadable or corrupt .npz file: not a zip archive, or truncated ({error})") from None
+        raise DataError(npz_path, "unreadable or corrupt .npz file: not a zip archive, "
+                                  f"or truncated ({error})") from None
     labels = {}
     for split in SPLITS:
         if f"{split}_labels" not in keys:
             continue
         values = read_npz_array(npz_path, f"{split}_labels")
         if values.ndim == 0 or values.dtype.kind not in "uifb":
-            raise DataError(npz_path, f"{split}_labels is not an array of class numbers (shape {values.shape}, {values.dtype})")
+            raise DataError(npz_path, f"{split}_labels is not an array of class numbers "
+                                      f"(shape {values.shape}, {values.dtype})")
         values = values.reshape(len(values), -1)
         if values.dtype.kind == "f" and not (np.isfinite(values).all() and (values == np.round(values)).all()):
             raise DataError(npz_path, f"{split}_labels holds values that are not whole class numbers")
@@ -57,7 +59,8 @@ def from_medmnist(npz_path, classes=None):
     rows = []
     for split, values in labels.items():
         if values.shape[1] != 1:
-            raise DataError(npz_path, f"{split}_labels has {values.shape[1]} columns: multi-label files are not supported")
+            raise DataError(npz_path, f"{split}_labels has {values.shape[1]} columns: "
+                                      "multi-label files are not supported")
         for index, label in enumerate(values[:, 0]):
             rows.append({"path": f"{npz_path}#{split}_images/{index}", "label": str(int(label)),
                          "bag": f"{split}/{index}", "split": split})

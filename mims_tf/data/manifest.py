@@ -49,7 +49,8 @@ def _compile(pattern, argument):
     try:
         return re.compile(pattern)
     except (re.error, TypeError) as error:
-        raise ValueError(f"`{argument}` is not a valid regular expression ({error}). Received: {argument}={pattern!r}") from None
+        raise ValueError(f"`{argument}` is not a valid regular expression ({error}). "
+                         f"Received: {argument}={pattern!r}") from None
 
 
 @dataclasses.dataclass
@@ -108,7 +109,8 @@ class Manifest:
             bag_splits[row["bag"]].add(row["split"])
             group_splits[row["group"]].add(row["split"])
         for label, numbers in unknown.items():
-            raise DataError(self.source, f"{rows_text(numbers)}: unknown label {label!r} (classes: {', '.join(self.classes)})")
+            raise DataError(self.source, f"{rows_text(numbers)}: unknown label {label!r} "
+                                         f"(classes: {', '.join(self.classes)})")
         for bag, labels in bag_labels.items():
             if len(labels) > 1:
                 raise DataError(self.source, f"bag {bag!r} has rows with different labels: {', '.join(sorted(labels))}")
@@ -187,7 +189,8 @@ def _normalize_rows(rows, source, base=None, lines=None):
         row = {k: (v.strip() if isinstance(v, str) else v) for k, v in row.items()}
         control = next((k for k in KNOWN_COLUMNS if any(ord(ch) < 32 for ch in row.get(k) or "")), None)
         if control:  # a NUL or another control character (a damaged or binary file read as text)
-            raise DataError(source, f"row {number}: the {control} holds a control character (e.g. NUL): {row[control]!r}")
+            raise DataError(source, f"row {number}: the {control} holds a control character "
+                                    f"(e.g. NUL): {row[control]!r}")
         file_path, item = split_item(row["path"])
         if not os.path.isabs(file_path):  # relative to the CSV's folder, else to the working directory
             file_path = os.path.normpath(os.path.join(base or os.getcwd(), file_path))
@@ -351,6 +354,7 @@ def from_rows(rows, classes=None, source="<rows>"):
     Without `classes`, a label on very few rows (under 1 % and fewer than 3) is refused as a likely typo.
     """
     lines = list(range(1, len(rows) + 1))
-    rows = _normalize_rows([{k: str(v) if v is not None else "" for k, v in r.items()} for r in rows], source, lines=lines)
+    rows = _normalize_rows([{k: str(v) if v is not None else "" for k, v in r.items()} for r in rows], source,
+                           lines=lines)
     return Manifest(rows, class_names([r["label"] for r in rows], classes, source, lines), source, lines)
 

@@ -52,18 +52,6 @@ def _require(module):
         ) from None
 
 
-def read_oct(path):
-    """Dispatches on the suffix."""
-    lower = path.lower()
-    if lower.endswith(".vol"):
-        return read_heidelberg_vol(path)
-    if lower.endswith(".e2e"):
-        return read_heidelberg_e2e(path)
-    if lower.endswith((".fda", ".fds")):
-        return read_topcon(path)
-    return read_cirrus_img(path)
-
-
 def read_heidelberg_vol(path):
     """Heidelberg Spectralis `.vol` (HSF-OCT-10x): every scan pattern, B-scans as uint8."""
     _require("eyepy")

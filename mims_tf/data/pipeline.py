@@ -13,7 +13,6 @@ memory budget allows.
 
 import warnings
 
-from mims_tf.data.source import BagSource, central_slices, normalize_volume  # noqa: F401  (their former home)
 from mims_tf.data.transforms import augment_bag, prepare_instances, sample_instances
 
 # `make_dataset` shuffles by (seed, epoch) itself, so Keras's "`shuffle=True` ... will be ignored" warning on
@@ -70,9 +69,11 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
         if not 1 <= low <= high:
             raise ValueError(f"`instances` range needs 1 <= low <= high. Received: instances={instances}")
         if not training:
-            raise ValueError(f"Evaluation samples a fixed number of instances: an int or None. Received: instances={instances}")
+            raise ValueError("Evaluation samples a fixed number of instances: an int or None. "
+                             f"Received: instances={instances}")
     elif instances is not None and (not isinstance(instances, int) or instances < 1):
-        raise ValueError(f"`instances` must be a positive int, a (low, high) range or None. Received: instances={instances!r}")
+        raise ValueError("`instances` must be a positive int, a (low, high) range or None. "
+                         f"Received: instances={instances!r}")
     if instances is None and batch_size > 1 and len(set(source.instance_counts())) > 1:
         raise ValueError(
             "Bags have different numbers of instances, so they cannot be batched whole: use batch_size=1"
@@ -126,7 +127,7 @@ def make_dataset(source, training, image_size=(224, 224), channels=3, instances=
 def training_stream(map_fn, bags, instance_counts, instances, batch_size, seed, repeat=False, start_step=0,
                     replacement=False, shard=None):
     """The training batches of `make_dataset`, for any per-bag map: the epochs' order, the epochs, resuming and
-    batching. `mims_tf.train.features.feature_dataset` serves its features through it, so both streams give the
+    batching. `mims_tf.data.features.feature_dataset` serves its features through it, so both streams give the
     same bags in the same batches.
 
     Args:

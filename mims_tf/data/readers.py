@@ -14,7 +14,8 @@ formats; `.npy` and `.npz` are read in `mims_tf.data.arrays`, vendor OCT files i
 | folder of images | Pillow | one slice per file, natural name order |
 | `.vol`, `.e2e`, `.fda`, `.fds`, `.img` | `mims_tf.data.oct` | B-scans (needs `pip install mims-tf[oct]`) |
 
-`#` separates an item only in `.npz` paths (the last `#`); any other name, `#` included,
+`READERS` is this table as data, the one list of readable suffixes (`SUPPORTED_SUFFIXES`,
+`readable_suffix`). `#` separates an item only in `.npz` paths (the last `#`); any other name, `#` included,
 is the file's path (`scan#1.npy` is one file).
 
 Every reader rejects bad input with a `DataError` naming the file and the cause:
@@ -34,12 +35,32 @@ import numpy as np
 
 from mims_tf.data.arrays import MAX_DEFLATE_RATIO, read_npy, read_npz_item
 from mims_tf.data.errors import DataError, describe
-from mims_tf.data.oct import read_oct
+from mims_tf.data.oct import read_cirrus_img, read_heidelberg_e2e, read_heidelberg_vol, read_topcon
 from mims_tf.data.volume import Volume, as_instances
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
-OCT_SUFFIXES = (".vol", ".e2e", ".fda", ".fds", ".img")
+# The readable files: `(suffixes, reader(path, item))`; `item` is what follows `#` in a `.npz` path, else "".
+READERS = (
+    ((".npz",), read_npz_item),
+    ((".npy",), lambda path, item: Volume(as_instances(read_npy(path), path))),
+    ((".nii", ".nii.gz"), lambda path, item: read_nifti(path)),
+    ((".dcm",), lambda path, item: read_dicom_series([path], path)),
+    (TIFF_SUFFIXES, lambda path, item: read_tiff(path)),
+    (IMAGE_SUFFIXES, lambda path, item: Volume(_read_image(path)[None])),
+    ((".vol",), lambda path, item: read_heidelberg_vol(path)),
+    ((".e2e",), lambda path, item: read_heidelberg_e2e(path)),
+    ((".fda", ".fds"), lambda path, item: read_topcon(path)),
+    ((".img",), lambda path, item: read_cirrus_img(path)),
+)
+_BY_SUFFIX = {suffix: reader for suffixes, reader in READERS for suffix in suffixes}
+SUPPORTED_SUFFIXES = tuple(_BY_SUFFIX)
+
+
+def readable_suffix(path):
+    """The suffix of `SUPPORTED_SUFFIXES` that `path` ends with (any case, the longest: `.nii.gz`), or ""."""
+    lower = os.fspath(path).lower()
+    return max((suffix for suffix in SUPPORTED_SUFFIXES if lower.endswith(suffix)), key=len, default="")
 
 
 def split_item(path):
@@ -75,26 +96,14 @@ def read_volume(path):
     if not os.path.exists(file_path):
         raise DataError(file_path, "file not found")
     check_regular(file_path)
-    lower = file_path.lower()
     if not os.path.isdir(file_path) and os.path.getsize(file_path) == 0:
         raise DataError(file_path, "empty file (0 bytes)")
+    suffix = readable_suffix(file_path)
     try:
         if os.path.isdir(file_path):
             volume = _read_folder(file_path)
-        elif lower.endswith(".npz"):
-            volume = read_npz_item(file_path, item)
-        elif lower.endswith(".npy"):
-            volume = Volume(as_instances(read_npy(file_path), file_path))
-        elif lower.endswith((".nii", ".nii.gz")):
-            volume = read_nifti(file_path)
-        elif lower.endswith(".dcm"):
-            volume = read_dicom_series([file_path], file_path)
-        elif lower.endswith(TIFF_SUFFIXES):
-            volume = read_tiff(file_path)
-        elif lower.endswith(IMAGE_SUFFIXES):
-            volume = Volume(_read_image(file_path)[None])
-        elif lower.endswith(OCT_SUFFIXES):
-            volume = read_oct(file_path)
+        elif suffix:
+            volume = _BY_SUFFIX[suffix](file_path, item)
         else:
             raise DataError(file_path, f"unknown file type (supported: {supported_suffixes()})")
     except DataError:
@@ -105,7 +114,8 @@ def read_volume(path):
 
 
 def supported_suffixes():
-    return ", ".join((".npz#key/index", ".npy", ".nii", ".nii.gz", ".dcm", *TIFF_SUFFIXES, *IMAGE_SUFFIXES, *OCT_SUFFIXES))
+    """`SUPPORTED_SUFFIXES` as a line for messages (`.npz` with its item: `.npz#key/index`)."""
+    return ", ".join(".npz#key/index" if suffix == ".npz" else suffix for suffix in SUPPORTED_SUFFIXES)
 
 
 def check_volume(volume, path):
@@ -127,7 +137,8 @@ def check_volume(volume, path):
             raise DataError(path, f"contains NaN or Inf values ({int((~finite).sum())} of {array.size})")
         largest = float(np.abs(array).max())
         if largest > float(np.finfo(np.float32).max):
-            raise DataError(path, f"values beyond float32's range (largest magnitude {largest:.3g}; float32 holds up to 3.4e+38)")
+            raise DataError(path, f"values beyond float32's range (largest magnitude {largest:.3g}; "
+                                  "float32 holds up to 3.4e+38)")
     return volume
 
 
@@ -197,7 +208,8 @@ def read_dicom_series(files, path):
     spacing = None
     first = slices[0][1]
     if hasattr(first, "PixelSpacing"):
-        gap = abs(position(slices[1]) - position(slices[0])) if len(slices) > 1 else float(getattr(first, "SliceThickness", 0) or 0)
+        gap = (abs(position(slices[1]) - position(slices[0])) if len(slices) > 1
+               else float(getattr(first, "SliceThickness", 0) or 0))
         spacing = (gap, float(first.PixelSpacing[0]), float(first.PixelSpacing[1]))
     return Volume(array, spacing=spacing, meta={"series": series.pop()})
 
@@ -290,7 +302,8 @@ def _read_folder(path):
             if file.lower().endswith(TIFF_SUFFIXES):
                 pages = read_tiff(file).array
                 if len(pages) != 1:
-                    raise DataError(file, f"TIFF of {len(pages)} pages in a folder stack, which takes one image per file")
+                    raise DataError(file, f"TIFF of {len(pages)} pages in a folder stack, "
+                                          "which takes one image per file")
                 slices.append(pages[0])
             else:
                 slices.append(_read_image(file))

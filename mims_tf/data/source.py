@@ -128,6 +128,14 @@ def resize_instances(array, image_size):
     return resized.astype(np.float16)
 
 
+def kept_bag(array, image_size):
+    """A bag `(S, H, W, C)` as a `BagSource` keeps it: resized to `image_size` (None: at its size, or already
+    that size), as uint8 (8-bit content) or float16."""
+    if image_size is not None and array.shape[1:3] != tuple(image_size):
+        return resize_instances(array, image_size)
+    return array if array.dtype == np.uint8 else array.astype(np.float16)
+
+
 def size_text(size):
     return f"{size / 1e9:.2f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
 
@@ -251,7 +259,8 @@ class BagSource:
         """Settles "auto" on a mode from the estimated size of the split as kept; moves what was kept."""
         size = f"{count} bags, about {size_text(estimate)} as kept"
         if self.memory_budget is None or estimate <= self.memory_budget:
-            budget = "no budget known" if self.memory_budget is None else f"the budget of {size_text(self.memory_budget)}"
+            budget = ("no budget known" if self.memory_budget is None
+                      else f"the budget of {size_text(self.memory_budget)}")
             self.mode, self.reason = "memory", f"{size}, within {budget} ({budget_text})"
             return
         over = f"{size}, over the budget of {size_text(self.memory_budget)} ({budget_text})"
@@ -322,10 +331,7 @@ class BagSource:
             # one image per row: the rows are the slices of one stack, in row order (normalised and cropped as one)
             parts = [(bag.paths[0], np.concatenate([array for _, array in parts]))]
         parts = [central_slices(normalize_volume(array, self.normalize, path), self.central) for path, array in parts]
-        array = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        if self.image_size is not None and array.shape[1:3] != self.image_size:
-            return resize_instances(array, self.image_size)
-        return array if array.dtype == np.uint8 else array.astype(np.float16)
+        return kept_bag(parts[0] if len(parts) == 1 else np.concatenate(parts), self.image_size)
 
     def __len__(self):
         return len(self.bags)

@@ -3,8 +3,8 @@ reproducible by seed (rows the user placed are never moved); `shared_content` fi
 splits (a copied file, a duplicate in a published set)."""
 
 import collections
-import itertools
 import hashlib
+import itertools
 import os
 
 import numpy as np
@@ -50,8 +50,8 @@ def assign_splits(manifest, fractions=(0.7, 0.15, 0.15), seed=0, allow_shared_gr
     Uses scikit-learn's `StratifiedGroupKFold` over the groups: a bag's `group`, else
     the group its file names show (the `group_pattern` match, else a TCGA patient id;
     see `name_groups`; not with `allow_shared_groups`), else the bag itself. The test part is one fold of
-    `round(1 / test)` folds (`fold_share`: several folds where one cannot come near), then val likewise from the rest. A group (so a bag)
-    never crosses splits, so one tile per bag still keeps a patient's tiles in one
+    `round(1 / test)` folds (`fold_share`: several folds where one cannot come near), then val likewise from the rest.
+    A group (so a bag) never crosses splits, so one tile per bag still keeps a patient's tiles in one
     split; the same seed gives the same splits. Fractions are approximate (whole groups).
 
     Rows the user placed are never moved: a manifest whose split column is

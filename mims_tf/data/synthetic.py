@@ -46,7 +46,8 @@ def make_volumes(count=64, instances=16, size=64, lesion_size=(4, 12), lesion_sl
     """
     low, high = lesion_size
     if not 1 <= low <= high < size:
-        raise ValueError(f"`lesion_size` needs 1 <= min <= max < size. Received: lesion_size={lesion_size}, size={size}")
+        raise ValueError("`lesion_size` needs 1 <= min <= max < size. "
+                         f"Received: lesion_size={lesion_size}, size={size}")
     if not 1 <= lesion_slices[0] <= lesion_slices[1] <= instances:
         raise ValueError(f"`lesion_slices` must be within 1..instances. Received: lesion_slices={lesion_slices}")
     rng = np.random.default_rng(seed)

@@ -14,7 +14,7 @@ are independent of one another:
 | left-right flip | `seed + 3` |
 | contrast factor | `seed + 4` |
 | brightness shift | `seed + 5` |
-| which cached feature view (`mims_tf.train.features`) | `seed + 6` |
+| which cached feature view (`mims_tf.data.features`) | `seed + 6` |
 
 TensorFlow is imported inside the functions, so importing `mims_tf.data` stays light.
 """

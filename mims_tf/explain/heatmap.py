@@ -2,11 +2,11 @@
 
 For a bag and a class c, at a chosen layer l with input X (by default the
 backbone's input, i.e. pixel resolution; `head_ms_conv` gives the backbone's
-feature maps, the paper's kind of layer; see `default_layer`), gradient x input is
+feature maps, the paper's kind of layer; see `DEFAULT_LAYER`), gradient x input is
 
     T[s, h, w] = sum_i  d score_c / d X[s, h, w, i]  *  X[s, h, w, i]
 
-and SmoothGrad (Smilkov et al. 2017; the default, see `default_method`) averages
+and SmoothGrad (Smilkov et al. 2017; the default, see `DEFAULT_METHOD`) averages
 it over `samples` noisy copies X + N(0, sigma^2), sigma = `noise` x the range of
 X over the bag, which removes most of the pixel-level speckle of plain gradient x input.
 
@@ -54,24 +54,16 @@ def _first_input(layer):
     return tensors[0] if isinstance(tensors, (list, tuple)) else tensors
 
 
-def default_layer(model):
-    """`"backbone"`: the backbone's input (pixel resolution); see `benchmarks/results/heatmaps/`.
-
-    On the synthetic set the pixel-level peak fell inside the planted lesion in 15 of 16 positive test
-    bags, against 2 of 16 at the backbone's 8x8 feature maps (`"head_ms_conv"`, the paper's kind of
-    layer), whose peaks are only as precise as one feature cell.
-    """
-    return "backbone"
-
-
-def default_method(model):
-    """`"smoothgrad"` (16 noisy copies, sigma 15 %), drawn with `BLUR`; see `benchmarks/results/heatmaps/`.
-
-    Synthetic lesions, peak inside the lesion: 15 of 16 bags for SmoothGrad and plain gradient x input
-    (16 with blur) on a well-trained model; 16 against 10 on a poorly trained one. On real X-ray and
-    ultrasound images SmoothGrad gives fewer, more coherent regions. It costs `samples` gradient passes.
-    """
-    return "smoothgrad"
+# The layer explained by default: the backbone's input (pixel resolution); see `benchmarks/results/heatmaps/`.
+# On the synthetic set the pixel-level peak fell inside the planted lesion in 15 of 16 positive test bags,
+# against 2 of 16 at the backbone's 8x8 feature maps (`"head_ms_conv"`, the paper's kind of layer), whose
+# peaks are only as precise as one feature cell.
+DEFAULT_LAYER = "backbone"
+# The method by default: SmoothGrad (16 noisy copies, sigma 15 %), drawn with `BLUR`; see
+# `benchmarks/results/heatmaps/`. Synthetic lesions, peak inside the lesion: 15 of 16 bags for SmoothGrad and
+# plain gradient x input (16 with blur) on a well-trained model; 16 against 10 on a poorly trained one. On real
+# X-ray and ultrasound images SmoothGrad gives fewer, more coherent regions. It costs `samples` gradient passes.
+DEFAULT_METHOD = "smoothgrad"
 
 
 def contributions(model, bag, layer_name=None, class_index=1, method=None, samples=16, noise=0.15, seed=0):
@@ -80,9 +72,9 @@ def contributions(model, bag, layer_name=None, class_index=1, method=None, sampl
     Args:
         model: a model from `build_model` (or loaded from a run).
         bag: float32 `(1, S, H, W, C)`.
-        layer_name: a name from `feature_layers(model)`; default `default_layer(model)`.
+        layer_name: a name from `feature_layers(model)`; default `DEFAULT_LAYER`.
         class_index: the class whose score is explained.
-        method: `"smoothgrad"` or `"gradient_x_input"`; default `default_method(model)`.
+        method: `"smoothgrad"` or `"gradient_x_input"`; default `DEFAULT_METHOD`.
         samples: SmoothGrad's number of noisy copies.
         noise: SmoothGrad's noise standard deviation, as a share of the layer input's range over the bag.
         seed: SmoothGrad's noise seed (the same seed gives the same map).
@@ -95,14 +87,15 @@ def contributions(model, bag, layer_name=None, class_index=1, method=None, sampl
 
     classes = model.output_shape[-1]
     if not 0 <= class_index < classes:
-        raise ValueError(f"class index {class_index} is out of range for {classes} classes. Received: class_index={class_index}")
-    method = check_choice("method", method or default_method(model), METHODS)
+        raise ValueError(f"class index {class_index} is out of range for {classes} classes. "
+                         f"Received: class_index={class_index}")
+    method = check_choice("method", method or DEFAULT_METHOD, METHODS)
     if method == "smoothgrad" and (not isinstance(samples, int) or isinstance(samples, bool) or samples < 1):
         raise ValueError(f"`samples` must be a positive integer. Received: samples={samples!r}")
     if method == "smoothgrad" and not 0 <= noise < float("inf"):
         raise ValueError(f"`noise` must be a non-negative share of the input's range. Received: noise={noise!r}")
     valid = feature_layers(model)
-    layer_name = layer_name or default_layer(model)
+    layer_name = layer_name or DEFAULT_LAYER
     if layer_name not in valid:
         raise ValueError(f"no feature layer {layer_name!r}; valid: {', '.join(valid)}")
     watched = _first_input(model.get_layer(layer_name))
@@ -198,14 +191,14 @@ def explain_bag(model, bag, out_dir, layer_name=None, class_index=1, slices=3, n
         model: a model from `build_model` (or loaded from a run).
         bag: float32 `(1, S, H, W, C)`.
         out_dir: folder of the figures, `index.md` and `index.png`.
-        layer_name: a name from `feature_layers(model)`; default `default_layer(model)`.
+        layer_name: a name from `feature_layers(model)`; default `DEFAULT_LAYER`.
         class_index: the class whose score is explained.
         slices: figures for the top N slices.
         name: file name prefix and title.
         prediction: a line saying what the model decided, e.g. `"predicted: 1 (P(1) = 0.83, threshold
             0.42)"`; default: the model's probability of `class_index`.
         class_name: the explained class's name (default: its index).
-        method: `"smoothgrad"` or `"gradient_x_input"`; default `default_method(model)`.
+        method: `"smoothgrad"` or `"gradient_x_input"`; default `DEFAULT_METHOD`.
         sheet: the contact sheet shows at least this many top slices (as many as the bag has, at most).
 
     Returns:
@@ -214,7 +207,7 @@ def explain_bag(model, bag, out_dir, layer_name=None, class_index=1, slices=3, n
     for key, value in (("slices", slices), ("sheet", sheet)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"`{key}` must be a positive integer. Received: {key}={value!r}")
-    method = method or default_method(model)
+    method = method or DEFAULT_METHOD
     t, probs = contributions(model, bag, layer_name, class_index, method=method)
     label = class_name if class_name is not None else class_index
     explained = f"explained: class {label}"
@@ -231,7 +224,7 @@ def explain_bag(model, bag, out_dir, layer_name=None, class_index=1, slices=3, n
         written.append((int(s), float(scores[s]), path))
     ranked = [(int(s), float(scores[s])) for s in order[:max(slices, sheet)]]
     contact_sheet(os.path.join(out_dir, "index.png"), bag[0], maps, ranked, f"{name}: {prediction} | {explained}")
-    _index(out_dir, name, prediction, explained, layer_name or default_layer(model), method, written)
+    _index(out_dir, name, prediction, explained, layer_name or DEFAULT_LAYER, method, written)
     return written
 
 
@@ -248,7 +241,8 @@ def _index(out_dir, name, prediction, explained, layer_name, method, written):
         "| rank | slice | contribution | figure |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {r} | {s} | {c:.4g} | ![slice {s}]({os.path.basename(p)}) |" for r, (s, c, p) in enumerate(written, 1)]
+    lines += [f"| {r} | {s} | {c:.4g} | ![slice {s}]({os.path.basename(p)}) |"
+              for r, (s, c, p) in enumerate(written, 1)]
     write_text(os.path.join(out_dir, "index.md"), "\n".join(lines) + "\n")
 
 

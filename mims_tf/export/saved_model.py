@@ -16,6 +16,9 @@ import shutil
 import numpy as np
 
 from mims_tf.export.verify import verify_outputs
+from mims_tf.utils import process_alive
+
+METADATA = os.path.join("assets.extra", "mims_tf.json")  # in a version folder: the run's metadata
 
 
 def float32_copy(model):
@@ -71,20 +74,10 @@ def remove_stale_temporaries(folder):
     removed = []
     for name in os.listdir(folder):
         match = re.fullmatch(r"\.tmp-\d+-(\d+)", name)
-        if match and not _alive(int(match.group(1))):
+        if match and not process_alive(int(match.group(1))):
             shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
             removed.append(name)
     return removed
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
 
 
 def next_version(folder):
@@ -116,7 +109,8 @@ def export_saved_model(model, base_dir, name="mims", version=None, sample=None, 
     version = next_version(folder) if version is None else int(version)
     final = os.path.join(folder, str(version))
     if os.path.exists(final):
-        raise ValueError(f"{final}: version {version} exists; choose another version or leave it out for the next free one")
+        raise ValueError(f"{final}: version {version} exists; "
+                         "choose another version or leave it out for the next free one")
     model = as_float32(model)
     os.makedirs(folder, exist_ok=True)
     remove_stale_temporaries(folder)
@@ -133,8 +127,8 @@ def export_saved_model(model, base_dir, name="mims", version=None, sample=None, 
         verify_outputs(model.predict(sample, verbose=0), served(bags=tf.constant(sample))["probabilities"].numpy(),
                        tolerance, final)
         if metadata is not None:  # TF Serving ignores assets.extra; clients and people read it
-            os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
-            with open(os.path.join(tmp, "assets.extra", "mims_tf.json"), "w", encoding="utf-8") as f:
+            os.makedirs(os.path.join(tmp, os.path.dirname(METADATA)), exist_ok=True)
+            with open(os.path.join(tmp, METADATA), "w", encoding="utf-8") as f:
                 json.dump(metadata, f, indent=2)
         os.rename(tmp, final)
     finally:

@@ -6,12 +6,48 @@ Start a server (Docker; TF Serving cannot be installed from PyPI or Debian):
         -v "$PWD/runs/adrenal/export/saved_models/mims:/models/mims" -e MODEL_NAME=mims tensorflow/serving
 
 gRPC on port 8500 (`predict_grpc`, needs `pip install "mims-tf[serving]"`), REST on 8501
-(`rest_body` gives the JSON to POST to `http://HOST:8501/v1/models/mims:predict`).
+(`rest_body` gives the JSON to POST to `http://HOST:8501/v1/models/mims:predict`). `prepare_bag` prepares
+a volume as the export's run prepared its bags (`read_metadata`), so the server answers what `mims predict`
+answers.
 """
 
 import json
+import os
 
 import numpy as np
+
+from mims_tf.export.saved_model import METADATA
+from mims_tf.utils import read_json
+
+
+def read_metadata(path):
+    """The metadata of an export: `path` is a SavedModel version folder (its `assets.extra/mims_tf.json`) or
+    the `.json` file beside an exported TFLite or `.keras` file."""
+    path = os.fspath(path)
+    return read_json(os.path.join(path, METADATA) if os.path.isdir(path) else path)
+
+
+def prepare_bag(volume, metadata):
+    """One volume as a bag for the exported model, prepared exactly as its run prepared bags (the metadata's
+    data block: normalisation, central slices, image size, channels).
+
+    Args:
+        volume: the instances of one bag, `(S, H, W)` or `(S, H, W, C)`, as `mims_tf.data.read_volume`
+            reads them.
+        metadata: the export's metadata (`read_metadata`).
+
+    Returns:
+        float32 `(1, S, H, W, C)` in [0, 255], what `mims predict` feeds the model for that volume.
+    """
+    from mims_tf.data.source import central_slices, kept_bag, normalize_volume
+    from mims_tf.data.transforms import prepare_instances
+
+    data = metadata["data"]
+    image_size = tuple(data["image_size"])
+    array = np.asarray(volume)
+    array = array[..., None] if array.ndim == 3 else array
+    array = kept_bag(central_slices(normalize_volume(array, data["normalize"]), data["central"]), image_size)
+    return prepare_instances(array.astype(np.float32), image_size, data["channels"]).numpy()[None]
 
 
 def predict_grpc(address, bags, model_name="mims", signature="serving_default", timeout=30.0):

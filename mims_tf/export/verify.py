@@ -30,6 +30,7 @@ def verify_outputs(expected, got, tolerance, what):
     difference = float(np.abs(got - expected).max()) if got.size else 0.0
     if not difference <= tolerance:  # NaN fails too
         raise VerificationError(
-            f"{what}: the exported model differs from the Keras model by {difference:.2e} (> {tolerance}) on the check sample"
+            f"{what}: the exported model differs from the Keras model by {difference:.2e} (> {tolerance}) "
+            "on the check sample"
         )
     return difference

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from mims_tf.layers.bag_pooling import BagPooling
+from mims_tf.utils import check_choice
 
 MODES = ("mean", "max")
 
@@ -36,9 +37,7 @@ class GlobalBagPooling(BagPooling):
 
     def __init__(self, mode="mean", **kwargs):
         super().__init__(**kwargs)
-        if mode not in MODES:
-            raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
-        self.mode = mode
+        self.mode = check_choice("mode", mode, MODES)
 
     def pool(self, candidates):
         return ops.mean(candidates, axis=1) if self.mode == "mean" else ops.max(candidates, axis=1)

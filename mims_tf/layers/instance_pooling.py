@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from mims_tf.utils import check_choice
+
 MODES = ("mean", "max")
 
 
@@ -40,9 +42,7 @@ class InstancePooling(keras.layers.Layer):
 
     def __init__(self, mode="mean", **kwargs):
         super().__init__(**kwargs)
-        if mode not in MODES:
-            raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
-        self.mode = mode
+        self.mode = check_choice("mode", mode, MODES)
 
     def build(self, input_shape):
         if len(input_shape) != 3:

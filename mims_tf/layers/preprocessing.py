@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from mims_tf.utils import check_choice
+
 MODES = ("caffe", "tf", "torch", "none")
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN = (0.485, 0.456, 0.406)
@@ -39,9 +41,7 @@ class BackbonePreprocessing(keras.layers.Layer):
 
     def __init__(self, mode="tf", **kwargs):
         super().__init__(**kwargs)
-        if mode not in MODES:
-            raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
-        self.mode = mode
+        self.mode = check_choice("mode", mode, MODES)
 
     def build(self, input_shape):
         if self.mode in ("caffe", "torch") and input_shape[-1] != 3:

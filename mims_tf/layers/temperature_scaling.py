@@ -15,7 +15,7 @@ class TemperatureScaling(keras.layers.Layer):
     sharpens timid ones, and `b` (default 0) shifts them. For two classes with
     `b = (0, beta)` this is Platt scaling of the logit:
     `P(positive) = sigmoid(logit(p) / T + beta)`. `T` is fitted on the validation split after training
-    (`mims_tf.train.calibration.fit_temperature`) and stored in the layer's
+    (`mims_tf.stats.calibration.fit_temperature`) and stored in the layer's
     config, so a saved or exported model outputs calibrated probabilities.
 
     Args:
@@ -57,7 +57,8 @@ class TemperatureScaling(keras.layers.Layer):
 
     def build(self, input_shape):
         if len(input_shape) != 2:
-            raise ValueError(f"TemperatureScaling expects probabilities (batch, classes). Received: input_shape={input_shape}")
+            raise ValueError("TemperatureScaling expects probabilities (batch, classes). "
+                             f"Received: input_shape={input_shape}")
         if self.bias is not None and input_shape[-1] is not None and len(self.bias) != input_shape[-1]:
             raise ValueError(f"`bias` needs one value per class ({input_shape[-1]}). Received: bias={self.bias}")
 

@@ -7,7 +7,12 @@ import re
 import keras
 
 from mims_tf.models.catalog import (  # noqa: F401
-    LOCAL_BACKBONES, backbone_names, check_backbone_name, check_feature_layers, check_weights_file, preprocessing_mode,
+    LOCAL_BACKBONES,
+    backbone_names,
+    check_backbone_name,
+    check_feature_layers,
+    check_weights_file,
+    preprocessing_mode,
     resolve,
 )
 

@@ -7,6 +7,31 @@ from mims_tf.models.backbones import build_backbone, preprocessing_mode
 from mims_tf.models.config import HEAD_PREFIX, ModelConfig, get_preset
 
 
+def _top_k(config, name):
+    return mlayers.TopKPooling(config.k, name=name, dtype="float32")
+
+
+def _global(mode):
+    return lambda config, name: mlayers.GlobalBagPooling(mode, name=name, dtype="float32")
+
+
+def _attention(gated):
+    return lambda config, name: mlayers.AttentionPooling(config.attention_units, gated=gated, name=name,
+                                                         dtype="float32")
+
+
+# `ModelConfig.pooling` (its names: `config.POOLINGS`) -> (factory of the pooling layer `(config, name)`, the
+# `InstancePooling` mode of the instance probabilities, or None where the pooled vectors are classified per bag).
+POOLING_LAYERS = {
+    "topk": (_top_k, None),
+    "mean": (_global("mean"), None),
+    "max": (_global("max"), None),
+    "attention": (_attention(False), None),
+    "gated_attention": (_attention(True), None),
+    "instance_mean": (_top_k, "mean"),
+    "instance_max": (_top_k, "max"),
+}
+
 
 def build_model(preset="mims", dtype=None, **overrides):
     """Builds a MIMS-CNN (or a baseline) taking bags `(B, S, H, W, C)`.
@@ -103,12 +128,12 @@ def _backbone(config):
 
 def _classify(config, levels, bags, make):
     """Head, bag pooling and classifier over `levels` (see `_features`); `bags` gives the instances per bag."""
-    instance_level = config.pooling.startswith("instance_")
+    instance_mode = POOLING_LAYERS[config.pooling][1]
     suffixes = [""] if len(levels) == 1 else [f"_{i}" for i in range(len(levels))]
     pooled = []
     for feature_maps, suffix in zip(levels, suffixes):
         maps = _head(config, feature_maps, suffix, make)
-        if not instance_level:
+        if instance_mode is None:
             maps = [make(f"{HEAD_PREFIX}unfold{suffix}_{i}", lambda i=i: mlayers.UnfoldInstances(
                 name=f"{HEAD_PREFIX}unfold{suffix}_{i}"))([m, bags]) for i, m in enumerate(maps)]
         pooled.append(_pool(config, maps, suffix, make))
@@ -119,11 +144,11 @@ def _classify(config, levels, bags, make):
             name=f"{HEAD_PREFIX}concat", dtype="float32"))(pooled)
     outputs = make(f"{HEAD_PREFIX}classifier", lambda: keras.layers.Dense(
         config.classes, activation="softmax", dtype="float32", name=f"{HEAD_PREFIX}classifier"))(x)
-    if instance_level:
+    if instance_mode is not None:
         outputs = make(f"{HEAD_PREFIX}unfold_probs", lambda: mlayers.UnfoldInstances(
             name=f"{HEAD_PREFIX}unfold_probs", dtype="float32"))([outputs, bags])
         outputs = make(f"{HEAD_PREFIX}instance_pooling", lambda: mlayers.InstancePooling(
-            config.pooling.split("_")[1], name=f"{HEAD_PREFIX}instance_pooling", dtype="float32"))(outputs)
+            instance_mode, name=f"{HEAD_PREFIX}instance_pooling", dtype="float32"))(outputs)
     return outputs
 
 
@@ -132,7 +157,7 @@ def split_model(model, config):
 
     The extractor maps bags `(B, S, H, W, C)` to the backbone's feature maps, one per (feature layer, pyramid
     level) in that order, each `(B, S, h, w, c)`; the head maps those maps to the model's probabilities. With a
-    frozen backbone, features computed once by the extractor can train the head alone (`mims_tf.train.features`),
+    frozen backbone, features computed once by the extractor can train the head alone (`mims_tf.data.features`),
     and the model then holds the trained head.
 
     Args:
@@ -182,14 +207,5 @@ def _head(config, feature_maps, suffix, make):
 
 def _pool(config, maps, suffix, make):
     name = f"{HEAD_PREFIX}pooling{suffix}"
-    pooling = config.pooling
-
-    def factory():
-        if pooling in ("topk", "instance_mean", "instance_max"):
-            return mlayers.TopKPooling(config.k, name=name, dtype="float32")
-        if pooling in ("mean", "max"):
-            return mlayers.GlobalBagPooling(pooling, name=name, dtype="float32")
-        return mlayers.AttentionPooling(config.attention_units, gated=pooling == "gated_attention", name=name,
-                                        dtype="float32")
-
-    return make(name, factory)(maps if len(maps) > 1 else maps[0])
+    factory = POOLING_LAYERS[config.pooling][0]
+    return make(name, lambda: factory(config, name))(maps if len(maps) > 1 else maps[0])

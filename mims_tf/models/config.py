@@ -6,7 +6,7 @@ import numbers
 from collections.abc import Mapping
 
 from mims_tf.models.catalog import check_backbone_name, check_feature_layers, check_weights_type
-from mims_tf.utils import check_bool, check_choice, did_you_mean
+from mims_tf.utils import check_bool, check_choice, check_int_in, did_you_mean, is_int_in
 
 # Supplement A: MSConv kernels per dataset, {kernel_size: filters}.
 KERNEL_SETTINGS = {
@@ -20,6 +20,11 @@ HEADS = ("none", "msconv")
 HEAD_PREFIX = "head_"
 POOLINGS = ("topk", "mean", "max", "attention", "gated_attention", "instance_mean", "instance_max")
 PAPER_SCALES = (0.5, 0.75, 1.0)
+
+
+def weights_text(text):
+    """The `weights` a text names: `"none"` (any case) is None (from scratch); anything else as written."""
+    return None if text.strip().lower() == "none" else text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +62,7 @@ class ModelConfig:
     backbone: str = dataclasses.field(default="resnet101", metadata={
         "help": "backbone: a keras.applications name, resnet34 or tiny"})
     weights: object = dataclasses.field(default="imagenet", metadata={
-        "help": "backbone weights: imagenet, a .h5 path, or none (from scratch)"})
+        "help": "backbone weights: imagenet, a .h5 path, or none (from scratch)", "type": weights_text})
     freeze_backbone: bool = dataclasses.field(default=False, metadata={
         "help": "freeze the backbone's weights and batch-norm statistics (pretrained weights needed): only "
                 "the head trains", "type": bool})
@@ -111,8 +116,8 @@ class ModelConfig:
             )
         resolved = {}
         for size, filters in self.kernels.items():
-            size_i, filters_i = _positive_int(size), _positive_int(filters)
-            if size_i is None or filters_i is None:
+            size_i, filters_i = _as_int(size), _as_int(filters)
+            if not (is_int_in(size_i) and is_int_in(filters_i)):
                 raise ValueError(
                     f"`kernels` maps kernel sizes to numbers of filters, both positive integers; {size!r}: "
                     f"{filters!r} is not. Received: kernels={self.kernels!r}"
@@ -125,9 +130,7 @@ class ModelConfig:
         check_choice("head", self.head, HEADS)
         check_choice("pooling", self.pooling, POOLINGS)
         for key in ("k", "classes", "channels", "attention_units"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"`{key}` must be a positive integer. Received: {key}={value!r}")
+            check_int_in(key, getattr(self, key))
         if self.classes < 2:
             raise ValueError(f"`classes` must be at least 2 (softmax). Received: classes={self.classes}")
         if self.image_size is not None and not (
@@ -156,7 +159,8 @@ class ModelConfig:
             scratch = " (it is trained from scratch by definition)" if self.name == "resnet34_scratch" else ""
             raise ValueError(f"Model {self.name!r} cannot freeze its backbone{scratch}: a frozen backbone keeps its "
                              "weights as loaded, and weights=None leaves them random: give pretrained weights "
-                             "('imagenet' or a file) or train the backbone. Received: freeze_backbone=True, weights=None")
+                             "('imagenet' or a file) or train the backbone. "
+                             "Received: freeze_backbone=True, weights=None")
         return self
 
     def to_dict(self):
@@ -168,15 +172,13 @@ def _is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _positive_int(value):
-    """`value` as a positive int (`3`, `3.0`, `"3"` from JSON keys), or None."""
+def _as_int(value):
+    """`value` as an int where it is a whole number (`3`, `3.0`, `"3"` from JSON keys), else `value` itself."""
     if isinstance(value, str) and value.strip().isdecimal():
-        value = int(value)
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value >= 1 and (
-        value == int(value)
-    ):
         return int(value)
-    return None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value == int(value):
+        return int(value)
+    return value
 
 
 def _check_positive_numbers(name, values, integers=False):
@@ -238,10 +240,6 @@ def presets_in_table(table):
 def paper_name(preset):
     """The paper's name for a preset (`"mi_pre"` -> `"MI-Pre"`)."""
     return PRESETS[preset]["metadata"]["paper_name"]
-
-
-TABLE1 = presets_in_table("table1")
-TABLE2 = presets_in_table("table2")
 
 
 def list_presets():

@@ -1,24 +1,29 @@
-"""The configuration of a run: one nested object, mirrored by `config.yaml`.
+"""The configuration of a run: one nested object, mirrored by `config.yaml`, and the schema of `mims train`.
 
     model:      preset and `ModelConfig` overrides (validated by `ModelConfig`)
     data:       source, classes, splits, image size (H, W), channels, central slices, normalisation,
-                instances per bag, augmentation
+                instances per bag, augmentation, caching
     training:   batch size, epochs, steps per epoch, learning rate, backbone multiplier, checkpoint steps
+    decision:   the rule of the decision threshold (`mims_tf.stats.thresholds`) and its target
     task (the paper's settings for oct, fundus or histology, under the keys given), seed, precision,
-    strategy, sensitivity (target of the decision threshold; None: Youden's J),
-    deterministic (deterministic kernels, fixed threads; see `runs/environment.py`), out
+    strategy, deterministic (deterministic kernels, fixed threads; see `runs/environment.py`), out
 
-Adding a model option is one edit: a field of `ModelConfig` (with a `help` in its metadata, which gives
-it a command-line flag too). A flat mapping (every key at the top, as config files before 0.2 were
-written) is accepted: each known key goes to its block.
+Every field with a `help` in its metadata is a command-line flag of `mims train` (`cli/flags.py` builds
+them): the flag's name (`flag`, else the field's), its parser (`type`), `choices`, help and default all
+come from here, so an option is one edit. The model block's flags come from `ModelConfig` the same way.
+
+`from_dict` takes the nested form. A flat mapping (every key at the top, as short config files and the
+bench's budgets are written) goes through the one adapter `nest_flat`.
 """
 
 import dataclasses
 import math
 import os
 
-from mims_tf.data.source import check_normalize
-from mims_tf.utils import atomic_open, check_bool, check_choice, did_you_mean
+from mims_tf.data.source import CACHE_MODES, check_normalize
+from mims_tf.runs.schema import TASKS, class_names, instance_count, number, option, plain
+from mims_tf.stats.thresholds import THRESHOLD_RULES, check_rule
+from mims_tf.utils import atomic_open, check_bool, check_choice, check_int_in, did_you_mean, is_int_in
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("none", "mirrored", "multi_worker")
@@ -61,24 +66,36 @@ class DataConfig:
         cache_dir: folder of the disk cache (files keyed by content and settings; shared across runs).
     """
 
-    source: str = "synthetic"
-    classes: list = None
-    bag_pattern: str = None
-    one_bag_per_file: bool = False
-    group_pattern: str = None
-    allow_shared_groups: bool = False
+    source: str = option("synthetic", flag="data", default_text="none: required ('synthetic' for the built-in set)",
+                         help="manifest .csv, MedMNIST-style .npz, folder of class folders, or 'synthetic'")
+    classes: list = option(type=class_names, default_text="from the data", help=(
+        "class names in order, comma-separated; the last is the positive class (e.g. MSS_JPEG,MSIMUT_JPEG)"))
+    bag_pattern: str = option(help="regex naming the bag in each file name (class folders), e.g. "
+                              "'TCGA-\\w\\w-\\w\\w\\w\\w'")
+    one_bag_per_file: bool = option(False, type=bool, help=(
+        "class folders without a bag pattern: every file is its own bag (say so: a patient's tiles split across "
+        "train and test inflate the results)"))
+    group_pattern: str = option(help="regex naming a patient (group) in file names; one group in two splits is refused")
+    allow_shared_groups: bool = option(False, type=bool, help="accept one patient (group) in two splits")
     split_fractions: tuple = (0.7, 0.15, 0.15)
     split_seed: int = 0
-    image_size: tuple = (64, 64)
+    image_size: tuple = option((64, 64), type=int, default_text="64", help="instance height and width")
     channels: int = 3
-    central: int = None
+    central: int = option(type=int, default_text="all", help="use only the central N instances of each volume "
+                          "(paper OCT: 30)")
     normalize: object = "auto"
-    instances: object = 8
+    instances: object = option(8, type=instance_count, help=(
+        "instances sampled per bag per training step, or a range MIN-MAX drawn per step, one count for the bags "
+        "of a step (paper OCT: 12-18)"))
     augment: bool = True
     replacement: bool = False
-    cache: str = "auto"
-    memory_budget_gb: float = None
-    cache_dir: str = None
+    cache: str = option("auto", choices=CACHE_MODES, help=(
+        "where bags are kept once read, cropped and resized: auto (memory when they fit the memory budget, else "
+        "disk with a cache folder, else read every step), memory, disk, none"))
+    memory_budget_gb: float = option(type=float, flag="memory_budget", default_text="half the memory available",
+                                     help="gigabytes the cached bags may take in memory")
+    cache_dir: str = option(help="folder of the disk cache (keyed by each file's content, size and time and the "
+                            "settings, shared by runs)")
 
     def validate(self):
         if not isinstance(self.source, str) or not self.source:
@@ -87,7 +104,7 @@ class DataConfig:
             self.image_size = (self.image_size, self.image_size)
         self.image_size = tuple(self.image_size) if isinstance(self.image_size, (list, tuple)) else self.image_size
         if not isinstance(self.image_size, tuple) or len(self.image_size) != 2 or not all(
-            _positive_int(v, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE) for v in self.image_size
+            is_int_in(v, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE) for v in self.image_size
         ):
             raise ValueError(f"`image_size` must be an integer from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} or (height, "
                              "width) of such. "
@@ -95,14 +112,14 @@ class DataConfig:
         if self.channels not in (1, 3) or isinstance(self.channels, bool):
             raise ValueError(f"`channels` must be 1 or 3. Received: channels={self.channels!r}")
         check_normalize(self.normalize)
-        _check_positive_int("split_seed", self.split_seed, minimum=0, maximum=MAX_SEED)
+        check_int_in("split_seed", self.split_seed, minimum=0, maximum=MAX_SEED)
         if self.central is not None:
-            _check_positive_int("central", self.central)
+            check_int_in("central", self.central)
         if isinstance(self.instances, list):
             self.instances = tuple(self.instances)
         if self.instances is not None:
             values = self.instances if isinstance(self.instances, tuple) else (self.instances,)
-            if len(values) not in (1, 2) or not all(_positive_int(v) for v in values) or values[0] > values[-1]:
+            if len(values) not in (1, 2) or not all(is_int_in(v) for v in values) or values[0] > values[-1]:
                 raise ValueError(f"`instances` must be a positive integer, (min, max) with min <= max, or None. "
                                  f"Received: instances={self.instances!r}")
         from mims_tf.data.splits import check_fractions  # numpy only; no TensorFlow
@@ -115,10 +132,11 @@ class DataConfig:
         check_choice("cache", self.cache, CACHE_MODES)
         if self.cache == "disk" and not self.cache_dir:
             raise ValueError("cache 'disk' needs a cache folder (`cache_dir`). Received: cache_dir=None")
-        budget = _number(self, "memory_budget_gb")
+        budget = number(self, "memory_budget_gb")
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float))
                                    or not math.isfinite(budget) or budget < 0):
-            raise ValueError(f"`memory_budget_gb` must be a number of gigabytes >= 0. Received: memory_budget_gb={budget!r}")
+            raise ValueError("`memory_budget_gb` must be a number of gigabytes >= 0. "
+                             f"Received: memory_budget_gb={budget!r}")
         if self.classes is not None and not isinstance(self.classes, (list, tuple)):
             raise ValueError(f"`classes` must be a list of class names. Received: classes={self.classes!r}")
         return self
@@ -136,26 +154,29 @@ class TrainingConfig:
         backbone_multiplier: the backbone's share of it (paper: 0.5).
         checkpoint_steps: save `last.keras` every N steps (and every epoch).
         feature_views: with a frozen backbone, train the head on the backbone's features computed once
-            (`mims_tf.train.features`), this many views of each training bag: the first as it is, the others
+            (`mims_tf.data.features`), this many views of each training bag: the first as it is, the others
             augmented; 0: no feature cache (the frozen backbone runs at every step).
     """
 
-    batch_size: int = 4
-    epochs: int = 10
-    steps_per_epoch: int = None
-    learning_rate: float = 1e-3
+    batch_size: int = option(4, type=int, help="bags per training step")
+    epochs: int = option(10, type=int, help="epochs")
+    steps_per_epoch: int = option(type=int, default_text="one pass over the bags", help="training steps per epoch")
+    learning_rate: float = option(1e-3, type=float, help="head learning rate (backbone: half)")
     backbone_multiplier: float = 0.5
-    checkpoint_steps: int = 50
-    feature_views: int = 4
+    checkpoint_steps: int = option(50, type=int, help="save last.keras every N steps (and every epoch)")
+    feature_views: int = option(4, type=int, help=(
+        "with a frozen backbone: the head trains on the backbone's features computed once, in this many views per "
+        "training bag (the first as it is, the others augmented); 0: no feature cache, the frozen backbone runs at "
+        "every step"))
 
     def validate(self):
         for key in ("batch_size", "epochs", "checkpoint_steps"):
-            _check_positive_int(key, getattr(self, key))
-        _check_positive_int("feature_views", self.feature_views, minimum=0)
+            check_int_in(key, getattr(self, key))
+        check_int_in("feature_views", self.feature_views, minimum=0)
         if self.steps_per_epoch is not None:
-            _check_positive_int("steps_per_epoch", self.steps_per_epoch)
+            check_int_in("steps_per_epoch", self.steps_per_epoch)
         for key in ("learning_rate", "backbone_multiplier"):
-            value = _number(self, key)
+            value = number(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"`{key}` must be a finite number >= 0. Received: {key}={value!r}")
         if self.learning_rate == 0:
@@ -163,23 +184,29 @@ class TrainingConfig:
         return self
 
 
-BLOCKS = {"data": DataConfig, "training": TrainingConfig}
-TOP_LEVEL = ("task", "seed", "precision", "strategy", "sensitivity", "deterministic", "out")
-# The paper's settings by task (section 3.1, supplement A), applied under what a config or flags set.
-# Learning rate: 1e-4 with Adam for every task; the paper gives 0.01 only for CRC-MSI, with an optimizer it
-# does not name. The ImageNet ResNet-101 needs its weights (downloaded, or in the Keras cache).
-_PAPER_MODEL = {"backbone": "resnet101", "weights": "imagenet"}
-TASKS = {
-    "oct": {"model": {**_PAPER_MODEL, "kernels": "oct"},
-            "data": {"image_size": [224, 224], "central": 30, "instances": [12, 18]},
-            "training": {"batch_size": 1, "learning_rate": 1e-4}},
-    "fundus": {"model": {**_PAPER_MODEL, "kernels": "fundus"}, "data": {"image_size": [224, 224], "instances": 1},
-               "training": {"batch_size": 16, "learning_rate": 1e-4}},
-    "histology": {"model": {**_PAPER_MODEL, "kernels": "crc"}, "data": {"image_size": [224, 224], "instances": 8},
-                  "training": {"batch_size": 4, "learning_rate": 1e-4}},
-}
+@dataclasses.dataclass
+class DecisionConfig:
+    """How the decision threshold on the calibrated P(positive) is chosen on validation.
+
+    Attributes:
+        rule: a name of `mims_tf.stats.thresholds.THRESHOLD_RULES` (`"youden"`, `"sensitivity"`, `"specificity"`).
+        target: the rule's target in (0, 1] (e.g. a sensitivity of 0.95); None for Youden's J.
+    """
+
+    rule: str = option("youden", flag="threshold_rule", choices=tuple(THRESHOLD_RULES), help=(
+        "how the decision threshold is chosen on validation: youden (sensitivity + specificity largest), "
+        "sensitivity or specificity (the threshold reaching the target)"))
+    target: float = option(type=float, flag="threshold_target", default_text="none",
+                           help="the target of the sensitivity or specificity rule, e.g. 0.95")
+
+    def validate(self):
+        self.target = number(self, "target")
+        check_rule(self.rule, self.target)
+        return self
 
 
+BLOCKS = {"data": DataConfig, "training": TrainingConfig, "decision": DecisionConfig}
+TOP_LEVEL = ("task", "seed", "precision", "strategy", "deterministic", "out")
 @dataclasses.dataclass
 class RunConfig:
     """Everything a run needs; `config.yaml` in a run folder holds it.
@@ -194,48 +221,46 @@ class RunConfig:
     model: dict = dataclasses.field(default_factory=lambda: dict(MODEL_DEFAULTS))
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
-    task: str = None
-    seed: int = 0
-    precision: str = None
-    strategy: str = "none"
-    sensitivity: float = None
-    deterministic: bool = False
-    out: str = "runs/mims"
+    decision: DecisionConfig = dataclasses.field(default_factory=DecisionConfig)
+    task: str = option(choices=tuple(TASKS), help=(
+        "the paper's settings for a task (kernels, image size, slice sampling, batch size, learning rate, "
+        "ImageNet ResNet-101), under the options given; printed at the start of the run"))
+    seed: int = option(0, type=int, help="seed for initialisation, data order, sampling, augmentation")
+    precision: str = option(choices=PRECISIONS, default_text="mixed_float16 on a GPU, mixed_bfloat16 on CPUs with "
+                            "AMX, else float32", help="numeric precision of training")
+    strategy: str = option("none", choices=STRATEGIES, help=(
+        "mirrored: every device of this host; multi_worker: the hosts in TF_CONFIG"))
+    deterministic: bool = option(False, type=bool, help=(
+        "deterministic TensorFlow kernels, oneDNN off, one thread: the same result on the same machine in any "
+        "process (slower; see README, Reproducibility)"))
+    out: str = option("runs/mims", help="run folder")
 
     @classmethod
     def from_dict(cls, values, source="config"):
-        """Builds and validates a config from a nested mapping (or a flat one, each key placed in its block).
+        """Builds and validates a config from a nested mapping (a flat one is first nested by `nest_flat`).
 
         An unknown key is an error naming the nearest valid key.
         """
-        if not isinstance(values, dict):
-            raise ValueError(f"{source}: a config is a mapping of keys to values. Received: {type(values).__name__}")
-        nested = {"model": dict(MODEL_DEFAULTS), "data": {}, "training": {}}
+        values = nest_flat(values, source)
+        nested = {"model": dict(MODEL_DEFAULTS), **{block: {} for block in BLOCKS}}
         task = values.get("task")
         if task is not None:  # the task's settings first: the config's own keys go over them
             check_choice("task", task, list(TASKS))
             for block, settings in TASKS[task].items():
                 nested[block].update(settings)
         for key, value in values.items():
-            if key == "model":
-                nested["model"].update(_mapping(source, key, value))
-            elif key == "data" and isinstance(value, str):  # `data: path` is short for `data: {source: path}`
-                nested["data"]["source"] = value
-            elif key in BLOCKS:
-                nested[key].update(_mapping(source, key, value))
-            elif key in TOP_LEVEL:
+            if key == "model" or key in BLOCKS:
+                nested[key].update(value)
+            else:
                 nested[key] = value
-            else:  # a flat key: its block
-                block = block_of(key, source)
-                nested[block][key] = value
         for block, kind in BLOCKS.items():
             known = [f.name for f in dataclasses.fields(kind)]
             for key in nested[block]:
                 if key not in known:
                     raise ValueError(f"{source}: unknown config key {block}.{key!r}.{did_you_mean(key, known)} "
                                      f"Valid keys of {block}: {', '.join(known)}")
-        config = cls(model=nested.pop("model"), data=DataConfig(**nested.pop("data")),
-                     training=TrainingConfig(**nested.pop("training")), **nested)
+        blocks = {block: kind(**nested.pop(block)) for block, kind in BLOCKS.items()}
+        config = cls(model=nested.pop("model"), **blocks, **nested)
         return config.validate()
 
     def validate(self):
@@ -243,15 +268,11 @@ class RunConfig:
             check_choice("precision", self.precision, PRECISIONS)
         check_choice("strategy", self.strategy, STRATEGIES)
         check_bool("deterministic", self.deterministic)
-        _number(self, "sensitivity")
-        if self.sensitivity is not None and (isinstance(self.sensitivity, bool) or not isinstance(
-                self.sensitivity, (int, float)) or not 0 < self.sensitivity <= 1):
-            raise ValueError(f"`sensitivity` must be in (0, 1] or None. Received: sensitivity={self.sensitivity!r}")
-        _check_positive_int("seed", self.seed, minimum=0, maximum=MAX_SEED)
+        check_int_in("seed", self.seed, minimum=0, maximum=MAX_SEED)
         if not isinstance(self.out, str) or not self.out:
             raise ValueError(f"`out` must be a folder path. Received: out={self.out!r}")
-        self.data.validate()
-        self.training.validate()
+        for block in BLOCKS:
+            getattr(self, block).validate()
         for key in _FROM_DATA:
             if key in self.model:
                 raise ValueError(f"`model.{key}` comes from the data (data.image_size, data.channels, the classes); "
@@ -275,18 +296,15 @@ class RunConfig:
     def model_config(self, classes):
         """The `ModelConfig` to build: the preset, the model block, and the data's image size and channels."""
         from mims_tf.models import get_preset
-        from mims_tf.models.catalog import preprocessing_mode
 
         overrides = {k: v for k, v in self.model_overrides().items() if not (k == "k" and v is None)}
-        config = get_preset(self.preset, **overrides).replace(
+        return get_preset(self.preset, **overrides).replace(
             image_size=self.data.image_size, channels=self.data.channels, classes=classes
         ).validate()
-        preprocessing_mode(config.backbone)  # unknown backbone: "Did you mean ..."
-        return config
 
     def to_dict(self):
         """A nested, YAML-friendly dict (tuples as lists)."""
-        return _plain(dataclasses.asdict(self))
+        return plain(dataclasses.asdict(self))
 
     def resolved_precision(self):
         """The precision to use: as set, else `default_precision()`."""
@@ -296,7 +314,7 @@ class RunConfig:
 
 
 def block_of(key, source="config"):
-    """The block (`"model"`, `"data"`, `"training"`) or top level (`""`) a flat key belongs to."""
+    """The block (`"model"`, `"data"`, `"training"`, `"decision"`) or top level (`""`) a flat key belongs to."""
     from mims_tf.models import ModelConfig
 
     if key in TOP_LEVEL:
@@ -312,23 +330,46 @@ def block_of(key, source="config"):
     raise ValueError(f"{source}: unknown config key {key!r}.{did_you_mean(key, valid)} Valid keys: {', '.join(valid)}")
 
 
-def load_config(path=None, overrides=None):
-    """Reads a YAML config (optional) and applies `overrides`, a flat or nested mapping of given values.
+def nest_flat(values, source="config"):
+    """The flat dialect's one adapter: each top-level key that is not a block goes into its block
+    (`{"epochs": 3}` -> `{"training": {"epochs": 3}}`); `data: path` means `data: {source: path}`; an older
+    run's `sensitivity: 0.9` means `decision: {rule: sensitivity, target: 0.9}`. A nested mapping is returned
+    as it is (copied)."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{source}: a config is a mapping of keys to values. Received: {type(values).__name__}")
+    nested = {}
+    for key, value in values.items():
+        if key == "data" and isinstance(value, str):
+            nested.setdefault("data", {})["source"] = value
+        elif key == "model" or key in BLOCKS:
+            if not isinstance(value, dict):
+                raise ValueError(f"{source}: `{key}` must be a mapping of keys to values. Received: {key}={value!r}")
+            nested.setdefault(key, {}).update(value)
+        elif key == "sensitivity":  # config.yaml of runs before the decision block
+            if value is not None:
+                nested.setdefault("decision", {}).update(rule="sensitivity", target=value)
+        elif key in TOP_LEVEL:
+            nested[key] = value
+        else:
+            nested.setdefault(block_of(key, source), {})[key] = value
+    return nested
 
-    Flat values that are None are ignored (options not given); a block's mapping is applied as given.
+
+def load_config(path=None, overrides=None):
+    """Reads a YAML config (optional) and applies `overrides`, a nested mapping of given values.
+
+    Values that are None are ignored (options not given); a block's mapping is applied key by key.
     """
-    values = read_yaml(path) if path else {}
-    if (overrides or {}).get("task") is not None:  # a task from the flags sits under the file's keys too
-        values = {**values, "task": overrides["task"]}
+    values = nest_flat(read_yaml(path) if path else {}, path or "config")
+    overrides = nest_flat(overrides or {}, "overrides")
+    if overrides.get("task") is not None:  # a task from the flags sits under the file's keys too
+        values["task"] = overrides["task"]
     nested = RunConfig.from_dict(values, source=path or "config").to_dict()
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        if isinstance(value, dict) and key in ("model", *BLOCKS):
-            nested[key].update(value)
-            continue
-        block = block_of(key, "overrides")
-        (nested[block] if block else nested)[key] = value
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            nested[key].update({k: v for k, v in value.items() if v is not None or key == "model"})
+        elif value is not None:
+            nested[key] = value
     return RunConfig.from_dict(nested, source=path or "config")
 
 
@@ -354,40 +395,3 @@ def save_config(config, path):
 
     with atomic_open(path) as f:
         yaml.safe_dump(config.to_dict(), f, sort_keys=False)
-
-
-def _mapping(source, key, value):
-    if not isinstance(value, dict):
-        raise ValueError(f"{source}: `{key}` must be a mapping of keys to values. Received: {key}={value!r}")
-    return value
-
-
-def _number(config, key):
-    """The number a float option holds, also where written as text (YAML 1.1 reads `1e-4`, without a dot, as text)."""
-    value = getattr(config, key)
-    if isinstance(value, str):
-        try:
-            setattr(config, key, float(value))
-        except ValueError:
-            pass
-    return getattr(config, key)
-
-
-def _positive_int(value, minimum=1, maximum=None):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum and (
-        maximum is None or value <= maximum)
-
-
-def _check_positive_int(key, value, minimum=1, maximum=None):
-    if not _positive_int(value, minimum, maximum):
-        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        kind += f" and <= {maximum}" if maximum is not None else ""
-        raise ValueError(f"`{key}` must be {kind}. Received: {key}={value!r}")
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

@@ -4,8 +4,9 @@ After training, `calibrate_run` scores the validation split with the run's model
 (for two classes Platt scaling, `P(positive) = sigmoid(logit(p) / T + beta)`; for more, a temperature,
 `softmax(log p / T)`; either way the ranking and AUROC are unchanged), and picks the threshold on the
 calibrated P(positive):
-Youden's J (where sensitivity + specificity is largest, the operating point the paper's sensitivity and
-specificity describe) or the highest threshold that reaches a target sensitivity. Both go into the run
+by the run's rule (`mims_tf.stats.thresholds`): Youden's J (where sensitivity + specificity is largest, the
+operating point the paper's sensitivity and specificity describe), or the threshold that reaches a target
+sensitivity or specificity. Both go into the run
 folder (`decision.json`), and every path that scores a bag (`evaluate`, `predict`, `explain`, the exported
 SavedModel and TFLite file) computes the same float32 numbers: `scoring_model`, the run's model (as
 float32) with that calibration built in; `evaluate` runs it with the uncalibrated output beside it.
@@ -31,29 +32,34 @@ MIN_RELIABLE_BAGS = 30  # validation splits smaller than this give a rough thres
 MIN_RELIABLE_PER_CLASS = 5
 
 
-def calibrate_run(run_dir, which="best", sensitivity=None, method=None):
-    """Fits the temperature and picks the threshold on the validation split; stores and returns them.
+def calibrate_run(run, which="best", rule=None, target=None, method=None):
+    """Fits the calibration and picks the threshold on the validation split; stores and returns them.
 
     Args:
-        run_dir: the run folder.
+        run: a `RunFolder` or its path.
         which: `"best"` or `"last"` model.
-        sensitivity: a target sensitivity in (0, 1] for the threshold; None: Youden's J.
+        rule: a threshold rule of `mims_tf.stats.thresholds.THRESHOLD_RULES`, with its `target`; None: the
+            run's own (its config's decision block).
+        target: the rule's target (e.g. a sensitivity of 0.95).
         method: `"platt"` (two classes only) or `"temperature"`; None: Platt for two classes.
 
     Returns:
-        `{"model", "method", "temperature", "bias", "threshold", "threshold_from", "val_bags", "val_auroc",
-        "reliable", "why"}`;
-        `threshold` is None for more than two classes (the decision is the most probable class).
+        `{"model", "method", "temperature", "bias", "rule", "target", "threshold", "threshold_from", "val_bags",
+        "val_auroc", "reliable", "why"}`; `threshold` is None for more than two classes (the decision is the
+        most probable class).
     """
     from sklearn.metrics import roc_auc_score
 
     from mims_tf.data import DataError
-    from mims_tf.train.calibration import fit_platt, fit_temperature, sensitivity_threshold, youden_threshold
-
     from mims_tf.export import as_float32
+    from mims_tf.stats.calibration import fit_platt, fit_temperature
+    from mims_tf.stats.thresholds import check_rule, choose_threshold, describe_rule
 
-    run = RunFolder(run_dir)
+    run = RunFolder.of(run)
     model, config, manifest = run.load(which)
+    if rule is None:
+        rule, target = config.decision.rule, config.decision.target
+    check_rule(rule, target)
     model = as_float32(model)  # every path scores in float32, as the exports do
     source = bag_source(config, manifest, "val")
     labels = source.labels
@@ -67,16 +73,12 @@ def calibrate_run(run_dir, which="best", sensitivity=None, method=None):
     else:
         temperature, bias = fit_temperature(labels, probs), None
     decision = {"model": which, "scoring": SCORING, "method": method, "temperature": temperature, "bias": bias,
-                "sensitivity": sensitivity, "threshold": None,
-                "threshold_from": "most probable class",
+                "rule": rule, "target": target, "threshold": None, "threshold_from": "most probable class",
                 "val_bags": int(len(labels)), "val_auroc": None, "reliable": True, "why": ""}
     if probs.shape[1] == 2:
         # The threshold is chosen on the very numbers every path computes: the scoring model's (float32).
         scores = predict_bags(scoring_model(model, decision), config, source)[:, 1]
-        if sensitivity is None:
-            threshold, picked = youden_threshold(labels, scores), "validation (Youden's J)"
-        else:
-            threshold, picked = sensitivity_threshold(labels, scores, sensitivity), f"validation (sensitivity >= {sensitivity:g})"
+        threshold = choose_threshold(labels, scores, rule, target)
         auroc = float(roc_auc_score(labels, scores))
         smallest = int(np.bincount(labels, minlength=2).min())
         reasons = []
@@ -91,20 +93,25 @@ def calibrate_run(run_dir, which="best", sensitivity=None, method=None):
             reasons.append(f"validation AUROC is {auroc:.3f}, no better than chance: the model ranks nothing")
         if len(labels) < MIN_RELIABLE_BAGS or smallest < MIN_RELIABLE_PER_CLASS:
             reasons.append(f"{len(labels)} validation bags, {smallest} in the smaller class")
-        decision.update(threshold=float(threshold), threshold_from=picked, val_auroc=auroc, reliable=not reasons,
-                        why="; ".join(reasons))
+        decision.update(threshold=float(threshold), threshold_from=f"validation ({describe_rule(rule, target)})",
+                        val_auroc=auroc, reliable=not reasons, why="; ".join(reasons))
     stored = read_decisions(run)
     stored[which] = decision
-    write_json(decision_path(run), stored)
+    write_json(run.decision_path, stored)
     return decision
 
 
-def decision_path(run):
-    return run.file("decision.json")
+def rule_of(decision):
+    """`(rule, target)` of a stored decision (one written before the rules table holds `sensitivity` only)."""
+    if "rule" in decision:
+        return decision["rule"], decision.get("target")
+    target = decision.get("sensitivity")
+    return ("youden", None) if target is None else ("sensitivity", target)
 
 
 def read_decisions(run):
-    path = decision_path(run)
+    """`{which: decision}` stored in the run's `decision.json` ({} where there is none)."""
+    path = RunFolder.of(run).decision_path
     if not os.path.isfile(path):
         return {}
     stored = read_json(path)
@@ -137,23 +144,24 @@ def _bad_entry(decision):
 
 def forget_decision(run, which):
     """Drops the stored decision of a model that was just saved again (it is chosen anew when next needed)."""
+    run = RunFolder.of(run)
     try:
         stored = read_decisions(run)
     except ValueError:  # a damaged file holds no decision worth keeping: every model's is chosen anew
-        os.remove(decision_path(run))
+        os.remove(run.decision_path)
         return
     if which in stored:
         del stored[which]
-        write_json(decision_path(run), stored)
+        write_json(run.decision_path, stored)
 
 
-def run_decision(run_dir, which="best"):
-    """The stored decision of a run's model; calibrated now (and stored) where the run has none yet, with the
-    run's own target sensitivity."""
-    stored = read_decisions(RunFolder(run_dir)).get(which)
+def run_decision(run, which="best"):
+    """The stored decision of a run's model; calibrated now (and stored) where the run has none yet, by the
+    run's own rule."""
+    stored = read_decisions(run).get(which)
     if stored is not None:
         return stored
-    return calibrate_run(run_dir, which, RunFolder(run_dir).config().sensitivity)
+    return calibrate_run(run, which)
 
 
 def scoring_model(model, decision):
@@ -167,12 +175,13 @@ def scoring_model(model, decision):
     return keras.Model(model.inputs, outputs, name=model.name)
 
 
-def load_scoring_model(run_dir, which="best"):
+def load_scoring_model(run, which="best"):
     """`(scoring model, config, manifest, decision)` of a run: the calibrated model every path uses."""
     from mims_tf.export import as_float32
 
-    decision = run_decision(run_dir, which)
-    model, config, manifest = RunFolder(run_dir).load(which)
+    run = RunFolder.of(run)
+    decision = run_decision(run, which)
+    model, config, manifest = run.load(which)
     return scoring_model(as_float32(model), decision), config, manifest, decision
 
 

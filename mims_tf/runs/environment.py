@@ -44,6 +44,14 @@ def cpu():
     return model, [flag for flag in ISA_FLAGS if flag in flags]
 
 
+def disable_onednn():
+    """Turns TensorFlow's oneDNN CPU kernels off (`TF_ENABLE_ONEDNN_OPTS=0`), for bit-reproducible runs.
+
+    Must be called before TensorFlow is imported: TensorFlow reads the variable once, when it starts.
+    """
+    os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+
+
 def onednn_enabled():
     """TensorFlow's oneDNN CPU kernels: on unless TF_ENABLE_ONEDNN_OPTS=0 was set before TensorFlow started."""
     return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") not in ("0", "false", "False")

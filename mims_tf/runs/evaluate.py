@@ -13,21 +13,6 @@ from mims_tf.utils import atomic_open, new_figure, save_figure, write_json
 METRICS = ("auroc", "accuracy", "sensitivity", "specificity", "ece_calibrated", "brier_calibrated")
 
 
-def binary_metrics(labels, scores, threshold):
-    """AUROC (scikit-learn, exact) and accuracy / sensitivity / specificity at `threshold`."""
-    from sklearn.metrics import roc_auc_score
-
-    labels = np.asarray(labels)
-    predicted = np.asarray(scores) >= threshold
-    positives, negatives = labels == 1, labels == 0
-    return {
-        "auroc": float(roc_auc_score(labels, scores)),
-        "accuracy": float(np.mean(predicted == positives)),
-        "sensitivity": float(np.mean(predicted[positives])) if positives.any() else float("nan"),
-        "specificity": float(np.mean(~predicted[negatives])) if negatives.any() else float("nan"),
-    }
-
-
 def split_scores(model, config, manifest, split, instances=None):
     """`(source, labels, probabilities)` of every bag of a split; an error if it holds one class only."""
     source = bag_source(config, manifest, split)
@@ -44,7 +29,7 @@ def output_stem(split, instances=None, which="best", threshold=None):
             + ("" if threshold is None else f"_at{threshold:g}"))
 
 
-def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=None, which="best", sensitivity=None,
+def evaluate_run(run, split="test", threshold=None, write=True, instances=None, which="best", sensitivity=None,
                  n_resamples=2000):
     """Evaluates a run's model on a split with its calibrated probabilities and stored decision threshold.
 
@@ -52,7 +37,7 @@ def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=No
     diagram (before and after calibration) and the metrics JSON.
 
     Args:
-        run_dir: the run folder.
+        run: a `RunFolder` or its path.
         split: the split to evaluate.
         threshold: a decision threshold on the calibrated P(positive); None: the run's (chosen on validation).
             Files made at a given threshold end in `_at<threshold>`.
@@ -72,21 +57,23 @@ def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=No
     import keras
 
     from mims_tf.export import as_float32
-    from mims_tf.runs.decision import calibrate_run, run_decision, scoring_model
-    from mims_tf.train.bootstrap import auroc_ci
-    from mims_tf.train.calibration import (brier_score, check_sensitivity, check_threshold, expected_calibration_error,
-                                           sensitivity_threshold, youden_threshold)
+    from mims_tf.runs.decision import calibrate_run, rule_of, run_decision, scoring_model
+    from mims_tf.stats.bootstrap import auroc_ci
+    from mims_tf.stats.calibration import brier_score, expected_calibration_error
+    from mims_tf.stats.metrics import binary_metrics
+    from mims_tf.stats.thresholds import check_fraction, check_threshold, choose_threshold, describe_rule
 
     if sensitivity is not None:
-        check_sensitivity(sensitivity)  # before anything is scored
+        check_fraction("sensitivity", sensitivity)  # before anything is scored
     if threshold is not None:
         check_threshold(threshold)
     given = threshold
-    run = RunFolder(run_dir)
+    run = RunFolder.of(run)
     model, config, manifest = run.load(which)
     if len(manifest.classes) != 2:
-        raise ValueError(f"{run_dir}: evaluate supports two classes; this run has {len(manifest.classes)}")
-    decision = calibrate_run(run_dir, which, sensitivity) if sensitivity is not None else run_decision(run_dir, which)
+        raise ValueError(f"{run.path}: evaluate supports two classes; this run has {len(manifest.classes)}")
+    decision = (calibrate_run(run, which, "sensitivity", sensitivity) if sensitivity is not None
+                else run_decision(run, which))
     temperature, bias = decision["temperature"], decision.get("bias")
     model = as_float32(model)
     # The scoring model every path uses, with the uncalibrated output beside it (for ECE and Brier before).
@@ -96,11 +83,10 @@ def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=No
     picked_on, reliable, warning = "given", True, ""
     if threshold is None and instances:
         _, val_labels, (_, val_probs) = split_scores(both, config, manifest, "val", instances)
-        target = decision.get("sensitivity")
-        threshold = (youden_threshold(val_labels, val_probs[:, 1]) if target is None else
-                     sensitivity_threshold(val_labels, val_probs[:, 1], target))
-        rule = "Youden's J" if target is None else f"sensitivity >= {target:g}"
-        picked_on, reliable, warning = f"validation on {instances} instances ({rule})", decision["reliable"], decision["why"]
+        rule, target = rule_of(decision)
+        threshold = choose_threshold(val_labels, val_probs[:, 1], rule, target)
+        picked_on = f"validation on {instances} instances ({describe_rule(rule, target)})"
+        reliable, warning = decision["reliable"], decision["why"]
     elif threshold is None:
         threshold, picked_on = decision["threshold"], decision["threshold_from"]
         reliable, warning = decision["reliable"], decision["why"]
@@ -108,7 +94,8 @@ def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=No
     low = high = float("nan")
     if n_resamples:
         _, low, high = auroc_ci(labels, scores, n_resamples=n_resamples)
-    result = {"run": run_dir, "model": which, "split": split, "bags": int(len(labels)), "instances": instances or "all",
+    result = {"run": run.path, "model": which, "split": split, "bags": int(len(labels)),
+              "instances": instances or "all",
               "preset": config.preset, "data": config.data.source,
               "threshold": float(threshold), "threshold_from": picked_on, "threshold_reliable": bool(reliable),
               "threshold_warning": warning, **metrics, "auroc_low": low, "auroc_high": high,
@@ -128,21 +115,25 @@ def evaluate_run(run_dir, split="test", threshold=None, write=True, instances=No
     return result
 
 
-def evaluate_runs(run_dirs, split="test", threshold=None, instances=None, which="best", n_resamples=2000,
+def evaluate_runs(runs, split="test", threshold=None, instances=None, which="best", n_resamples=2000,
                   sensitivity=None):
     """Evaluates each run; returns `(results, groups)`.
 
     `groups` maps `(preset, data source)` to `{metric: {"mean", "std", "n"}}`: runs of different presets or
     data sets are never averaged together (the paper's protocol is mean and spread over runs of one model).
     """
+    from mims_tf.stats.metrics import mean_and_spread
+
     seen = {}
-    for run in run_dirs:
-        real = os.path.realpath(run)
+    runs = [RunFolder.of(run) for run in runs]
+    for run in runs:
+        real = os.path.realpath(run.path)
         if real in seen:
-            raise ValueError(f"{run}: given twice (also as {seen[real]}); each run counts once in the mean and spread")
-        seen[real] = run
+            raise ValueError(f"{run.path}: given twice (also as {seen[real]}); each run counts once in the mean and "
+                             "spread")
+        seen[real] = run.path
     results = [evaluate_run(run, split, threshold, instances=instances, which=which, n_resamples=n_resamples,
-                            sensitivity=sensitivity) for run in run_dirs]
+                            sensitivity=sensitivity) for run in runs]
     groups = {}
     for r in results:
         groups.setdefault((r["preset"], r["data"]), []).append(r)
@@ -150,15 +141,14 @@ def evaluate_runs(run_dirs, split="test", threshold=None, instances=None, which=
     for key, members in groups.items():
         summary[key] = {}
         for name in METRICS:
-            values = np.array([m[name] for m in members], dtype=float)
-            summary[key][name] = {"mean": float(values.mean()), "n": len(values),
-                                  "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+            mean, std, n = mean_and_spread([m[name] for m in members])
+            summary[key][name] = {"mean": mean, "std": std, "n": n}
     return results, summary
 
 
 def compare_runs(a, b, n_resamples=2000):
     """Paired bootstrap 95 % interval of AUROC(a) - AUROC(b) for two `evaluate_run` results on the same bags."""
-    from mims_tf.train.bootstrap import paired_auroc_difference_ci
+    from mims_tf.stats.bootstrap import paired_auroc_difference_ci
 
     if a["bag_ids"] != b["bag_ids"] or not np.array_equal(a["labels"], b["labels"]):
         raise ValueError(f"{a['run']} and {b['run']} were not evaluated on the same bags: no paired comparison")
@@ -194,7 +184,7 @@ def _plot_roc(path, curves):
 
 
 def _plot_reliability(path, labels, raw, calibrated, decision, bins=15):
-    from mims_tf.train.calibration import expected_calibration_error, reliability_bins
+    from mims_tf.stats.calibration import expected_calibration_error, reliability_bins
 
     figure, axis = _figure()
     axis.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect calibration")

@@ -3,21 +3,22 @@
 import os
 import re
 
+from mims_tf.data.readers import readable_suffix
 from mims_tf.runs.folder import RunFolder
 from mims_tf.runs.inputs import eval_batches, unlabelled_source
 
 
-def explain_file(run_dir, path, out=None, layer_name=None, class_index=1, slices=3, method=None):
+def explain_file(run, path, out=None, layer_name=None, class_index=1, slices=3, method=None):
     """Ranks the slices of one file (a bag) by their contribution; writes overlays, `index.md` and `index.png`.
 
     Args:
-        run_dir: the run folder.
+        run: a `RunFolder` or its path.
         path: a volume, image or folder (one bag).
         out: output folder (default `<run>/explain/<file name>`).
         layer_name: layer whose input is explained (default: the backbone, pixel level).
         class_index: the class to explain.
         slices: overlays for the top N slices.
-        method: `"smoothgrad"` or `"gradient_x_input"` (default: `heatmap.default_method`, SmoothGrad).
+        method: `"smoothgrad"` or `"gradient_x_input"` (default: `heatmap.DEFAULT_METHOD`, SmoothGrad).
 
     Returns:
         `(out, [(slice, contribution, png path), ...], {class: calibrated probability})`.
@@ -27,7 +28,8 @@ def explain_file(run_dir, path, out=None, layer_name=None, class_index=1, slices
 
     if not isinstance(slices, int) or isinstance(slices, bool) or slices < 1:
         raise ValueError(f"`slices` must be a positive integer. Received: slices={slices!r}")
-    model, config, manifest, decision = load_scoring_model(run_dir)
+    run = RunFolder.of(run)
+    model, config, manifest, decision = load_scoring_model(run)
     classes = manifest.classes
     if not isinstance(class_index, int) or not 0 <= class_index < len(classes):
         raise ValueError(f"class index {class_index} is out of range for {len(classes)} classes. "
@@ -40,18 +42,16 @@ def explain_file(run_dir, path, out=None, layer_name=None, class_index=1, slices
     prediction = (f"predicted: {classes[predicted]} (P({classes[-1]}) = {probs[0, -1]:.4f}"
                   + (f", threshold {threshold:.4f})" if threshold is not None else ")"))
     name = item_name(path)
-    out = out or RunFolder(run_dir).explain_dir(name)
+    out = out or run.explain_dir(name)
     written = explain_bag(model, bag, out, layer_name=layer_name, class_index=class_index, slices=slices, name=name,
                           prediction=prediction, class_name=classes[class_index], method=method)
     return out, written, {c: float(p) for c, p in zip(classes, probs[0])}
 
 
 def item_name(path):
-    """A folder name for a file or `.npz` item: `scan.nii.gz` -> `scan`, `set.npz#test_images/2` -> `set_test_images_2`."""
+    """A folder name for a file or `.npz` item: `scan.nii.gz` -> `scan`,
+    `set.npz#test_images/2` -> `set_test_images_2`."""
     base, _, item = os.fspath(path).partition("#") if ".npz#" in os.fspath(path) else (os.fspath(path), "", "")
     stem = os.path.basename(os.path.normpath(base))
-    for suffix in (".nii.gz", ".npz", ".npy", ".nii", ".tiff", ".tif", ".png", ".jpg", ".jpeg", ".dcm"):
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
+    stem = stem[: len(stem) - len(readable_suffix(stem))]
     return re.sub(r"[^\w.-]+", "_", f"{stem}_{item}" if item else stem).strip("_") or "bag"

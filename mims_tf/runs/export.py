@@ -33,11 +33,11 @@ def export_metadata(config, classes, decision):
     }
 
 
-def export_run(run_dir, fmt="saved_model", out=None, name=None, version=None, quantize="none"):
+def export_run(run, fmt="saved_model", out=None, name=None, version=None, quantize="none"):
     """Exports `best.keras` of a run, verified against Keras on real bags of the run; returns a summary.
 
     Args:
-        run_dir: the run folder.
+        run: a `RunFolder` or its path.
         fmt: `"saved_model"`, `"tflite"` or `"keras"`.
         out: for a SavedModel, the base folder holding `<name>/<version>/` (default `saved_models/` in the
             working directory, where TF Serving's `--model_base_path=saved_models/<name>` finds it); for
@@ -58,7 +58,8 @@ def export_run(run_dir, fmt="saved_model", out=None, name=None, version=None, qu
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
         raise ValueError(f"`version` must be a whole number >= 0 (TF Serving's version folders). "
                          f"Received: version={version!r}")
-    model, config, manifest, decision = load_scoring_model(run_dir)
+    run = RunFolder.of(run)
+    model, config, manifest, decision = load_scoring_model(run)
     name = name or config.preset
     metadata = export_metadata(config, manifest.classes, decision)
     if fmt == "saved_model":
@@ -66,7 +67,7 @@ def export_run(run_dir, fmt="saved_model", out=None, name=None, version=None, qu
         path = export_saved_model(model, base, name=name, version=version, sample=sample_bags(config, manifest),
                                   metadata=metadata)
         return {"path": path, "format": fmt, "metadata": metadata}
-    out = out or RunFolder(run_dir).export_dir
+    out = out or run.export_dir
     os.makedirs(out, exist_ok=True)
     if fmt == "tflite":
         suffix = "" if quantize == "none" else f"_{quantize}"

@@ -5,21 +5,26 @@ position always agree: a resumed run restarts the data stream at that step (`mak
 and ends bit-identical to an uninterrupted one.
 """
 
-import contextlib
 import logging
 import math
 import os
-import shutil
 
 import keras
 import numpy as np
 
-from mims_tf.runs.environment import environment, fingerprint, make_deterministic
+from mims_tf.data.features import feature_dataset
 from mims_tf.runs.decision import forget_decision
+from mims_tf.runs.environment import environment, fingerprint, make_deterministic
 from mims_tf.runs.folder import NEW_STATE, RunFolder
-from mims_tf.runs.inputs import bag_source, build_manifest, cached_features, distributed_train_batches, eval_batches
-from mims_tf.runs.inputs import feature_batches, train_batches
-from mims_tf.train.features import feature_dataset
+from mims_tf.runs.inputs import (
+    bag_source,
+    build_manifest,
+    cached_features,
+    distributed_train_batches,
+    eval_batches,
+    feature_batches,
+    train_batches,
+)
 
 logger = logging.getLogger("mims_tf")
 SMALL_VALIDATION = 30  # fewer validation bags than this: a warning
@@ -87,6 +92,39 @@ def is_better(auroc, loss, state):
     return auroc > best or (auroc == best and loss < (math.inf if best_loss is None else best_loss))
 
 
+# The settings a resumed run may change: everything else is the stored run's.
+RESUMABLE = ("training.epochs", "out")
+
+
+def resume_config(out, changes=None):
+    """The stored config of the run in `out`, to resume it, with `changes` (a nested mapping of the values
+    given now) applied; only the keys of `RESUMABLE` may change (the folder named now, more epochs)."""
+    run = RunFolder(out)
+    if not run.exists():
+        raise ValueError(f"{out}: no run to resume (no config.yaml)")
+    flat = _flat_keys(changes or {})
+    refused = sorted(key for key in flat if key not in RESUMABLE)
+    if refused:
+        raise ValueError(f"{out}: a resumed run keeps its stored configuration; only {', '.join(RESUMABLE)} may "
+                         f"change. Received: {', '.join(refused)}")
+    config = run.config()
+    config.out = os.fspath(out)  # the folder named now, not the path stored when the run began
+    if "training.epochs" in flat:
+        config.training.epochs = flat["training.epochs"]
+        config.training.validate()
+    return config
+
+
+def _flat_keys(values, prefix=""):
+    keys = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            keys.update(_flat_keys(value, f"{prefix}{key}."))
+        else:
+            keys[prefix + key] = value
+    return keys
+
+
 def prepare_run_folder(config, resume=False, overwrite=False):
     """`(config, resuming)`: the stored config when resuming (only `epochs` may grow), else `config`
     written into a new (or emptied) run folder with its resolved precision."""
@@ -106,65 +144,23 @@ def prepare_run_folder(config, resume=False, overwrite=False):
             return stored, True
         if not overwrite:
             raise ValueError(f"{run.path}: holds another run (config.yaml); resume it or overwrite it")
-        foreign = [n for n in _contents(run.path) if not _is_run_file(n)]
+        foreign = [n for n in run.contents() if not run.is_run_file(n)]
         if foreign:  # overwrite replaces a run, never a folder of other files that holds a config.yaml
             raise ValueError(f"{run.path}: holds files that are not a run's ({', '.join(sorted(foreign)[:5])}); "
                              "overwrite replaces a run folder only: choose another output folder")
-        _empty(run.path)
+        run.empty()
     elif resume:
         raise ValueError(f"{run.path}: no run to resume (no config.yaml)")
-    elif _contents(run.path) and not overwrite:
+    elif run.contents() and not overwrite:
         raise ValueError(f"{run.path}: folder is not empty; overwrite it or choose another output folder")
-    elif _contents(run.path):  # overwrite replaces a run; a folder without config.yaml holds no run of ours
-        shown = ", ".join(sorted(_contents(run.path))[:5])
+    elif run.contents():  # overwrite replaces a run; a folder without config.yaml holds no run of ours
+        shown = ", ".join(sorted(run.contents())[:5])
         raise ValueError(f"{run.path}: holds files but no run (no config.yaml; {shown}); overwrite replaces a run "
                          "folder only: choose another output folder")
     os.makedirs(run.path, exist_ok=True)
     config.precision = config.resolved_precision()
     run.save_config(config)
     return config, False
-
-
-LOCK = ".lock"
-
-
-def _contents(path):
-    return [n for n in os.listdir(path) if n != LOCK] if os.path.isdir(path) else []
-
-
-RUN_FILES = ("config.yaml", "manifest.csv", "last.keras", "best.keras", "state.json", "log.csv", "decision.json",
-             "environment.json", "tensorboard", "explain", "export", "data")
-
-
-def _is_run_file(name):
-    """A file or folder a run writes (`RUN_FILES`, evaluations, temporaries of atomic writes)."""
-    return (name in RUN_FILES or name.startswith(("eval_", "roc_", "reliability_")) or ".tmp" in name)
-
-
-def _empty(path):
-    for name in _contents(path):
-        target = os.path.join(path, name)
-        shutil.rmtree(target) if os.path.isdir(target) and not os.path.islink(target) else os.remove(target)
-
-
-@contextlib.contextmanager
-def run_lock(path):
-    """An exclusive lock on the run folder for the life of the block (released if the process dies)."""
-    os.makedirs(path, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks here
-        yield
-        return
-    with open(os.path.join(path, LOCK), "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise ValueError(f"{path}: another process is training in this run folder") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def train(config, resume=False, overwrite=False, verbose="auto", callbacks=()):
@@ -186,13 +182,14 @@ def train(config, resume=False, overwrite=False, verbose="auto", callbacks=()):
         `{"run", "precision", "replicas", "best_val_auroc", "best_epoch", "epochs_done", "best_model",
         "decision"}`.
     """
-    fresh = not _contents(config.out)
-    with run_lock(config.out):
+    run = RunFolder(config.out)
+    fresh = not run.contents()
+    with run.lock():
         try:
             config, resuming, model, fit_setup = _set_up(config, resume, overwrite, callbacks, verbose)
         except BaseException:
             if fresh and not resume:
-                _empty(config.out)
+                run.empty()
             raise
         return _fit(config, resuming, model, **fit_setup)
 
@@ -229,7 +226,7 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
             compile_model(model, config.training.learning_rate, config.training.backbone_multiplier)
     _check_k_fits(model, train_source, config)
     if config.task:
-        from mims_tf.runs.config import TASKS
+        from mims_tf.runs.schema import TASKS
 
         logger.info("task %s, the paper's settings under the ones given: %s", config.task,
                     "; ".join(f"{block}: {settings}" for block, settings in TASKS[config.task].items()))
@@ -254,7 +251,8 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
     features = None if finished else cached_features(config, model, train_source, val_source,
                                                      len(manifest.classes), steps_per_epoch)
     if features:  # bags of one size go 32 to a batch: an epoch of the head is mostly steps' fixed cost
-        val_data = feature_dataset(features["val"], False, batch_size=32 if len(set(val_source.instance_counts())) == 1 else 1)
+        val_data = feature_dataset(features["val"], False,
+                                   batch_size=32 if len(set(val_source.instance_counts())) == 1 else 1)
     else:
         val_data = eval_batches(config, val_source, batch_size=replicas, pad_last=replicas > 1)
     checkpoint = RunCheckpoint(run, config.training.checkpoint_steps, state, steps_per_epoch,
@@ -294,7 +292,8 @@ def _fit(config, resuming, model, run, strategy, train_source, val_data, checkpo
     epoch, offset = divmod(step, steps_per_epoch)
     fit = dict(validation_data=val_data, callbacks=callbacks, verbose=verbose, shuffle=False)
     if offset and epoch < training.epochs:  # a run stopped mid-epoch: finish that epoch first
-        trained.fit(batches(step), initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps_per_epoch - offset, **fit)
+        trained.fit(batches(step), initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps_per_epoch - offset,
+                    **fit)
         epoch += 1
     if epoch < training.epochs and not checkpoint.nan_step:
         trained.fit(batches(epoch * steps_per_epoch), initial_epoch=epoch, epochs=training.epochs,
@@ -331,7 +330,7 @@ def record_environment(run):
     """Appends this process's `environment()` to `<run>/environment.json` (one entry per start or resume)."""
     from mims_tf.utils import read_json, write_json
 
-    path = run.file("environment.json")
+    path = run.environment_path
     sessions = []
     if os.path.isfile(path):
         sessions = read_json(path, {"sessions": list}).get("sessions") or []
@@ -348,7 +347,7 @@ def _calibrate(run, config):
     if not os.path.isfile(run.model_path("best")):
         return None
     try:
-        decision = calibrate_run(run.path, "best", config.sensitivity)
+        decision = calibrate_run(run, "best")
     except DataError as error:
         logger.warning("no calibration or threshold: %s", error)
         return None

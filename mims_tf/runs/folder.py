@@ -7,15 +7,21 @@
     state.json       best validation AUROC and its epoch, epochs done
     log.csv          one row of metrics per epoch
     tensorboard/     TensorBoard logs
-    decision.json    the temperature and the decision threshold chosen on validation (per model)
+    decision.json    the calibration and the decision threshold chosen on validation (per model)
+    environment.json the machine and library versions of each start or resume
+    .lock            held by the training process (`RunFolder.lock`)
     eval_<stem>.*    evaluation outputs (per-bag CSV, metrics JSON), roc_<stem>.png, reliability_<stem>.png
     explain/         heatmaps
     export/          TFLite and .keras exports
 
 Every file is written to a temporary name and renamed into place, so a crash never leaves half a file.
+`RunFolder` owns every name above; the `runs` entry points take one (or a path) and share its cached
+config, manifest and models.
 """
 
+import contextlib
 import os
+import shutil
 
 from mims_tf.runs.config import load_config, save_config
 from mims_tf.utils import atomic_path, read_json, write_json
@@ -42,6 +48,10 @@ def load_keras_file(path):
 
 
 NEW_STATE = {"best_val_auroc": -1.0, "best_val_loss": None, "best_epoch": None, "epochs_done": 0}
+LOCK = ".lock"
+RUN_FILES = ("config.yaml", "manifest.csv", "last.keras", "best.keras", "state.json", "log.csv", "decision.json",
+             "environment.json", "tensorboard", "explain", "export", "data")
+EVALUATION_PREFIXES = ("eval_", "roc_", "reliability_")
 
 
 class RunFolder:
@@ -59,6 +69,13 @@ class RunFolder:
 
     def __init__(self, path):
         self.path = os.fspath(path)
+        self._config = None
+        self._models = {}
+
+    @classmethod
+    def of(cls, run):
+        """`run` itself if it is a `RunFolder`, else the `RunFolder` of the path `run`."""
+        return run if isinstance(run, cls) else cls(run)
 
     def __repr__(self):
         return f"RunFolder({self.path!r})"
@@ -91,6 +108,18 @@ class RunFolder:
     def tensorboard_dir(self):
         return self.file("tensorboard")
 
+    @property
+    def decision_path(self):
+        return self.file("decision.json")
+
+    @property
+    def environment_path(self):
+        return self.file("environment.json")
+
+    @property
+    def lock_path(self):
+        return self.file(LOCK)
+
     def model_path(self, which="best"):
         """`best.keras` or `last.keras`."""
         if which not in ("best", "last"):
@@ -114,11 +143,14 @@ class RunFolder:
     # --- configuration, manifest, state -------------------------------------------------------------
 
     def config(self):
-        """The stored `RunConfig`."""
-        return load_config(self.config_path)
+        """The stored `RunConfig` (read once)."""
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
 
     def save_config(self, config):
         save_config(config, self.config_path)
+        self._config = config
 
     def manifest(self, classes=None):
         """The stored manifest, with the run's classes in order."""
@@ -153,11 +185,15 @@ class RunFolder:
         """Saves `model` as `best.keras` or `last.keras`, atomically."""
         with atomic_path(self.model_path(which), suffix=".keras") as tmp:
             model.save(tmp)
+        self._models.pop(which, None)
 
     def load_model(self, which="best"):
-        """The run's `best.keras` or `last.keras` (safe mode: no code from the file runs)."""
+        """The run's `best.keras` or `last.keras` (safe mode: no code from the file runs), loaded once; a fresh
+        copy with `fresh=True` semantics is `load_keras_file(run.model_path(which))`."""
         self.check(which)
-        return load_keras_file(self.model_path(which))
+        if which not in self._models:
+            self._models[which] = load_keras_file(self.model_path(which))
+        return self._models[which]
 
     def load(self, which="best"):
         """`(model, config, manifest)` of the run."""
@@ -178,3 +214,40 @@ class RunFolder:
     @property
     def export_dir(self):
         return self.file("export")
+
+    # --- the folder as a whole ------------------------------------------------------------------------
+
+    def contents(self):
+        """The names in the folder, but the lock file."""
+        return [n for n in os.listdir(self.path) if n != LOCK] if os.path.isdir(self.path) else []
+
+    @staticmethod
+    def is_run_file(name):
+        """A file or folder a run writes (`RUN_FILES`, evaluations, temporaries of atomic writes)."""
+        return name in RUN_FILES or name.startswith(EVALUATION_PREFIXES) or ".tmp" in name
+
+    def empty(self):
+        """Removes everything in the folder but the lock file."""
+        for name in self.contents():
+            target = self.file(name)
+            shutil.rmtree(target) if os.path.isdir(target) and not os.path.islink(target) else os.remove(target)
+        self._config, self._models = None, {}
+
+    @contextlib.contextmanager
+    def lock(self):
+        """An exclusive lock on the run folder for the life of the block (released if the process dies)."""
+        os.makedirs(self.path, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks here
+            yield
+            return
+        with open(self.lock_path, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise ValueError(f"{self.path}: another process is training in this run folder") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)

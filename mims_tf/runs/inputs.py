@@ -4,8 +4,15 @@ features read the way the run was trained (central slices, normalisation, image 
 import logging
 import os
 
-from mims_tf.data import BagSource, assign_splits, from_class_folders, from_medmnist, from_rows, make_dataset
-from mims_tf.data import read_manifest
+from mims_tf.data import (
+    BagSource,
+    assign_splits,
+    from_class_folders,
+    from_medmnist,
+    from_rows,
+    make_dataset,
+    read_manifest,
+)
 from mims_tf.data.synthetic import write_dataset
 from mims_tf.utils import Progress
 
@@ -83,9 +90,9 @@ def cached_features(config, model, train_source, val_source, classes, steps_per_
     asked for, a distributed strategy, features over the memory budget with no cache folder, or (without a cache
     folder, whose features later runs reuse) an extraction that would run the backbone more often than the
     whole training on images does (big bags sampled thinly, few epochs)."""
+    from mims_tf.data.features import extract_features
     from mims_tf.models import split_model
     from mims_tf.train import BagAUROC
-    from mims_tf.train.features import extract_features
 
     model_config = config.model_config(classes)
     views = config.training.feature_views if config.data.augment else min(config.training.feature_views, 1)
@@ -133,7 +140,7 @@ def cached_features(config, model, train_source, val_source, classes, steps_per_
 
 def feature_batches(config, store, start_step=0):
     """`train_batches` of the run's head on cached features (`cached_features`), from global step `start_step`."""
-    from mims_tf.train.features import feature_dataset
+    from mims_tf.data.features import feature_dataset
 
     data = config.data
     return feature_dataset(store, True, instances=data.instances, batch_size=config.training.batch_size,

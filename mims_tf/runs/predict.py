@@ -14,14 +14,14 @@ from mims_tf.utils import atomic_open
 logger = logging.getLogger("mims_tf")
 
 
-def predict(run_dir, paths=(), manifest_path=None, out=None, fmt="csv", skip_unreadable=False, which="best"):
+def predict(run, paths=(), manifest_path=None, out=None, fmt="csv", skip_unreadable=False, which="best"):
     """Predicts every bag: each path (file or folder) is one bag; a manifest groups rows by bag.
 
     Probabilities are the run's calibrated ones and the class its decision (`mims_tf.runs.decision`): the
     same numbers `evaluate` reports for the same bag.
 
     Args:
-        run_dir: a run folder (its `best.keras`, `config.yaml`, `decision.json`).
+        run: a `RunFolder` or its path (its `best.keras`, `config.yaml`, `decision.json`).
         paths: files or folders, one bag each.
         manifest_path: a manifest CSV instead (labels optional; every row is used).
         out: output file to write (None: none; see `write_predictions`).
@@ -39,16 +39,17 @@ def predict(run_dir, paths=(), manifest_path=None, out=None, fmt="csv", skip_unr
         raise ValueError(f"`format` must be csv or json. Received: format={fmt!r}")
     if bool(paths) == bool(manifest_path):
         raise ValueError("give either input files (paths) or a manifest (manifest_path), not both")
+    run = RunFolder.of(run)
     if out:
-        _check_output(out, [*paths, manifest_path] if manifest_path else paths)
-    model, config, run_manifest, decision = load_scoring_model(run_dir, which)
+        _check_output(out, [*paths, manifest_path] if manifest_path else paths, run)
+    model, config, run_manifest, decision = load_scoring_model(run, which)
     classes = run_manifest.classes
     if manifest_path:
         rows = read_manifest(manifest_path, require_labels=False).rows
     else:
         rows = [{"path": os.path.abspath(p)} for p in paths]
     source = unlabelled_source(config, classes, rows, skip_unreadable)
-    _warn_single_instances(run_dir, source)
+    _warn_single_instances(run, source)
     probs = predict_bags(model, config, source)
     results = [
         {"bag": bag.bag, "paths": bag.paths, "probabilities": {c: float(p) for c, p in zip(classes, row)},
@@ -60,10 +61,10 @@ def predict(run_dir, paths=(), manifest_path=None, out=None, fmt="csv", skip_unr
     return results
 
 
-def _warn_single_instances(run_dir, source):
+def _warn_single_instances(run, source):
     """A warning where bags of one instance (a single image) go to a model whose training bags all held several
     (volumes): a 2D image given to a 3D run is scored, but the score means little."""
-    trained = RunFolder(run_dir).state().get("training_instances")
+    trained = run.state().get("training_instances")
     counts = source.known_instance_counts()  # none read just for this
     if trained and trained[0] > 1 and counts:
         single = [bag.bag for bag, count in zip(source.bags, counts) if count == 1]
@@ -72,13 +73,17 @@ def _warn_single_instances(run_dir, source):
                            "these the images the model was made for?", len(single), single[0], *trained)
 
 
-def _check_output(out, inputs):
-    """Before any scoring: `out` is a file in an existing folder, and neither an input nor inside an input folder."""
+def _check_output(out, inputs, run):
+    """Before any scoring: `out` is a file in an existing folder, outside the run folder (the run's record),
+    and neither an input nor inside an input folder."""
     real = os.path.realpath(out)
     if os.path.isdir(real):
         raise ValueError(f"{out}: is a folder; name the file to write")
     if not os.path.isdir(os.path.dirname(real)):
         raise ValueError(f"{out}: its folder {os.path.dirname(real)} does not exist")
+    if real.startswith(os.path.realpath(run.path).rstrip(os.sep) + os.sep):
+        raise ValueError(f"{out}: is inside the run folder {run.path}, which holds the run's own record; write the "
+                         "predictions elsewhere")
     for path in inputs:
         given = os.path.realpath(path)
         if real == given or real.startswith(given.rstrip(os.sep) + os.sep):
@@ -97,4 +102,5 @@ def write_predictions(results, classes, out, fmt="csv"):
             writer.writerow(["bag", *[f"p_{c}" for c in classes], "predicted", "threshold"])
             for r in results:
                 threshold = "" if r["threshold"] is None else f"{r['threshold']:.6f}"
-                writer.writerow([r["bag"], *[f"{r['probabilities'][c]:.6f}" for c in classes], r["predicted"], threshold])
+                writer.writerow([r["bag"], *[f"{r['probabilities'][c]:.6f}" for c in classes], r["predicted"],
+                                 threshold])

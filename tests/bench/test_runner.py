@@ -10,6 +10,7 @@ from tests.conftest import SHARED, requires_tensorflow
 DATA_ROOT = os.path.join(SHARED, "data")
 
 
+@pytest.mark.slow
 @requires_tensorflow()
 def test_bench_writes_results_and_skips_what_is_done(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="mims_tf")
@@ -33,7 +34,8 @@ def test_bench_writes_results_and_skips_what_is_done(tmp_path, caplog):
     scores = list(csv.DictReader(open(f"{folder}/scores/mims_s0.csv")))  # per test bag, for paired tests
     assert len(scores) == 156 and set(scores[0]) == {"bag", "label", "score"}
     paired = next(line for line in table.splitlines() if line.startswith("| `mi_pre` | 1 | "))
-    assert paired.split("|")[5].strip() in ("beats", "ties", "loses") and "one test set, bags resampled jointly" in table
+    assert paired.split("|")[5].strip() in ("beats", "ties", "loses")
+    assert "one test set, bags resampled jointly" in table
     assert "- `breastmnist`, paired 95 % intervals (its table.md): `mims` " in summary
     checks = verify("table1", "breastmnist", 1, out=options["out"], work=options["work"], data_root=DATA_ROOT,
                     image_size=32, epochs=1, batch_size=32)
@@ -44,6 +46,7 @@ def test_bench_writes_results_and_skips_what_is_done(tmp_path, caplog):
     assert "[bench]" not in caplog.text
 
 
+@pytest.mark.slow
 @requires_tensorflow()
 def test_bench_keeps_each_presets_k_and_tags_the_folder(tmp_path):
     import keras
@@ -58,6 +61,7 @@ def test_bench_keeps_each_presets_k_and_tags_the_folder(tmp_path):
     assert [layer.k for layer in model.layers if isinstance(layer, TopKPooling)] == [2]
 
 
+@pytest.mark.slow
 @requires_tensorflow()
 def test_a_failing_preset_does_not_stop_the_others(tmp_path, caplog):
     # At 8x8 the tiny backbone gives 1x1 positions, 2 with the two MSConv scales: k=5 cannot fit, k=2 can.
@@ -70,6 +74,7 @@ def test_a_failing_preset_does_not_stop_the_others(tmp_path, caplog):
     assert "[bench] mims_top5 seed 0 failed: k=5 is larger" in caplog.text
 
 
+@pytest.mark.slow
 @requires_tensorflow()
 def test_runs_that_all_fail_alike_stop_the_bench_and_leave_no_budget_behind(tmp_path):
     # 2D images are bags of one instance: a range up to 500 a step cannot batch; only the data shows it
@@ -99,7 +104,8 @@ def test_bag_size_baseline_scores_the_instance_count_per_test_bag(tmp_path):
     assert record_bag_size(str(folder), str(tmp_path / "work")) == [1.0, 0.0]  # positive class as in each run
     sizes = [(r["min_size"], r["max_size"]) for r in csv.DictReader(open(folder / "bag_size.csv"))]
     assert sizes == [("1", "5"), ("1", "5")]
-    (folder / "results.csv").write_text("preset,seed,val_auroc,test_auroc,test_accuracy,seconds\nmims_top5,0,0.5,0.5,0.5,1\n")
+    (folder / "results.csv").write_text("preset,seed,val_auroc,test_auroc,test_accuracy,seconds\n"
+                                        "mims_top5,0,0.5,0.5,0.5,1\n")
     summary = write_summary(str(tmp_path / "results"))
     assert "| *bag size alone, no model* | / | 0.500 +- 0.707 |" in summary
 
@@ -115,6 +121,7 @@ def test_bench_needs_a_data_root_and_known_names(tmp_path):
         bench("table1", "breastmnist", data_root=str(tmp_path))
 
 
+@pytest.mark.slow
 def test_committed_tables_regenerate_byte_identical_from_their_results(tmp_path):
     import shutil
 
@@ -147,7 +154,6 @@ def test_rows_from_other_machines_are_flagged():
 
 def test_a_results_folder_refuses_rows_of_another_budget(tmp_path):
     from mims_tf.bench.runner import _check_budget
-
     from mims_tf.utils import write_json
 
     budget = _check_budget(str(tmp_path), {"epochs": 15, "image_size": 96}, fresh=False)

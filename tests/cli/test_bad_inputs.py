@@ -48,15 +48,18 @@ TRAIN_OPTIONS = [
     (["--instances", "-4"], "Received: instances=-4"),
     (["--instances", "18-12"], "(min, max) with min <= max, or None. Received: instances=(18, 12)"),
     (["--instances", "0-3"], "Received: instances=(0, 3)"),
-    (["--instances", "many"], "argument --instances: expected a number of instances (8) or a range (12-18), not 'many'"),
+    (["--instances", "many"],
+     "argument --instances: expected a number of instances (8) or a range (12-18). Received: 'many'"),
     (["--central", "0"], "Received: central=0"),
     (["--checkpoint-steps", "0"], "Received: checkpoint_steps=0"),
     (["--seed", "-1"], "Received: seed=-1"),
     (["--seed", str(2**40)], f"Received: seed={2**40}"),
     (["--image-size", "100000"], "Received: image_size=(100000, 100000)"),
     (["--k", "0"], "Received: k=0"),
-    (["--sensitivity", "1.5"], "Received: sensitivity=1.5"),
-    (["--sensitivity", "0"], "Received: sensitivity=0"),
+    (["--threshold-rule", "sensitivity", "--threshold-target", "1.5"], "Received: target=1.5"),
+    (["--threshold-rule", "sensitivity", "--threshold-target", "0"], "Received: target=0"),
+    (["--threshold-rule", "sensitivity"], "the rule 'sensitivity' needs a target in (0, 1]"),
+    (["--threshold-target", "0.9"], "the rule 'youden' takes no target"),
     (["--precision", "float8"], "argument --precision: invalid choice: 'float8'"),
     (["--strategy", "mirorred"], "argument --strategy: invalid choice: 'mirorred'"),
     (["--preset", "mimz"], "Unknown preset 'mimz'. Did you mean 'mims'?"),
@@ -75,13 +78,13 @@ TRAIN_OPTIONS = [
 @pytest.mark.parametrize("extra, message", TRAIN_OPTIONS, ids=[" ".join(e) for e, _ in TRAIN_OPTIONS])
 def test_bad_train_options_and_nothing_left_behind(tmp_path, capsys, extra, message):
     out = tmp_path / "run"
-    _one_line_error(capsys, ["train", "--out", str(out), *FAST, *extra], message)
+    _one_line_error(capsys, ["train", "--data", "synthetic", "--out", str(out), *FAST, *extra], message)
     assert not out.exists() or [n for n in os.listdir(out) if n != ".lock"] == []  # the corrected command runs
 
 
 def test_a_range_of_instances_larger_than_the_bags_is_refused_once_they_are_read(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--out", str(out), *FAST, "--instances", "2-500"]) == 2
+    assert main(["train", "--data", "synthetic", "--out", str(out), *FAST, "--instances", "2-500"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert "Some bags have fewer than 500 instances, so bags sampled 2 to 500 a step cannot be batched: use " \
@@ -121,14 +124,15 @@ def test_resume_and_overwrite_mistakes(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "config.yaml").write_text("data: synthetic\n")
-    _one_line_error(capsys, ["train", "--out", str(out), *FAST], "holds another run (config.yaml)")
+    _one_line_error(capsys, ["train", "--data", "synthetic", "--out", str(out), *FAST],
+                    "holds another run (config.yaml)")
     _one_line_error(capsys, ["train", "--out", str(tmp_path / "none"), "--resume"], "no run to resume")
     _one_line_error(capsys, ["train", "--out", str(out), "--resume", "--learning-rate", "0.1"],
-                    "only --epochs may change. Received: learning_rate")
+                    "only --epochs may change. Received: --learning-rate")
     other = tmp_path / "busy"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
-    _one_line_error(capsys, ["train", "--out", str(other), *FAST], "folder is not empty")
+    _one_line_error(capsys, ["train", "--data", "synthetic", "--out", str(other), *FAST], "folder is not empty")
     assert (other / "notes.txt").read_text() == "mine"
 
 
@@ -136,8 +140,10 @@ def test_overwrite_never_empties_a_folder_that_holds_no_run(tmp_path, capsys):
     data = tmp_path / "data"
     data.mkdir()
     (data / "manifest.csv").write_text("path,label\nx.npy,0\n")
-    _one_line_error(capsys, ["train", "--out", str(data), "--overwrite", *FAST], "holds files but no run")
-    assert sorted(os.listdir(data)) == [".lock", "manifest.csv"] and (data / "manifest.csv").read_text().startswith("path,label")
+    _one_line_error(capsys, ["train", "--data", "synthetic", "--out", str(data), "--overwrite", *FAST],
+                    "holds files but no run")
+    assert sorted(os.listdir(data)) == [".lock", "manifest.csv"]
+    assert (data / "manifest.csv").read_text().startswith("path,label")
 
 
 def test_damaged_run_files_are_named(run_folder, tmp_path, capsys):
@@ -180,11 +186,9 @@ def test_a_single_image_given_to_a_model_of_volumes_is_scored_with_a_warning(run
     assert "single instance" not in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def run_folder(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("bad") / "run")
-    assert main(["train", "--out", out, "--epochs", "1", "--image-size", "32", "--instances", "4", "--batch-size", "8"]) == 0
-    return out
+@pytest.fixture
+def run_folder(trained_run):
+    return trained_run  # the session's tiny run (tests/conftest.py), read only: tests that break a run copy it
 
 
 def _broken_copy(run_folder, tmp_path, name, content):
@@ -265,6 +269,8 @@ def test_evaluate_predict_explain_export_bad_arguments(run_folder, tmp_path, cap
         (["predict", run_folder, scan, "--output", str(tmp_path)], "is a folder"),
         (["predict", run_folder, str(tmp_path), "--output", str(tmp_path / "p.csv")], "inside the input folder"),
         (["predict", run_folder, scan, "--output", str(tmp_path / "no" / "p.csv")], "does not exist"),
+        (["predict", run_folder, scan, "--output", os.path.join(run_folder, "manifest.csv")], "inside the run folder"),
+        (["predict", run_folder, scan, "--output", os.path.join(run_folder, "new.csv")], "inside the run folder"),
         (["export", run_folder, "--version", "-1", "--out", str(tmp_path / "e")], "Received: version=-1"),
         (["export", run_folder, "--name", "../../x", "--out", str(tmp_path / "e")], "Received: name='../../x'"),
         (["export", run_folder, "--format", "onnx"], "argument --format: invalid choice: 'onnx'"),
@@ -305,9 +311,10 @@ def test_argparse_errors_are_one_line_too(capsys):
 def test_a_typo_is_answered_before_tensorflow_starts():
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     for argv in (["train", "--epcohs", "3"], ["train", "--learning-rate", "nan"], ["train", "--data", "/nope.npz"],
-                 ["evaluate", "/nonexistent/run"], ["train", "--preset", "mimz"]):
+                 ["evaluate", "/nonexistent/run"], ["train", "--data", "synthetic", "--preset", "mimz"]):
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "mims_tf.cli.main", *argv], env=env, capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-m", "mims_tf.cli.main", *argv], env=env, capture_output=True,
+                              text=True)
         elapsed = time.perf_counter() - start
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert elapsed < 2.0, (argv, elapsed)

@@ -1,9 +1,12 @@
 import os
 
+import pytest
+
 from mims_tf.cli.demo import demo
 from tests.conftest import requires_tensorflow
 
 
+@pytest.mark.slow
 @requires_tensorflow()
 def test_demo_trains_compares_exports_and_explains(tmp_path, capsys):
     assert demo(str(tmp_path), epochs=2, verbose=0) == 0

@@ -32,13 +32,15 @@ def _fails(capsys, argv, message):
     ],
 )
 def test_train_bad_options_are_one_line_errors(tmp_path, capsys, extra, message):
-    argv = ["train", "--out", str(tmp_path / "run"), "--epochs", "1", "--image-size", "32", "--instances", "4"]
+    argv = ["train", "--data", "synthetic", "--out", str(tmp_path / "run"), "--epochs", "1", "--image-size", "32",
+            "--instances", "4"]
     _fails(capsys, argv + extra, message)
 
 
 def test_unknown_config_key_names_the_nearest(tmp_path, capsys):
     (tmp_path / "c.yaml").write_text("lerning_rate: 0.01\n")
-    _fails(capsys, ["train", "--config", str(tmp_path / "c.yaml")], "unknown config key 'lerning_rate'. Did you mean 'learning_rate'?")
+    _fails(capsys, ["train", "--config", str(tmp_path / "c.yaml")],
+           "unknown config key 'lerning_rate'. Did you mean 'learning_rate'?")
 
 
 def test_manifest_with_an_empty_split(tmp_path, capsys):
@@ -56,7 +58,8 @@ def test_an_output_folder_holding_another_run_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "config.yaml").write_text("data: synthetic\n")
-    _fails(capsys, ["train", "--out", str(out)] + FAST, "holds another run (config.yaml); resume it or overwrite it")
+    _fails(capsys, ["train", "--data", "synthetic", "--out", str(out)] + FAST,
+           "holds another run (config.yaml); resume it or overwrite it")
     _fails(capsys, ["train", "--out", str(tmp_path / "none"), "--resume"], "no run to resume")
 
 
@@ -81,24 +84,25 @@ def test_help_of_every_subcommand_has_examples(capsys):
     assert all(command in out for command in COMMANDS) and "over 400 lines" not in out
 
 
+@pytest.mark.slow
 def test_train_samples_a_range_of_instances_per_step(tmp_path):
     """`--instances 2-3` (the paper's OCT 12-18, scaled down) trains and is kept in the run's config."""
     import yaml
 
     out = tmp_path / "run"
-    assert main(["train", "--out", str(out), "--epochs", "1", "--image-size", "16", "--instances", "2-3",
+    assert main(["train", "--data", "synthetic", "--out", str(out), "--epochs", "1", "--image-size", "16",
+                 "--instances", "2-3",
                  "--batch-size", "1", "--steps-per-epoch", "3"]) == 0
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["data"]["instances"] == [2, 3]
 
 
-@pytest.fixture(scope="module")
-def run_folder(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("cli") / "run")
-    assert main(["train", "--out", out, "--epochs", "1", "--image-size", "32", "--instances", "4", "--batch-size", "8"]) == 0
-    return out
+@pytest.fixture
+def run_folder(trained_run):
+    return trained_run  # the session's tiny run (tests/conftest.py), read only
 
 
+@pytest.mark.slow
 def test_export_formats_and_bad_input(run_folder, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["export", run_folder]) == 0  # where TF Serving looks: saved_models/<preset>/<version>
@@ -113,7 +117,8 @@ def test_export_formats_and_bad_input(run_folder, tmp_path, capsys, monkeypatch)
     assert json.load(open(os.path.join(out, "mims_float16.json")))["positive_class"] == "1"
     assert main(["export", run_folder, "--format", "keras", "--out", out]) == 0
     capsys.readouterr()
-    _fails(capsys, ["export", run_folder, "--format", "saved_model", "--out", out, "--name", "adrenal", "--version", "1"],
+    _fails(capsys,
+           ["export", run_folder, "--format", "saved_model", "--out", out, "--name", "adrenal", "--version", "1"],
            "version 1 exists")
     empty = tmp_path / "norun"
     empty.mkdir()
@@ -123,6 +128,7 @@ def test_export_formats_and_bad_input(run_folder, tmp_path, capsys, monkeypatch)
         main(["export", run_folder, "--format", "tflite", "--quantize", "int4"])
 
 
+@pytest.mark.slow
 def test_explain_and_its_bad_input(run_folder, tmp_path, capsys):
     import numpy as np
 
@@ -130,7 +136,8 @@ def test_explain_and_its_bad_input(run_folder, tmp_path, capsys):
     assert main(["explain", run_folder, str(tmp_path / "scan.npy"), "--out", str(tmp_path / "x"), "--slices", "2"]) == 0
     assert (tmp_path / "x" / "index.md").is_file()
     capsys.readouterr()
-    _fails(capsys, ["explain", run_folder, str(tmp_path / "scan.npy"), "--layer", "nope"], "no feature layer 'nope'; valid: backbone")
+    _fails(capsys, ["explain", run_folder, str(tmp_path / "scan.npy"), "--layer", "nope"],
+           "no feature layer 'nope'; valid: backbone")
     _fails(capsys, ["explain", run_folder, str(tmp_path / "scan.npy"), "--class", "7"], "class index 7 is out of range")
     np.save(tmp_path / "tiny.npy", np.zeros((1, 2, 2, 2, 2), np.float32))
     _fails(capsys, ["explain", run_folder, str(tmp_path / "tiny.npy")], "wrong dimensions")
@@ -162,5 +169,13 @@ def test_progress_is_a_bar_on_a_terminal_and_only_its_final_line_elsewhere():
         handler.emit(logging.makeLogRecord({"msg": "next line", "levelno": logging.INFO}))
     assert plain.getvalue() == "reading bags: 4/4, x\nnext line\n"
     drawn = terminal.getvalue()
-    assert drawn.count("\r") == 4 and "[######.................." in drawn and "[########################] 4/4, x" in drawn
+    assert drawn.count("\r") == 4 and "[######.................." in drawn
+    assert "[########################] 4/4, x" in drawn
     assert drawn.endswith("\nnext line\n") and drawn.count("\n") == 2
+
+
+def test_train_without_data_names_it_instead_of_training_on_synthetic_data(tmp_path, capsys):
+    _fails(capsys, ["train", "--out", str(tmp_path / "run"), "--epochs", "1"], "no data given: name it with --data")
+    (tmp_path / "c.yaml").write_text("training: {epochs: 1}\n")
+    _fails(capsys, ["train", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run")], "no data given")
+    assert not (tmp_path / "run").exists()

@@ -253,7 +253,8 @@ def _(tmp):
 
 @case("character device")
 def _(tmp):
-    return lambda: read_volume("/dev/null"), *data_error("/dev/null", re.escape("not a regular file (a character device)"))
+    return lambda: read_volume("/dev/null"), *data_error("/dev/null",
+                                                         re.escape("not a regular file (a character device)"))
 
 
 @case("'#' in a .npy name is part of the file name")
@@ -325,7 +326,8 @@ def _(tmp):
     (tmp / "stack").mkdir()
     tifffile.imwrite(tmp / "stack" / "slice1.tif", np.zeros((4, 5), np.uint8))
     tifffile.imwrite(tmp / "stack" / "slice2.tif", np.zeros((3, 4, 5), np.uint8), photometric="minisblack")
-    return lambda: read_volume(tmp / "stack"), *data_error(tmp / "stack" / "slice2.tif", "TIFF of 3 pages in a folder stack")
+    return lambda: read_volume(tmp / "stack"), *data_error(tmp / "stack" / "slice2.tif",
+                                                           "TIFF of 3 pages in a folder stack")
 
 
 @case("folder with an oversized image")
@@ -404,7 +406,8 @@ def _(tmp):
 @case("NIfTI header declaring a huge volume (.nii)")
 def _(tmp):
     path = _nifti_declaring(tmp, "huge.nii", (30000, 30000, 30000))
-    return lambda: read_volume(path), *data_error(path, re.escape("header declares (30000, 30000, 30000)") + ".*truncated or corrupt")
+    return lambda: read_volume(path), *data_error(
+        path, re.escape("header declares (30000, 30000, 30000)") + ".*truncated or corrupt")
 
 
 @case("NIfTI header declaring a huge volume (.nii.gz)")
@@ -439,7 +442,8 @@ _npy_case(".npy with zero slices", np.zeros((0, 4, 4), np.float32), re.escape("e
 _npy_case(".npy with 7 channels", np.zeros((2, 4, 4, 7), np.float32), re.escape("wrong dimensions (2, 4, 4, 7)"))
 _npy_case(".npy holding NaN", np.where(np.eye(4)[None] > 0, np.nan, 0).astype(np.float32),
           re.escape("contains NaN or Inf values (4 of 16)"))
-_npy_case(".npy holding Inf", np.full((2, 3, 3), np.inf, np.float16), re.escape("contains NaN or Inf values (18 of 18)"))
+_npy_case(".npy holding Inf", np.full((2, 3, 3), np.inf, np.float16),
+          re.escape("contains NaN or Inf values (18 of 18)"))
 _npy_case("float64 .npy beyond float32 (1e39)", np.array([[[0.0, 1e39], [1.0, 2.0]]]),
           re.escape("values beyond float32's range (largest magnitude 1e+39"))
 _npy_case(".npy of strings", np.array([[["a", "b"]]]), re.escape("unsupported pixel type <U1"))
@@ -457,7 +461,8 @@ def _(tmp):
 @case(".npy header declaring an absurd shape")
 def _(tmp):
     path = _npy_header(tmp / "v.npy", (100000, 100000, 100000))
-    return lambda: read_volume(path), *data_error(path, re.escape("declares shape (100000, 100000, 100000)") + ".*truncated or corrupt")
+    return lambda: read_volume(path), *data_error(
+        path, re.escape("declares shape (100000, 100000, 100000)") + ".*truncated or corrupt")
 
 
 @case("truncated .npy data")
@@ -465,7 +470,8 @@ def _(tmp):
     data = _npy(tmp / "full.npy", np.ones((4, 8, 8), np.float32)).read_bytes()
     path = tmp / "cut.npy"
     path.write_bytes(data[:-100])
-    return lambda: read_volume(path), *data_error(path, r"declares shape \(4, 8, 8\) of float32 \(1024 bytes\) but holds 924 bytes")
+    return lambda: read_volume(path), *data_error(
+        path, r"declares shape \(4, 8, 8\) of float32 \(1024 bytes\) but holds 924 bytes")
 
 
 @case("truncated .npy header")
@@ -490,13 +496,15 @@ def _(tmp):
 def _(tmp):
     path = tmp / "fake.npz"
     path.write_text("path,label\n")
-    return lambda: read_volume(f"{path}#train_images/0"), *data_error(path, r"unreadable or corrupt \.npz file: not a zip")
+    return lambda: read_volume(f"{path}#train_images/0"), *data_error(path,
+                                                                      r"unreadable or corrupt \.npz file: not a zip")
 
 
 @case(".npz with pickled arrays")
 def _(tmp):
     path = _medmnist(tmp / "p.npz", train_images=_pickled(tmp))
-    return lambda: read_volume(f"{path}#train_images/0"), *data_error(path, r"array 'train_images' holds pickled Python objects")
+    return lambda: read_volume(f"{path}#train_images/0"), *data_error(
+        path, r"array 'train_images' holds pickled Python objects")
 
 
 @case(".npz member with a damaged body")
@@ -504,7 +512,8 @@ def _(tmp):
     path = tmp / "bad.npz"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("train_images.npy", b"\x93NUMPY garbage")
-    return lambda: read_volume(f"{path}#train_images/0"), *data_error(path, r"unreadable or corrupt array 'train_images'")
+    return lambda: read_volume(f"{path}#train_images/0"), *data_error(path,
+                                                                      r"unreadable or corrupt array 'train_images'")
 
 
 @case(".npz member header declaring an absurd shape")
@@ -513,7 +522,8 @@ def _(tmp):
     path = tmp / "big.npz"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.write(tmp / "member.npy", "train_images.npy")
-    return lambda: read_volume(f"{path}#train_images/0"), *data_error(path, r"array 'train_images' declares shape \(1000000, 1000000\)")
+    return lambda: read_volume(f"{path}#train_images/0"), *data_error(
+        path, r"array 'train_images' declares shape \(1000000, 1000000\)")
 
 
 @case(".npz path without an item")
@@ -525,7 +535,8 @@ def _(tmp):
 @case(".npz negative index")
 def _(tmp):
     path = _medmnist(tmp / "d.npz", train_images=np.ones((3, 4, 4), np.uint8))
-    return lambda: read_volume(f"{path}#train_images/-1"), *data_error(path, "name an array item .*got 'train_images/-1'")
+    return lambda: read_volume(f"{path}#train_images/-1"), *data_error(path,
+                                                                       "name an array item .*got 'train_images/-1'")
 
 
 @case(".npz unknown array")
@@ -537,7 +548,8 @@ def _(tmp):
 @case(".npz index out of range")
 def _(tmp):
     path = _medmnist(tmp / "d.npz", train_images=np.ones((3, 4, 4), np.uint8))
-    return lambda: read_volume(f"{path}#train_images/03"), *data_error(path, "index 3 out of range for 'train_images' of length 3")
+    return lambda: read_volume(f"{path}#train_images/03"), *data_error(
+        path, "index 3 out of range for 'train_images' of length 3")
 
 
 @case(".npz scalar array")
@@ -572,7 +584,8 @@ def _(tmp):
     path = tmp / "pages.tif"
     tifffile.imwrite(path, np.zeros((4, 5), np.uint8))
     tifffile.imwrite(path, np.zeros((6, 5), np.uint8), append=True)
-    return lambda: read_volume(path), *data_error(path, re.escape("TIFF pages of different sizes (page 1: (4, 5); page 2: (6, 5))"))
+    return lambda: read_volume(path), *data_error(
+        path, re.escape("TIFF pages of different sizes (page 1: (4, 5); page 2: (6, 5))"))
 
 
 @case("truncated TIFF")
@@ -598,13 +611,15 @@ def _(tmp):
 @case("PNG header declaring 100000x100000 (decompression bomb)")
 def _(tmp):
     path = _png_header(tmp / "bomb.png", 100_000, 100_000)
-    return lambda: read_volume(path), *data_error(path, r"image too large, refused before decoding .*10000000000 pixels")
+    return lambda: read_volume(path), *data_error(path,
+                                                  r"image too large, refused before decoding .*10000000000 pixels")
 
 
 @case("PNG header over MAX_IMAGE_PIXELS")
 def _(tmp):
     path = _png_header(tmp / "big.png", 10_000, 10_000)
-    return lambda: read_volume(path), *data_error(path, r"image of 10000x10000 pixels is over the limit .*MAX_IMAGE_PIXELS")
+    return lambda: read_volume(path), *data_error(path,
+                                                  r"image of 10000x10000 pixels is over the limit .*MAX_IMAGE_PIXELS")
 
 
 @case("truncated PNG")
@@ -658,7 +673,8 @@ _manifest_case("CSV without a path column", "file,label\na.png,x\n", re.escape("
 _manifest_case("CSV without a label column", "path,bag\na.png,p1\n", re.escape("missing column(s) label"))
 _manifest_case("empty CSV", "", re.escape("missing column(s) path, label"))
 _manifest_case("CSV with a header only", "path,label,bag,split\n", "manifest has no rows")
-_manifest_case("CSV with a duplicate column", "path,label,label\na.png,x,y\n", re.escape("column(s) label appear more than once"))
+_manifest_case("CSV with a duplicate column", "path,label,label\na.png,x,y\n",
+               re.escape("column(s) label appear more than once"))
 _manifest_case("CSV separated by semicolons", "path;label\na.png;x\n",
                re.escape("missing column(s) path, label; a manifest has path, label, bag, split (the header holds ';'"))
 _manifest_case("CSV with a value under a nameless column", "path,label,,\na.png,x,,oops\n",
@@ -683,9 +699,11 @@ _manifest_case("unknown split name", "path,label,bag,split\na.png,x,p1,train\nb.
                re.escape("row 3: unknown split 'tran' (splits: train, val, test)"))
 _manifest_case("partly empty split column", "path,label,bag,split\na.png,x,p1,train\nb.png,x,p2,\nc.png,y,p3,\n",
                re.escape("rows 3, 4: empty split while other rows have one"))
-_manifest_case("partly empty split after a blank line (line numbers)", "path,label,bag,split\na.png,x,p1,train\n\nb.png,x,p2,\n",
+_manifest_case("partly empty split after a blank line (line numbers)",
+               "path,label,bag,split\na.png,x,p1,train\n\nb.png,x,p2,\n",
                re.escape("row 4: empty split"))
-_manifest_case("empty label", "path,label,bag,split\na.png,x,p1,train\nb.png,,p2,test\n", re.escape("row 3: empty label"))
+_manifest_case("empty label", "path,label,bag,split\na.png,x,p1,train\nb.png,,p2,test\n",
+               re.escape("row 3: empty label"))
 _manifest_case("empty path", "path,label\n,x\n", re.escape("row 2: empty path"))
 _manifest_case("labels outside declared classes", "path,label\na.png,x\nb.png,z\nc.png,z\n",
                re.escape("rows 3, 4: unknown label 'z' (classes: x, y)"), classes=["x", "y"])
@@ -740,7 +758,8 @@ def _(tmp):
 @case("invalid group_pattern")
 def _(tmp):
     path = _csv(tmp, "path,label,split\na.png,x,train\n")
-    return lambda: read_manifest(path, group_pattern="(unclosed"), *value_error("group_pattern", "not a valid regular expression")
+    return lambda: read_manifest(path, group_pattern="(unclosed"), *value_error("group_pattern",
+                                                                                "not a valid regular expression")
 
 
 # --- class folders, splits, MedMNIST files, rows ----------------------------------------------------------
@@ -749,7 +768,8 @@ def _(tmp):
 @case("class folders without a grouping")
 def _(tmp):
     root = _tiles(tmp, patients=2)
-    cause = re.escape("grouping of files into bags must be given: a bag pattern (bag_pattern") + ".*one_bag_per_file=True"
+    cause = (re.escape("grouping of files into bags must be given: a bag pattern (bag_pattern")
+             + ".*one_bag_per_file=True")
     return lambda: from_class_folders(root, classes=["MSS", "MSI"]), *data_error(root, cause)
 
 
@@ -762,14 +782,16 @@ def _(tmp):
 
 @case("class folders root missing")
 def _(tmp):
-    return lambda: from_class_folders(tmp / "none", one_bag_per_file=True), *data_error(tmp / "none", "folder not found")
+    return lambda: from_class_folders(tmp / "none", one_bag_per_file=True), *data_error(tmp / "none",
+                                                                                        "folder not found")
 
 
 @case("root without class folders")
 def _(tmp):
     (tmp / "root").mkdir()
     (tmp / "root" / "a.png").write_bytes(b"")
-    return lambda: from_class_folders(tmp / "root", one_bag_per_file=True), *data_error(tmp / "root", "no class folders")
+    return lambda: from_class_folders(tmp / "root", one_bag_per_file=True), *data_error(tmp / "root",
+                                                                                        "no class folders")
 
 
 @case("declared class without a folder")
@@ -814,7 +836,8 @@ def _(tmp):
 def _(tmp):
     rows = [{"path": f"/v{i}.npy", "label": i % 2, "split": "train" if i == 3 else ""} for i in range(20)]
     manifest = from_rows(rows)
-    return lambda: assign_splits(manifest), *data_error("<rows>", re.escape("rows 1, 2, 3, 5") + ".*empty split .*never moved")
+    return lambda: assign_splits(manifest), *data_error("<rows>",
+                                                        re.escape("rows 1, 2, 3, 5") + ".*empty split .*never moved")
 
 
 @case("assign_splits with fractions not summing to 1")
@@ -831,13 +854,15 @@ def _(tmp):
 
 @case("rows: a bag across splits")
 def _(tmp):
-    rows = [{"path": "/a.npy", "label": 0, "bag": "p", "split": "train"}, {"path": "/b.npy", "label": 0, "bag": "p", "split": "val"}]
+    rows = [{"path": "/a.npy", "label": 0, "bag": "p", "split": "train"},
+            {"path": "/b.npy", "label": 0, "bag": "p", "split": "val"}]
     return lambda: from_rows(rows), *data_error("<rows>", re.escape("bag 'p' is in several splits: train, val"))
 
 
 @case("rows: duplicate declared classes")
 def _(tmp):
-    return lambda: from_rows([{"path": "/a.npy", "label": 0}], classes=["0", 0]), *value_error("classes", "names 0 more than once")
+    return lambda: from_rows([{"path": "/a.npy", "label": 0}], classes=["0", 0]), *value_error("classes",
+                                                                                               "names 0 more than once")
 
 
 @case("MedMNIST file missing")
@@ -853,7 +878,8 @@ def _(tmp):
 
 @case("MedMNIST file truncated")
 def _(tmp):
-    data = _medmnist(tmp / "full.npz", train_images=np.zeros((3, 4, 4), np.uint8), train_labels=np.zeros((3, 1))).read_bytes()
+    data = _medmnist(tmp / "full.npz", train_images=np.zeros((3, 4, 4), np.uint8),
+                     train_labels=np.zeros((3, 1))).read_bytes()
     path = tmp / "cut.npz"
     path.write_bytes(data[:100])
     return lambda: from_medmnist(path), *data_error(path, r"unreadable or corrupt \.npz file")
@@ -880,12 +906,14 @@ def _(tmp):
 @case("MedMNIST multi-label file")
 def _(tmp):
     path = _medmnist(tmp / "d.npz", train_images=np.zeros((3, 4, 4), np.uint8), train_labels=np.zeros((3, 2), np.uint8))
-    return lambda: from_medmnist(path), *data_error(path, "train_labels has 2 columns: multi-label files are not supported")
+    return lambda: from_medmnist(path), *data_error(path,
+                                                    "train_labels has 2 columns: multi-label files are not supported")
 
 
 @case("MedMNIST fractional labels")
 def _(tmp):
-    path = _medmnist(tmp / "d.npz", train_images=np.zeros((3, 4, 4), np.uint8), train_labels=np.array([[0.0], [0.5], [1.0]]))
+    path = _medmnist(tmp / "d.npz", train_images=np.zeros((3, 4, 4), np.uint8),
+                     train_labels=np.array([[0.0], [0.5], [1.0]]))
     return lambda: from_medmnist(path), *data_error(path, "train_labels holds values that are not whole class numbers")
 
 
@@ -989,7 +1017,8 @@ def test_entirely_empty_split_column_is_assigned_and_placed_rows_are_kept(tmp_pa
     rows = [{"path": f"/v{i}.npy", "label": i % 2} for i in range(40)]
     drawn = assign_splits(from_rows(rows), seed=0)
     assert {row["split"] for row in drawn.rows} == {"train", "val", "test"}
-    text = "path,label,bag,split\n" + "".join(f"v{i}.npy,{i % 2},b{i},{'test' if i < 8 else 'train'}\n" for i in range(40))
+    text = "path,label,bag,split\n" + "".join(f"v{i}.npy,{i % 2},b{i},{'test' if i < 8 else 'train'}\n"
+                                              for i in range(40))
     (tmp_path / "m.csv").write_text(text)
     placed = read_manifest(tmp_path / "m.csv", check_files=False)
     assert [row["split"] for row in placed.rows] == ["test"] * 8 + ["train"] * 32

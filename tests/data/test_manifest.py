@@ -4,7 +4,15 @@ import re
 
 import pytest
 
-from mims_tf.data import DataError, assign_splits, from_class_folders, from_medmnist, from_rows, read_manifest, write_manifest
+from mims_tf.data import (
+    DataError,
+    assign_splits,
+    from_class_folders,
+    from_medmnist,
+    from_rows,
+    read_manifest,
+    write_manifest,
+)
 from tests.conftest import SHARED
 
 DATA = os.path.join(SHARED, "data")

@@ -168,6 +168,7 @@ def test_channels_and_normalisation(tmp_path):
         normalize_volume(ct, "zscore")
 
 
+@pytest.mark.slow
 def test_model_fit_trains_directly_on_the_dataset(adrenal):
     from mims_tf.models import build_model
     from mims_tf.train import paper_optimizer

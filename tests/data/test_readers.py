@@ -6,6 +6,8 @@ import pytest
 
 from mims_tf.data import DataError, read_volume
 from mims_tf.data.oct import CIRRUS_LAYOUTS
+from mims_tf.data.readers import READERS, SUPPORTED_SUFFIXES, readable_suffix, supported_suffixes
+from mims_tf.runs.explain import item_name
 from tests.conftest import SHARED
 
 DATA = os.path.join(SHARED, "data")
@@ -42,6 +44,7 @@ def test_topcon_fda_and_fds_fixtures():
     assert sorted(fds.array.shape) == [2, 3, 4]  # "cut to 2x3x4 voxels"
 
 
+@pytest.mark.slow
 def test_cirrus_img_written_to_spec(tmp_path):
     bscans, ascans, depth = CIRRUS_LAYOUTS["200x200"]
     s, a, d = np.meshgrid(np.arange(bscans), np.arange(ascans), np.arange(depth), indexing="ij")
@@ -185,6 +188,25 @@ def test_corrupt_files(tmp_path, name):
         read_volume(path)
 
 
+@pytest.mark.parametrize("suffix", SUPPORTED_SUFFIXES)
+def test_every_suffix_of_the_readers_table_is_read_and_named_everywhere(tmp_path, suffix):
+    path = tmp_path / f"scan{suffix.upper()}"  # any case
+    path.write_bytes(np.random.default_rng(0).bytes(3000))
+    with pytest.raises(DataError) as error:  # garbage: a reader's error, never "unknown file type"
+        read_volume(path)
+    assert "unknown file type" not in str(error.value)
+    assert readable_suffix(path) == suffix and (suffix in supported_suffixes() or suffix == ".npz")
+    assert item_name(path) == "scan"  # `mims explain`'s output folder drops every readable suffix
+
+
+def test_the_readers_table_lists_each_suffix_once():
+    listed = [suffix for suffixes, _ in READERS for suffix in suffixes]
+    assert len(listed) == len(set(listed)) == len(SUPPORTED_SUFFIXES)
+    assert {".npz", ".npy", ".nii.gz", ".dcm", ".tiff", ".bmp", ".e2e", ".fds", ".img"} <= set(SUPPORTED_SUFFIXES)
+    assert readable_suffix("v.nii.gz") == ".nii.gz" and readable_suffix("notes.txt") == ""
+    assert item_name("set.npz#test_images/2") == "set_test_images_2"
+
+
 def test_truncated_jpeg_and_png(tmp_path):
     tile = os.path.join(KATHER_TILE, sorted(os.listdir(KATHER_TILE))[0])
     data = open(tile, "rb").read()
@@ -278,5 +300,6 @@ def test_readers_and_oct_do_not_import_each_other_in_a_cycle():
     assert "mims_tf.data.oct" in imported("readers")  # one direction only
     for first, second in [("readers", "oct"), ("oct", "readers")]:
         code = f"import mims_tf.data.{first}, mims_tf.data.{second}; from mims_tf.data import Volume; " \
-               "from mims_tf.data.readers import Volume as V; from mims_tf.data.oct import Volume as W; assert Volume is V is W"
+               "from mims_tf.data.readers import Volume as V; from mims_tf.data.oct import Volume as W; " \
+               "assert Volume is V is W"
         subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, PYTHONPATH=os.getcwd()))

@@ -13,7 +13,8 @@ def test_deterministic_by_seed():
 
 
 def test_only_positive_bags_hold_lesions_of_the_requested_size():
-    volumes, labels, masks = make_volumes(count=20, instances=6, size=64, lesion_size=(6, 10), lesion_slices=(1, 2), seed=0)
+    volumes, labels, masks = make_volumes(count=20, instances=6, size=64, lesion_size=(6, 10), lesion_slices=(1, 2),
+                                          seed=0)
     assert volumes.dtype == np.uint8 and volumes.shape == (20, 6, 64, 64)
     assert labels.sum() == 10
     assert not masks[labels == 0].any()

@@ -25,7 +25,8 @@ SEEDS = [(0, 0), (0, 1), (1, 0), (7, 3), (12345, 678)]
 
 def _bag(count, height=3, width=4, channels=1):
     """Instance i holds the value i everywhere: the kept instances can be read off."""
-    return np.arange(count, dtype=np.float32)[:, None, None, None] * np.ones((count, height, width, channels), np.float32)
+    return (np.arange(count, dtype=np.float32)[:, None, None, None]
+            * np.ones((count, height, width, channels), np.float32))
 
 
 def _reference_indices(total, count, seed):
@@ -169,7 +170,8 @@ def test_augment_bag_flips_left_right_and_scales_about_mid_grey_for_the_whole_ba
 # (commit 6e9cccc): `(label, kept instances)` of the first 6 training batches and the first
 # 4 augmented rows of a ramp. The refactor must not change a run's data.
 RECORDED_SAMPLES = {
-    4: [(1, [1, 1, 2, 2]), (0, [1, 2, 6, 9]), (1, [0, 2, 2, 2]), (0, [3, 5, 6, 7]), (1, [1, 1, 2, 2]), (0, [2, 3, 4, 8])],
+    4: [(1, [1, 1, 2, 2]), (0, [1, 2, 6, 9]), (1, [0, 2, 2, 2]), (0, [3, 5, 6, 7]), (1, [1, 1, 2, 2]),
+        (0, [2, 3, 4, 8])],
     (2, 6): [(1, [1, 1, 2, 2]), (0, [1, 2, 6, 9]), (1, [0, 1]), (0, [3, 5, 6, 7]), (1, [1, 1, 2, 2]), (0, [3, 8])],
 }
 RECORDED_EVALUATION = [(0, [0, 1, 4, 5]), (1, [0, 0, 2, 2])]
@@ -196,7 +198,8 @@ def test_make_dataset_gives_the_recorded_samples_and_augmentation(tmp_path):
     assert [(int(y[0]), x.numpy()[0, :, 0, 0, 0].astype(int).tolist()) for x, y in data] == RECORDED_EVALUATION
 
     np.save(tmp_path / "ramp.npy", np.broadcast_to(np.arange(5, dtype=np.float32) * 60, (2, 1, 5)).copy())
-    ramp = BagSource(from_rows([{"path": str(tmp_path / "ramp.npy"), "label": 0, "split": "train"}]), normalize="none", progress=False)
+    ramp = BagSource(from_rows([{"path": str(tmp_path / "ramp.npy"), "label": 0, "split": "train"}]), normalize="none",
+                     progress=False)
     data = make_dataset(ramp, True, image_size=(1, 5), channels=1, seed=0, repeat=True)
     got = [x.numpy()[0, 0, 0, :, 0] for x, _ in data.take(4)]
     np.testing.assert_allclose(got, RECORDED_AUGMENTED, rtol=0, atol=1e-3)

@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from mims_tf.explain.heatmap import COLORMAP, contributions, default_method, explain_bag, feature_layers, heatmaps, overlay
+from mims_tf.explain.heatmap import (
+    COLORMAP,
+    DEFAULT_METHOD,
+    contributions,
+    explain_bag,
+    feature_layers,
+    heatmaps,
+    overlay,
+)
 from tests.conftest import requires_tensorflow
 
 pytestmark = requires_tensorflow()
@@ -16,7 +24,8 @@ def trained(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("explain")
     path = write_dataset(folder / "data", seed=0, instances=16, size=64, contrast=0.25, lesion_size=(6, 12))
-    train(RunConfig.from_dict(dict(data=path, out=str(folder / "run"), epochs=15, batch_size=8, learning_rate=3e-3)), verbose=0)
+    train(RunConfig.from_dict(dict(data=path, out=str(folder / "run"), epochs=15, batch_size=8, learning_rate=3e-3)),
+          verbose=0)
     model, _, _ = RunFolder(str(folder / "run")).load()
     return model, np.load(path)
 
@@ -39,14 +48,16 @@ def peak_in_lesion_rate(model, data, layer, method=None):
     return float(np.mean(hits)), len(hits)
 
 
+@pytest.mark.slow
 def test_heatmap_peaks_fall_inside_planted_lesions_in_most_positive_bags(trained):
     model, data = trained
-    assert default_method(model) == "smoothgrad"
+    assert DEFAULT_METHOD == "smoothgrad"
     rate, bags = peak_in_lesion_rate(model, data, "backbone")  # the default method, SmoothGrad
     print(f"peak in lesion (within 4 px): {rate:.2f} of {bags} positive bags")
     assert bags == 16 and rate >= 0.6
 
 
+@pytest.mark.slow
 def test_explain_writes_ranked_overlays_and_an_index(trained, tmp_path):
     model, data = trained
     i = int(np.flatnonzero(data["test_labels"][:, 0])[0])
@@ -61,7 +72,8 @@ def test_explain_writes_ranked_overlays_and_an_index(trained, tmp_path):
     titled = explain_bag(model, _bag(data["test_images"][i]), str(tmp_path / "t"), slices=1, name="bag",
                          prediction="predicted: 1 (P(1) = 0.9000, threshold 0.4000)", class_name="lesion")
     index = (tmp_path / "t" / "index.md").read_text()
-    assert index.startswith("# bag: predicted: 1 (P(1) = 0.9000, threshold 0.4000)") and "Explained: class lesion" in index
+    assert index.startswith("# bag: predicted: 1 (P(1) = 0.9000, threshold 0.4000)")
+    assert "Explained: class lesion" in index
     assert len(titled) == 1
 
 
@@ -85,6 +97,7 @@ def test_colour_is_scaled_by_the_probability_so_weak_evidence_is_pale():
         heatmaps(t, (2, 2), probability=1.5)
 
 
+@pytest.mark.slow
 def test_weak_evidence_bag_is_drawn_paler_than_a_strong_one(trained):
     model, data = trained
     images, labels = data["test_images"], data["test_labels"][:, 0]
@@ -93,7 +106,8 @@ def test_weak_evidence_bag_is_drawn_paler_than_a_strong_one(trained):
         bag = _bag(images[i])
         t, probs = contributions(model, bag, method="gradient_x_input")
         peaks[i] = (probs[1], heatmaps(t, images.shape[2:4], probability=float(probs[1])).max())
-    (p_weak, weak), (p_strong, strong) = peaks[min(peaks, key=lambda i: peaks[i][0])], peaks[max(peaks, key=lambda i: peaks[i][0])]
+    (p_weak, weak), (p_strong, strong) = (peaks[min(peaks, key=lambda i: peaks[i][0])],
+                                          peaks[max(peaks, key=lambda i: peaks[i][0])])
     assert p_strong - p_weak > 0.05
     assert abs(int(weak) - p_weak * 255) <= 1 and abs(int(strong) - p_strong * 255) <= 1 and weak < strong
 
@@ -115,7 +129,8 @@ def test_smoothgrad_is_the_average_of_gradient_x_input_over_seeded_noisy_copies(
     rng = np.random.default_rng(3)
     sigma = 0.1 * float(bag.max() - bag.min())
     copies = [(bag[0] + rng.normal(0.0, sigma, bag.shape[1:])).astype(np.float32)[None] for _ in range(4)]
-    reference = np.mean([contributions(model, c, "preprocessing", method="gradient_x_input")[0] for c in copies], axis=0)
+    reference = np.mean([contributions(model, c, "preprocessing", method="gradient_x_input")[0] for c in copies],
+                        axis=0)
     np.testing.assert_allclose(smooth, reference, rtol=1e-4, atol=1e-6 * np.abs(reference).max())
     plain, plain_probs = contributions(model, bag, "preprocessing", method="gradient_x_input")
     np.testing.assert_allclose(probs, plain_probs, rtol=1e-6)  # the probabilities are the clean bag's
@@ -143,6 +158,7 @@ def test_contact_sheet_ranks_the_top_slices(tmp_path):
         explain_bag(model, bag, str(tmp_path), sheet=0)
 
 
+@pytest.mark.slow
 def test_bad_layer_and_class(trained):
     model, data = trained
     bag = _bag(data["test_images"][0])

@@ -26,6 +26,7 @@ def _size(folder):
     return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(folder) for f in fs)
 
 
+@pytest.mark.slow
 def test_saved_model_versions_signature_dynamic_instances_and_single_copy_of_variables(model, tmp_path):
     import tensorflow as tf
 
@@ -65,6 +66,7 @@ def test_a_failed_export_leaves_earlier_versions_loadable(model, tmp_path, monke
     assert tf.saved_model.load(first).signatures["serving_default"] is not None
 
 
+@pytest.mark.slow
 def test_mixed_precision_model_exports_as_float32(tmp_path):
     keras.config.set_dtype_policy("mixed_bfloat16")
     mixed = build_model("mims", backbone="tiny", weights=None, image_size=(32, 32))
@@ -111,6 +113,7 @@ export_saved_model(mims_tf.load_model(sys.argv[1]), sys.argv[2], name="m")
 """
 
 
+@pytest.mark.slow
 def test_sigkill_during_export_leaves_only_complete_versions_visible(model, tmp_path):
     import subprocess
     import sys

@@ -42,26 +42,21 @@ class PredictionService:
         return response
 
 
-def test_grpc_client_gets_the_same_probabilities_as_mims_predict(tmp_path):
-    from mims_tf.export.serving import predict_grpc, rest_body
-    from mims_tf.runs.config import RunConfig
-    from mims_tf.runs.predict import predict
+def test_grpc_client_gets_the_same_probabilities_as_mims_predict(trained_run, tmp_path):
+    from mims_tf.export.serving import predict_grpc, prepare_bag, read_metadata, rest_body
     from mims_tf.runs.export import export_run
-    from mims_tf.runs.fit import train
+    from mims_tf.runs.predict import predict
 
-    run = str(tmp_path / "run")
-    train(RunConfig.from_dict(dict(out=run, epochs=1, batch_size=8, image_size=32, instances=4)), verbose=0)
+    run = trained_run  # the session's tiny run (tests/conftest.py), 32 px; export and predict write elsewhere
     exported = export_run(run, "saved_model", out=str(tmp_path / "saved_models"))["path"]  # calibrated, as predict
-    volume = np.random.default_rng(0).uniform(0, 255, (5, 32, 32)).astype(np.float32)
+    volume = np.random.default_rng(0).uniform(0, 255, (5, 40, 40)).astype(np.float32)
     np.save(tmp_path / "scan.npy", volume)
     expected = predict(run, [str(tmp_path / "scan.npy")], out=str(tmp_path / "p.csv"))[0]["probabilities"]
 
     service = PredictionService(exported, "mims")
     try:
-        from mims_tf.data import BagSource, from_rows, make_dataset
-
-        source = BagSource(from_rows([{"path": str(tmp_path / "scan.npy"), "label": "0"}]), progress=False)
-        bag = next(iter(make_dataset(source, False, image_size=(32, 32))))[0].numpy()  # what mims predict feeds
+        bag = prepare_bag(volume, read_metadata(exported))  # as examples/serving_client.py prepares it
+        assert bag.shape == (1, 5, 32, 32, 3)
         got = predict_grpc(f"127.0.0.1:{service.port}", bag, model_name="mims")
         with pytest.raises(grpc.RpcError, match="Servable not found"):
             predict_grpc(f"127.0.0.1:{service.port}", bag, model_name="other")
@@ -69,3 +64,27 @@ def test_grpc_client_gets_the_same_probabilities_as_mims_predict(tmp_path):
         service.server.stop(None)
     np.testing.assert_allclose(got[0], [expected["0"], expected["1"]], atol=1e-5)
     assert '"signature_name": "serving_default"' in rest_body(bag)
+
+
+@pytest.mark.parametrize("data, volume", [
+    ({"image_size": 32, "central": 8}, np.random.default_rng(0).uniform(-3, 7, (12, 40, 40)).astype(np.float32)),
+    ({"image_size": (24, 28), "normalize": [-100, 200], "channels": 1},
+     np.random.default_rng(1).integers(-500, 500, (6, 30, 30)).astype(np.int16)),
+    ({"image_size": 16}, np.random.default_rng(2).integers(0, 256, (3, 20, 20, 3)).astype(np.uint8)),
+    ({"image_size": 32, "central": 2}, np.random.default_rng(3).integers(0, 256, (4, 32, 32)).astype(np.uint8)),
+])
+def test_a_bag_prepared_from_the_exports_metadata_is_what_the_run_feeds_its_model(tmp_path, data, volume):
+    from mims_tf.export.serving import prepare_bag, read_metadata
+    from mims_tf.runs.config import RunConfig
+    from mims_tf.runs.export import export_metadata
+    from mims_tf.runs.inputs import eval_batches, unlabelled_source
+    from mims_tf.utils import write_json
+
+    config = RunConfig.from_dict(dict(out=str(tmp_path / "run"), **data))
+    write_json(tmp_path / "mims.json", export_metadata(config, ["0", "1"], {"threshold": None}))
+    np.save(tmp_path / "scan.npy", volume)
+    source = unlabelled_source(config, ["0", "1"], [{"path": str(tmp_path / "scan.npy")}])
+    fed = next(iter(eval_batches(config, source)))[0].numpy()  # what `mims predict` feeds the model
+    bag = prepare_bag(volume, read_metadata(tmp_path / "mims.json"))
+    assert bag.dtype == np.float32 and bag.shape == fed.shape
+    np.testing.assert_array_equal(bag, fed)

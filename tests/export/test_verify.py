@@ -15,7 +15,8 @@ def test_verify_outputs_returns_the_largest_difference_and_raises_above_the_tole
     assert verify_outputs(expected, expected, 0.0, "m.tflite") == 0.0
     got = expected + np.array([[0.0, 1e-3], [-3e-3, 0.0]], np.float32)
     assert verify_outputs(expected, got, 1e-2, "m.tflite") == pytest.approx(3e-3, rel=1e-4)
-    with pytest.raises(VerificationError, match=re.escape("m.tflite: the exported model differs from the Keras model by 3.00e-03 (> 0.001)")):
+    with pytest.raises(VerificationError, match=re.escape(
+            "m.tflite: the exported model differs from the Keras model by 3.00e-03 (> 0.001)")):
         verify_outputs(expected, got, 1e-3, "m.tflite")
     with pytest.raises(ValueError, match="by nan"):  # NaN never passes
         verify_outputs(expected, np.full_like(expected, np.nan), 1.0, "m.tflite")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from mims_tf.layers import TemperatureScaling
-from mims_tf.train.calibration import temperature_scale
+from mims_tf.stats.calibration import temperature_scale
 from tests.layers.harness import run_layer_test
 
 
@@ -46,7 +46,8 @@ def test_a_bias_per_class_is_platt_scaling_for_two_classes():
     logit = np.log(p[:, 1] / p[:, 0])
     np.testing.assert_allclose(got[:, 1], 1 / (1 + np.exp(-(logit / 1.5 - 0.8))), rtol=1e-5)
     np.testing.assert_allclose(got, temperature_scale(p, 1.5, [0.0, -0.8]), rtol=1e-5, atol=1e-6)
-    run_layer_test(TemperatureScaling, {"temperature": 0.7, "bias": [0.0, 0.3]}, input_data=p, expected_output_shape=(6, 2),
+    run_layer_test(TemperatureScaling, {"temperature": 0.7, "bias": [0.0, 0.3]}, input_data=p,
+                   expected_output_shape=(6, 2),
                    expected_num_trainable_weights=0, mixed_precision_output_dtype="float32")
     with pytest.raises(ValueError, match="one value per class"):
         TemperatureScaling(1.0, bias=[0.0, 0.1, 0.2])(p)

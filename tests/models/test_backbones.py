@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mims_tf.models import backbone_names, build_backbone, build_model
-from mims_tf.models.backbones import preprocessing_mode, resolve_feature_layers, resnet34
+from mims_tf.models.backbones import preprocessing_mode, resnet34, resolve_feature_layers
 from tests.conftest import SHARED
 
 MOBILENET_H5 = os.path.join(SHARED, "weights", "mobilenet_2_5_224_tf_no_top.h5")
@@ -79,7 +79,8 @@ def test_conv4_conv5_are_the_last_layers_at_stride_16_and_32_in_other_nets():
     model = keras.applications.MobileNet(include_top=False, weights=None, alpha=0.25, input_shape=(None, None, 3))
     assert resolve_feature_layers(model, ["conv4", "conv5"]) == ["conv_pw_11_relu", "conv_pw_13_relu"]
     for size in (None, (96, 96)):
-        backbone = build_backbone("mobilenet", weights=None, feature_layers=("conv4", "conv5"), image_size=size, alpha=0.25)
+        backbone = build_backbone("mobilenet", weights=None, feature_layers=("conv4", "conv5"), image_size=size,
+                                  alpha=0.25)
         assert [tuple(o.shape[1:3]) for o in backbone(np.zeros((1, 96, 96, 3)))] == [(6, 6), (3, 3)]
     # 112 px is no multiple of 32: MobileNet's padded strides round down (7 -> 3), "same" ones would round up
     backbone = build_backbone("mobilenet", weights=None, feature_layers=("conv4", "conv5"), image_size=(112, 112),

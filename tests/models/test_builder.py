@@ -153,3 +153,10 @@ def test_split_model_halves_share_the_models_layers_and_give_its_output(preset, 
     model.save(tmp_path / "m.keras")  # a split model still saves and reloads as itself
     reloaded = keras.saving.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(reloaded.predict(bags, verbose=0), model.predict(bags, verbose=0), atol=1e-6)
+
+
+def test_the_builder_makes_a_pooling_layer_for_every_pooling_the_config_accepts():
+    from mims_tf.models.builder import POOLING_LAYERS
+    from mims_tf.models.config import POOLINGS
+
+    assert set(POOLING_LAYERS) == set(POOLINGS)

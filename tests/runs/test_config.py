@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import yaml
 
@@ -44,8 +46,9 @@ def test_yaml_round_trip_is_nested(tmp_path):
     config = RunConfig.from_dict({"preset": "mims", "epochs": 2})
     save_config(config, tmp_path / "config.yaml")
     stored = yaml.safe_load((tmp_path / "config.yaml").read_text())
-    assert set(stored) == {"model", "data", "training", "task", "seed", "precision", "strategy", "sensitivity", "deterministic",
-                           "out"}
+    assert set(stored) == {"model", "data", "training", "decision", "task", "seed", "precision", "strategy",
+                           "deterministic", "out"}
+    assert stored["decision"] == {"rule": "youden", "target": None}
     assert stored["training"]["epochs"] == 2 and stored["data"]["image_size"] == [64, 64]
     assert load_config(str(tmp_path / "config.yaml")) == config
 
@@ -75,7 +78,8 @@ def test_overrides_apply_over_a_file(tmp_path):
         ({"steps_per_epoch": 0}, "Received: steps_per_epoch=0"),
         ({"instances": 0}, "Received: instances=0"),
         # yes/no keys given as text: 'false' and 'no' are true in Python, so they trained the opposite setting
-        ({"data": {"augment": "false"}}, "`augment` must be true or false (unquoted in YAML). Received: augment='false'"),
+        ({"data": {"augment": "false"}},
+         "`augment` must be true or false (unquoted in YAML). Received: augment='false'"),
         ({"one_bag_per_file": "no"}, "Received: one_bag_per_file='no'"),
         ({"replacement": "yes"}, "Received: replacement='yes'"),
         ({"allow_shared_groups": 1}, "Received: allow_shared_groups=1"),
@@ -113,9 +117,63 @@ def test_yaml_numbers_without_a_dot_are_numbers(tmp_path):
                     "sensitivity: .9\n")
     config = load_config(str(path))
     assert config.training.learning_rate == 1e-4 and config.training.backbone_multiplier == 0.5
-    assert config.data.memory_budget_gb == 2.0 and config.sensitivity == 0.9
+    assert config.data.memory_budget_gb == 2.0 and config.decision.target == 0.9
     # text stays text where text belongs, through a save and a load (class names "1e3" are not 1000.0)
     config = RunConfig.from_dict({"data": {"classes": ["1e3", "2e3"], "source": "1e5"}})
     save_config(config, str(tmp_path / "saved.yaml"))
     again = load_config(str(tmp_path / "saved.yaml"))
     assert again.data.classes == ["1e3", "2e3"] and again.data.source == "1e5"
+
+
+def test_the_decision_block_holds_the_threshold_rule_and_an_older_sensitivity_key_is_read_into_it(tmp_path):
+    config = RunConfig.from_dict({"decision": {"rule": "specificity", "target": 0.9}})
+    assert (config.decision.rule, config.decision.target) == ("specificity", 0.9)
+    (tmp_path / "old.yaml").write_text("model: {preset: mims}\nsensitivity: 0.95\n")  # a run before the block
+    old = load_config(str(tmp_path / "old.yaml"))
+    assert (old.decision.rule, old.decision.target) == ("sensitivity", 0.95)
+    (tmp_path / "none.yaml").write_text("sensitivity: null\n")
+    assert load_config(str(tmp_path / "none.yaml")).decision.rule == "youden"
+    for bad, words in [({"rule": "sensitivity"}, "needs a target"),
+                       ({"rule": "youden", "target": 0.9}, "takes no target"),
+                       ({"rule": "sensitivity", "target": 1.5}, "must be in (0, 1]"), ({"rule": "f1"}, "rule")]:
+        with pytest.raises(ValueError, match=re.escape(words)):
+            RunConfig.from_dict({"decision": bad})
+
+
+def test_flat_keys_go_through_the_one_adapter():
+    from mims_tf.runs.config import nest_flat
+
+    assert nest_flat({"epochs": 3, "data": "x.csv", "preset": "mi_pre", "seed": 1, "sensitivity": 0.9}) == {
+        "training": {"epochs": 3}, "data": {"source": "x.csv"}, "model": {"preset": "mi_pre"}, "seed": 1,
+        "decision": {"rule": "sensitivity", "target": 0.9}}
+    nested = {"training": {"epochs": 3}, "out": "o"}
+    assert nest_flat(nested) == nested
+    with pytest.raises(ValueError, match="unknown config key 'epoch'.*epochs"):
+        nest_flat({"epoch": 3})
+
+
+def test_every_train_flag_comes_from_the_schema():
+    """Each flag of `mims train` is a config field with help in its metadata, and each such field is a flag:
+    its name, key, parser, choices and help (with the default) are read from the field."""
+    import dataclasses
+
+    from mims_tf.cli.flags import train_flags
+    from mims_tf.models.config import ModelConfig
+    from mims_tf.runs.config import BLOCKS
+    from mims_tf.runs.schema import MODEL_OPTIONS
+
+    flags = {flag.key: flag for flag in train_flags()}
+    fields = {f"{block}.{f.name}": f for block, kind in BLOCKS.items() for f in dataclasses.fields(kind)}
+    fields.update({f.name: f for f in dataclasses.fields(RunConfig)})
+    fields.update({f"model.{f.name}": f for f in dataclasses.fields(ModelConfig)})
+    fields.update({f"model.{key}": f for key, f in MODEL_OPTIONS.items()})
+    documented = {key for key, f in fields.items() if "help" in f.metadata}
+    assert set(flags) == documented
+    for key, flag in flags.items():
+        meta = fields[key].metadata
+        assert flag.dest == meta.get("flag", key.rsplit(".", 1)[-1])
+        assert flag.help.startswith(meta["help"]) and flag.type is meta.get("type", str)
+        assert flag.choices == meta.get("choices")
+    assert flags["decision.rule"].choices == ("youden", "sensitivity", "specificity")
+    assert flags["training.epochs"].help.endswith("; default 10")
+    assert flags["model.weights"].type("None") is None and flags["model.weights"].type("imagenet") == "imagenet"

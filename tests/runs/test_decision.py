@@ -11,19 +11,15 @@ from mims_tf.runs.config import RunConfig
 from mims_tf.runs.decision import calibrate_run, decide, load_scoring_model
 from mims_tf.runs.evaluate import compare_runs, evaluate_run
 from mims_tf.runs.fit import is_better, train
-from mims_tf.runs.folder import RunFolder
 from mims_tf.runs.predict import predict
 from tests.conftest import requires_tensorflow
 
 pytestmark = requires_tensorflow()
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("decision") / "run")
-    train(RunConfig.from_dict(dict(out=out, epochs=2, batch_size=8, learning_rate=3e-3, image_size=32, instances=6)),
-          verbose=0)
-    return out
+@pytest.fixture
+def run(trained_run_copy):
+    return trained_run_copy  # the session's tiny run (tests/conftest.py), copied: these tests write into it
 
 
 def test_training_stores_a_temperature_and_a_threshold_chosen_on_validation(run):
@@ -31,7 +27,7 @@ def test_training_stores_a_temperature_and_a_threshold_chosen_on_validation(run)
     assert decision["method"] == "platt" and decision["temperature"] > 0 and len(decision["bias"]) == 2
     assert 0 <= decision["threshold"] <= 1
     assert decision["threshold_from"] == "validation (Youden's J)" and decision["val_bags"] == 32
-    target = calibrate_run(run, sensitivity=1.0)  # a target sensitivity gives its own, stored threshold
+    target = calibrate_run(run, rule="sensitivity", target=1.0)  # a target sensitivity gives its own, stored threshold
     assert target["threshold_from"] == "validation (sensitivity >= 1)" and target["threshold"] <= decision["threshold"]
     calibrate_run(run)
 
@@ -52,6 +48,7 @@ def test_predict_class_equals_evaluate_class_for_every_test_bag(run, tmp_path):
         assert abs(r["probabilities"]["1"] - float(evaluated[r["bag"]]["p_1"])) < 1e-5
 
 
+@pytest.mark.slow
 def test_one_file_scores_the_same_through_all_five_paths(run, tmp_path):
     import tensorflow as tf
 
@@ -91,6 +88,7 @@ def test_decide_and_ties_in_model_selection():
     assert is_better(0.5, 9.0, {"best_val_auroc": -1.0, "best_val_loss": None})
 
 
+@pytest.mark.slow
 def test_two_runs_on_the_same_bags_get_a_paired_interval(run, tmp_path):
     other = str(tmp_path / "other")
     train(RunConfig.from_dict(dict(out=other, epochs=1, batch_size=8, learning_rate=3e-3, image_size=32, instances=6)),

@@ -10,12 +10,11 @@ import pytest
 import mims_tf
 from mims_tf.runs.config import RunConfig
 from mims_tf.runs.evaluate import evaluate_runs
-from mims_tf.runs.predict import predict
 from mims_tf.runs.fit import train
-from tests.conftest import requires_tensorflow
+from mims_tf.runs.predict import predict
+from tests.conftest import TINY_RUN as TINY, requires_tensorflow
 
 pytestmark = requires_tensorflow()
-TINY = dict(epochs=2, batch_size=8, learning_rate=3e-3, checkpoint_steps=5, image_size=32, instances=6)
 
 KILL_DRIVER = """
 import os, signal, sys
@@ -29,16 +28,16 @@ class KillAt(keras.callbacks.Callback):
         if int(self.model.optimizer.iterations) == int(sys.argv[2]):
             os.kill(os.getpid(), signal.SIGKILL)
 
-config = RunConfig.from_dict(dict(out=sys.argv[1], epochs=3, batch_size=8, checkpoint_steps=5, learning_rate=3e-3, image_size=32, instances=6))
+config = RunConfig.from_dict(dict(out=sys.argv[1], epochs=3, batch_size=8, checkpoint_steps=5, learning_rate=3e-3,
+                                  image_size=32, instances=6))
 train(config, verbose=0, callbacks=[KillAt()])
 """
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("runs") / "a")
-    summary = train(RunConfig.from_dict(dict(out=out, **TINY)), verbose=0)
-    return out, summary
+@pytest.fixture
+def trained(trained_run_and_summary):
+    """The session's tiny run (tests/conftest.py), trained with TINY: (its folder, train's summary)."""
+    return trained_run_and_summary
 
 
 def test_a_run_folder_holds_everything(trained):
@@ -58,14 +57,17 @@ def test_a_run_folder_holds_everything(trained):
     assert not any(name.endswith(".tmp.keras") for name in os.listdir(out))
 
 
-def test_same_seed_same_config_same_auroc(trained, tmp_path):
-    out, summary = trained
+@pytest.mark.slow
+def test_same_seed_same_config_same_auroc(trained, trained_run_copy, tmp_path):
+    _, summary = trained
+    out = trained_run_copy  # evaluate writes its files into the run folder
     again = train(RunConfig.from_dict(dict(out=str(tmp_path / "b"), **TINY)), verbose=0)
     assert again["best_val_auroc"] == summary["best_val_auroc"]
     results, _ = evaluate_runs([out, str(tmp_path / "b")])
     assert results[0]["auroc"] == results[1]["auroc"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
@@ -85,8 +87,9 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert json.load(open(os.path.join(killed, "state.json")))["best_val_auroc"] == best_whole
 
 
-def test_evaluate_writes_per_bag_csv_roc_and_metrics(trained):
-    out, _ = trained
+@pytest.mark.slow
+def test_evaluate_writes_per_bag_csv_roc_and_metrics(trained_run_copy):
+    out = trained_run_copy  # evaluate writes its files into the run folder
     import shutil
 
     copy = out + "_copy"  # the same run twice, as two folders (one folder given twice is refused)
@@ -111,7 +114,8 @@ def test_evaluate_writes_per_bag_csv_roc_and_metrics(trained):
     assert fixed["threshold"] == 0.5 and fixed["threshold_from"] == "given"
     sampled = evaluate_runs([out], instances=2)[0][0]  # every bag on 2 sampled instances, own files
     assert sampled["instances"] == 2 and r["instances"] == "all" and 0 <= sampled["auroc"] <= 1
-    assert os.path.isfile(os.path.join(out, "eval_test_2inst.json")) and os.path.isfile(os.path.join(out, "eval_test.json"))
+    assert os.path.isfile(os.path.join(out, "eval_test_2inst.json"))
+    assert os.path.isfile(os.path.join(out, "eval_test.json"))
     with pytest.raises(ValueError, match="Received: instances=0"):
         evaluate_runs([out], instances=0)
 
@@ -150,6 +154,7 @@ print("replicas", summary["replicas"])  # what train() used, not what this drive
 """
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpu_devices(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     done = subprocess.run([sys.executable, "-c", MIRRORED_DRIVER, str(tmp_path / "m")], env=env,
@@ -190,6 +195,7 @@ def _free_ports(count):
     return ",".join(ports)
 
 
+@pytest.mark.slow
 def test_multi_worker_strategy_with_two_workers_on_loopback(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     ports = _free_ports(2)
@@ -212,8 +218,8 @@ def test_multi_worker_strategy_with_two_workers_on_loopback(tmp_path):
 
 LOCK_DRIVER = """
 import sys, time
-from mims_tf.runs.fit import run_lock
-with run_lock(sys.argv[1]):
+from mims_tf.runs.folder import RunFolder
+with RunFolder(sys.argv[1]).lock():
     print("locked", flush=True)
     time.sleep(30)
 """
@@ -233,6 +239,7 @@ def test_a_run_folder_is_locked_while_a_process_trains_in_it(tmp_path):
         holder.wait()
 
 
+@pytest.mark.slow
 def test_a_failed_start_leaves_nothing_that_blocks_the_corrected_command(tmp_path):
     out = str(tmp_path / "run")
     bad = dict(out=out, **dict(TINY, image_size=8), k=500)  # k cannot fit: fails after the manifest is written
@@ -243,6 +250,7 @@ def test_a_failed_start_leaves_nothing_that_blocks_the_corrected_command(tmp_pat
     assert summary["epochs_done"] == 1
 
 
+@pytest.mark.slow
 def test_a_loss_that_turns_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
     import keras
 
@@ -300,6 +308,7 @@ def _frozen(out, weights, **values):
                                     **{**TINY, **values}))
 
 
+@pytest.mark.slow
 def test_a_frozen_backbone_trains_the_head_on_cached_features(tmp_path, tiny_weights, caplog):
     import logging
 
@@ -323,6 +332,7 @@ def test_a_frozen_backbone_trains_the_head_on_cached_features(tmp_path, tiny_wei
     assert 0 <= results[0]["auroc"] <= 1 and summary["decision"]["val_bags"] == 32
 
 
+@pytest.mark.slow
 def test_a_frozen_run_resumed_equals_an_uninterrupted_one(tmp_path, tiny_weights):
     whole, resumed = str(tmp_path / "whole"), str(tmp_path / "resumed")
     cache = str(tmp_path / "cache")  # features in a cache folder: the resumed run reads the ones it trained on
@@ -336,6 +346,7 @@ def test_a_frozen_run_resumed_equals_an_uninterrupted_one(tmp_path, tiny_weights
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 def test_a_frozen_run_without_feature_views_runs_the_backbone_every_step(tmp_path, tiny_weights, caplog):
     import logging
 
@@ -346,3 +357,18 @@ def test_a_frozen_run_without_feature_views_runs_the_backbone_every_step(tmp_pat
     with caplog.at_level(logging.INFO, logger="mims_tf"):  # 2 epochs of 6 sampled instances: cheaper than 4 views
         train(_frozen(str(tmp_path / "short"), tiny_weights, epochs=2), verbose=0)
     assert "costs more than training on images" in caplog.text and "features kept" not in caplog.text
+
+
+def test_resume_config_allows_more_epochs_and_nothing_else(tmp_path):
+    from mims_tf.runs.fit import resume_config
+    from mims_tf.runs.folder import RunFolder
+
+    out = tmp_path / "run"
+    out.mkdir()
+    RunFolder(out).save_config(RunConfig.from_dict({"training": {"epochs": 2}, "out": "elsewhere"}))
+    config = resume_config(str(out), {"training": {"epochs": 5}, "out": str(out)})
+    assert (config.training.epochs, config.out) == (5, str(out))
+    with pytest.raises(ValueError, match=r"only training.epochs, out may change. Received: data.source, seed"):
+        resume_config(str(out), {"data": {"source": "other.csv"}, "seed": 3})
+    with pytest.raises(ValueError, match="no run to resume"):
+        resume_config(str(tmp_path / "none"))

@@ -25,6 +25,7 @@ def _step(optimizer, weights):
     return model, [a - b for a, b in zip(after, before)]
 
 
+@pytest.mark.slow
 def test_backbone_moves_at_half_the_heads_rate_with_adam():
     weights = build_model("mims", backbone="tiny", weights=None, image_size=(24, 24)).get_weights()
     model, plain = _step(keras.optimizers.Adam(1e-3), weights)
@@ -38,6 +39,7 @@ def test_backbone_moves_at_half_the_heads_rate_with_adam():
     assert backbone >= 6  # every backbone conv kernel, bias and batchnorm weight
 
 
+@pytest.mark.slow
 def test_multipliers_match_paths_and_survive_save_and_reload(tmp_path):
     optimizer = paper_optimizer(1e-3, backbone_multiplier=0.25)
     assert optimizer.multiplier_for("conv1_conv/kernel") == 0.25

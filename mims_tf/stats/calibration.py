@@ -1,12 +1,10 @@
-"""Calibration of class probabilities: a temperature fitted on validation, ECE, Brier score, thresholds.
+"""Calibration of class probabilities: a temperature or Platt scaling fitted on validation, ECE, Brier score.
 
 All functions take integer labels `(N,)` and probabilities `(N, classes)` as NumPy arrays. For two classes,
 ECE and the reliability diagram are over `P(positive)` (the last class): in each bin, the mean predicted
 probability against the fraction of positive bags, the reading a clinician needs. For more classes they are
 over the top-label confidence (Guo et al., 2017).
 """
-
-import numbers
 
 import numpy as np
 
@@ -99,36 +97,3 @@ def brier_score(labels, probs):
     if probs.shape[1] == 2:
         return float(np.mean((probs[:, 1] - labels) ** 2))
     return float(np.mean(np.sum((probs - np.eye(probs.shape[1])[labels]) ** 2, axis=1)))
-
-
-def youden_threshold(labels, scores):
-    """The threshold maximising sensitivity + specificity - 1 on (labels, scores)."""
-    from sklearn.metrics import roc_curve
-
-    fpr, tpr, thresholds = roc_curve(labels, scores)
-    best = int(np.argmax(tpr - fpr))
-    return float(min(thresholds[best], 1.0))
-
-
-def check_sensitivity(sensitivity):
-    """Raises `ValueError` unless `sensitivity` is a target sensitivity in (0, 1]; returns it."""
-    if isinstance(sensitivity, bool) or not isinstance(sensitivity, numbers.Real) or not 0 < sensitivity <= 1:
-        raise ValueError(f"`sensitivity` must be in (0, 1]. Received: sensitivity={sensitivity!r}")
-    return sensitivity
-
-
-def check_threshold(threshold):
-    """Raises `ValueError` unless `threshold` is a decision threshold on a probability, in [0, 1]; returns it."""
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0 <= threshold <= 1:
-        raise ValueError(f"`threshold` must be in [0, 1]. Received: threshold={threshold!r}")
-    return threshold
-
-
-def sensitivity_threshold(labels, scores, sensitivity):
-    """The highest threshold whose sensitivity on (labels, scores) is at least `sensitivity`."""
-    check_sensitivity(sensitivity)
-    positives = np.sort(np.asarray(scores, np.float64)[np.asarray(labels) == 1])[::-1]
-    if len(positives) == 0:
-        raise ValueError("a target sensitivity needs positive bags in the validation split")
-    needed = int(np.ceil(sensitivity * len(positives) - 1e-9))
-    return float(positives[max(needed, 1) - 1])

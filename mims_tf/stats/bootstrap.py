@@ -38,7 +38,8 @@ def _resamples(labels, n_resamples, seed, groups=None):
         return
     groups = np.asarray(groups)
     if len(groups) != len(labels):
-        raise ValueError(f"`groups` needs one id per bag. Received: groups of length {len(groups)} for {len(labels)} bags")
+        raise ValueError("`groups` needs one id per bag. "
+                         f"Received: groups of length {len(groups)} for {len(labels)} bags")
     names, inverse = np.unique(groups, return_inverse=True)
     members = [indices[inverse == g] for g in range(len(names))]
     pure = all(len(set(labels[m].tolist())) == 1 for m in members)
@@ -118,7 +119,8 @@ def seeds_paired_difference_ci(runs, n_resamples=2000, level=0.95, seed=0, group
     """
     runs = [tuple(np.asarray(v) for v in run) for run in runs]
     if not runs or any(not len(y) == len(a) == len(b) for y, a, b in runs):
-        raise ValueError(f"each seed needs labels and both models' scores on the same bags. Received: {len(runs)} seeds")
+        raise ValueError("each seed needs labels and both models' scores on the same bags. "
+                         f"Received: {len(runs)} seeds")
     groups = [None] * len(runs) if groups is None else list(groups)
     if len(groups) != len(runs):
         raise ValueError(f"`groups` needs one list per seed. Received: {len(groups)} lists for {len(runs)} seeds")

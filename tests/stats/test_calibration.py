@@ -2,16 +2,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss
 
-from mims_tf.train.calibration import (
+from mims_tf.stats.calibration import (
     brier_score,
     expected_calibration_error,
     fit_platt,
     fit_temperature,
     reliability_bins,
-    sensitivity_threshold,
     temperature_scale,
-    youden_threshold,
 )
+from mims_tf.stats.thresholds import sensitivity_threshold, youden_threshold
 
 
 def _overconfident(n=2000, seed=0, sharpen=3.0):

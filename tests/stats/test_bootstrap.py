@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mims_tf.train.bootstrap import auroc_ci, paired_auroc_difference_ci
+from mims_tf.stats.bootstrap import auroc_ci, paired_auroc_difference_ci
 
 
 def test_auroc_interval_holds_the_estimate_and_narrows_with_more_bags():
@@ -45,7 +45,7 @@ def test_paired_difference_over_several_runs_is_the_mean_of_their_aurocs():
 
 
 def test_seeds_with_their_own_test_bags_average_their_paired_differences():
-    from mims_tf.train.bootstrap import seeds_paired_difference_ci
+    from mims_tf.stats.bootstrap import seeds_paired_difference_ci
 
     rng = np.random.default_rng(2)
     runs = []
@@ -62,7 +62,7 @@ def test_seeds_with_their_own_test_bags_average_their_paired_differences():
 
 
 def test_rank_auroc_equals_scikit_learns_with_ties():
-    from mims_tf.train.bootstrap import auroc
+    from mims_tf.stats.bootstrap import auroc
 
     rng = np.random.default_rng(3)
     for _ in range(20):
@@ -92,7 +92,7 @@ def test_tiles_of_one_patient_are_resampled_together():
 
 
 def test_resampling_runs_widens_the_interval_by_the_runs_own_spread():
-    from mims_tf.train.bootstrap import seeds_paired_difference_ci
+    from mims_tf.stats.bootstrap import seeds_paired_difference_ci
 
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 2, 400)

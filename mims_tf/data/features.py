@@ -26,16 +26,14 @@ import os
 
 import numpy as np
 
-from mims_tf.data.source import size_text, available_memory
+from mims_tf.data.source import BUDGET_SHARE, available_memory, size_text
 from mims_tf.utils import Progress, process_temporary, remove_orphans
 
 logger = logging.getLogger("mims_tf")
 
-DEFAULT_VIEWS = 4
 EXTRACT_BATCH = 32  # instances per backbone call while extracting
 FLOAT16_MAX = 65504.0
 _KEY_VERSION = 1  # bump when what a cache file holds changes
-BUDGET_SHARE = 0.5
 
 
 def view_seed(seed, view):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from mims_tf.data import BagSource, from_medmnist, make_dataset
+from mims_tf.data.features import extract_features, feature_dataset
 from mims_tf.models import build_model, get_preset, split_model
-from mims_tf.train.features import extract_features, feature_dataset
 from tests.conftest import SHARED, requires_tensorflow
 
 pytestmark = requires_tensorflow()

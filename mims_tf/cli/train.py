@@ -1,0 +1,71 @@
+"""`mims train`: a run from a config file and flags (the flags come from the config's schema)."""
+
+import json
+import os
+import sys
+
+from mims_tf.cli.flags import FORMATTER, add_flags, build_overrides, given, train_flags
+from mims_tf.runs.environment import disable_onednn
+from mims_tf.utils import import_keras_quietly
+
+
+def train_parser(sub):
+    p = sub.add_parser(
+        "train", help="train a model (config file and/or flags)", formatter_class=FORMATTER,
+        epilog="examples:\n  mims train --data ../shared/data/adrenalmnist3d/adrenalmnist3d.npz --out runs/adrenal\n"
+        "  mims train --config run.yaml --epochs 30\n  mims train --out runs/adrenal --resume\n\n"
+        "A config file is YAML with a model, a data and a training block, e.g.\n"
+        "  model: {preset: mims, backbone: mobilenet, weights: imagenet, kernels: crc}\n"
+        "  data: {source: ../shared/data/kather-crc-msi, bag_pattern: 'TCGA-\\w\\w-\\w\\w\\w\\w',\n"
+        "         classes: [MSS_JPEG, MSIMUT_JPEG], image_size: [224, 224]}\n"
+        "  training: {epochs: 20, learning_rate: 0.0001}\n"
+        "Flags override its keys; a run folder's config.yaml has every key.",
+    )
+    p.add_argument("--config", help="YAML config file; flags override its keys")
+    add_flags(p, train_flags())
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    return p
+
+
+def run_train(args):
+    from mims_tf.runs.config import load_config
+
+    flags = train_flags()
+    overrides = build_overrides(args, flags)
+    if args.resume:  # the stored config; runs/fit.py says what a resume may change
+        from mims_tf.runs.fit import RESUMABLE, resume_config
+
+        out = args.out or load_config(args.config, overrides).out
+        refused = sorted(f"--{f.dest.replace('_', '-')}" for f in flags
+                         if f.dest in given(args, flags) and f.key not in RESUMABLE)
+        if refused:
+            raise ValueError(f"--resume continues the stored run; only --epochs may change. Received: "
+                             f"{', '.join(refused)}")
+        config = resume_config(out, overrides)
+    else:
+        config = load_config(args.config, overrides)
+        if not _data_named(args, overrides):
+            raise ValueError("no data given: name it with --data (a manifest .csv, an .npz, a folder of class "
+                             "folders), or --data synthetic for the built-in synthetic set")
+    source = config.data.source
+    if source != "synthetic" and not os.path.exists(source):
+        raise ValueError(f"{source}: data not found (--data)")
+    if config.deterministic:  # oneDNN's kernels can only be turned off before TensorFlow starts
+        disable_onednn()
+    import_keras_quietly()  # after the options and config are checked: a typo is answered at once
+    from mims_tf.runs.fit import train
+
+    # a progress bar on a terminal, one line per epoch in a log file
+    summary = train(config, resume=args.resume, overwrite=args.overwrite, verbose=1 if sys.stdout.isatty() else 2)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _data_named(args, overrides):
+    """Whether the data was named, by --data or the config file (never the synthetic default by omission)."""
+    from mims_tf.runs.config import nest_flat, read_yaml
+
+    if "source" in overrides.get("data", {}):
+        return True
+    return bool(args.config) and "source" in nest_flat(read_yaml(args.config), args.config).get("data", {})
