@@ -17,23 +17,26 @@ Where features are kept: in a cache folder when one is given (one memory-mapped 
 view, named by a key of the bags' contents as the model sees them, the backbone's weights, its settings and the
 view's seed; later runs over the same data and backbone, e.g. the other presets of a table, reuse them), else
 in memory when they fit the memory budget; else nowhere (`extract_features` returns None and the caller runs
-the frozen backbone at every step).
+the frozen backbone at every step). A cached file is checked before it is used (readable, size, shape, dtype,
+finite values); a damaged one is removed, with one warning naming it, and its view extracted again.
 """
 
+import contextlib
 import hashlib
 import logging
 import os
 
 import numpy as np
 
-from mims_tf.data.source import BUDGET_SHARE, available_memory, size_text
+from mims_tf.data.errors import describe
+from mims_tf.data.source import BUDGET_SHARE, available_memory, nonfinite_count, size_text
 from mims_tf.utils import Progress, process_temporary, remove_orphans
 
 logger = logging.getLogger("mims_tf")
 
 EXTRACT_BATCH = 32  # instances per backbone call while extracting
 FLOAT16_MAX = 65504.0
-_KEY_VERSION = 1  # bump when what a cache file holds changes
+_KEY_VERSION = 2  # bump when what a cache file holds changes
 
 
 def view_seed(seed, view):
@@ -134,8 +137,9 @@ def extract_features(extractor, source, image_size, channels=3, views=1, seed=0,
     arrays = []
     for view in range(views):
         paths = [os.path.join(folder, f"{key}.npy") for key in keys[view]] if folder else None
-        if paths and all(_fits(path, total, shape) for path, shape in zip(paths, shapes)):
-            arrays.append([np.load(path, mmap_mode="r") for path in paths])
+        cached = [_cached(path, total, shape) for path, shape in zip(paths, shapes)] if paths else [None]
+        if all(array is not None for array in cached):
+            arrays.append(cached)
             continue
         targets = paths or [array[view] for array in stacked]
         arrays.append(_extract_view(extractor, source, image_size, channels, view, seed, shapes, total, targets,
@@ -143,14 +147,33 @@ def extract_features(extractor, source, image_size, channels=3, views=1, seed=0,
     return FeatureStore(arrays, counts, source.labels, mode, reason, stacked)
 
 
-def _fits(path, total, shape):
+def _cached(path, total, shape):
+    """The feature map in cache file `path` (memory-mapped) where it is one of `total` instances of `shape` as
+    float16, all finite; else None: no file, or a damaged one, removed (with one warning naming it) so its view
+    is extracted again."""
     if not os.path.isfile(path):
-        return False
+        return None
     try:
         array = np.load(path, mmap_mode="r")
-    except (ValueError, OSError):
-        return False
-    return array.shape == (total, *shape) and array.dtype == np.float16
+        if not isinstance(array, np.ndarray):
+            array.close()  # an .npz
+            problem = "not a .npy array"
+        elif array.dtype != np.float16 or array.shape != (total, *shape):
+            problem = f"{array.dtype} {array.shape}, not float16 {(total, *shape)}"
+        elif os.path.getsize(path) != getattr(array, "offset", 0) + array.nbytes:
+            problem = f"{os.path.getsize(path)} bytes where its header gives {array.offset + array.nbytes}"
+        else:
+            bad = nonfinite_count(array)
+            problem = f"{bad} NaN or Inf values" if bad else None
+    except (EOFError, ValueError, OSError) as error:
+        problem = f"unreadable: {describe(error)}"
+    if problem is None:
+        return array
+    logger.warning("feature cache file %s is damaged (%s): removed; the features are extracted again",
+                   path, problem)
+    with contextlib.suppress(OSError):
+        os.remove(path)
+    return None
 
 
 def _base_key(extractor, source, image_size, channels, identity):
