@@ -8,9 +8,9 @@ formats; `.npy` and `.npz` are read in `mims_tf.data.arrays`, vendor OCT files i
 | `file.npz#key/index` | MedMNIST-style `.npz` item (`mims_tf.data.arrays`) | the slices of a 3D item, or one 2D image |
 | `.npy` | NumPy (`mims_tf.data.arrays`) | 2D: one image; 3D: `(S, H, W)`; 4D: `(S, H, W, C)` |
 | `.nii`, `.nii.gz` | nibabel | axial slices of the closest canonical (RAS+) orientation, anterior up |
-| folder of DICOM files, `.dcm` | pydicom | slices sorted by position along the slice normal (not by name) |
+| folder of DICOM files, `.dcm` | pydicom | slices sorted along the slice normal (not by name); multi-frame: frames |
 | `.tif`, `.tiff` | tifffile | every page (pages of different sizes are an error) |
-| `.png`, `.jpg`, `.jpeg`, `.bmp` | Pillow | one image |
+| `.png`, `.jpg`, `.jpeg`, `.bmp` | Pillow | one still image |
 | folder of images | Pillow | one slice per file, natural name order |
 | `.vol`, `.e2e`, `.fda`, `.fds`, `.img` | `mims_tf.data.oct` | B-scans (needs `pip install mims-tf[oct]`) |
 
@@ -23,9 +23,20 @@ missing, empty, unreadable or truncated files, anything that is not a regular fi
 a folder (named pipes, sockets, devices: never opened), wrong dimensions, empty volumes,
 NaN/Inf or values beyond float32, pickled (object) arrays, and headers that declare
 more data than the file can hold or images larger than `PIL.Image.MAX_IMAGE_PIXELS`
-(refused before anything is allocated).
+(refused before anything is allocated; one limit for every reader, `byte_limit()`).
+
+Pixels are what a radiologist's viewer shows, or the file is refused: DICOM after the modality transform
+(rescale slope/intercept, per frame in enhanced multi-frame files, or a modality LUT), MONOCHROME1 inverted,
+YBR as RGB, palette colours looked up; NIfTI with scl_slope/scl_inter; TIFF MINISWHITE inverted and palette
+colours looked up; images turned by their EXIF orientation, 16-bit grey kept 16-bit, palette, CMYK and YCbCr
+as RGB; an alpha channel is dropped when opaque. Refused: DICOM folders that are not one clean stack (two
+series, sizes or orientations, duplicate or missing positions, multi-frame files among others), compressed
+DICOM or TIFF without an installed decoder (the package named), 4D NIfTI series, truncated multi-page TIFFs,
+CMYK TIFFs, animated images, 16-bit colour PNGs (Pillow keeps 8 bits) and transparent pixels.
 """
 
+import contextlib
+import logging
 import math
 import os
 import re
@@ -143,21 +154,24 @@ def check_volume(volume, path):
 
 
 def read_nifti(path):
-    """Axial slices `(Z, Y, X)` of the closest canonical (RAS+) orientation, anterior up."""
+    """Axial slices `(Z, Y, X)` of the closest canonical (RAS+) orientation, anterior up, scl_slope/inter applied."""
     import nibabel
 
     image = nibabel.load(path)
     shape = tuple(image.shape)
     if not (len(shape) in (2, 3) or (len(shape) == 4 and shape[-1] == 1)):
-        raise DataError(path, f"wrong dimensions {shape}: expected a 3D NIfTI volume")
-    needed = math.prod(shape) * image.get_data_dtype().itemsize
+        raise DataError(path, f"wrong dimensions {shape}: expected a 3D NIfTI volume"
+                              + (f" (a 4D series of {shape[3]} volumes: save one)" if len(shape) == 4 else ""))
+    itemsize = image.get_data_dtype().itemsize
+    needed = math.prod(shape) * itemsize
     size = os.path.getsize(path)
     room = size * MAX_DEFLATE_RATIO + 1024 if path.lower().endswith(".gz") else size
     if needed > room:
         raise DataError(path, f"header declares {shape} of {image.get_data_dtype()} ({needed} bytes), more than "
                               f"the file of {size} bytes can hold: truncated or corrupt")
+    check_size(path, f"header declares {shape} of {image.get_data_dtype()}", math.prod(shape), itemsize)
     image = nibabel.as_closest_canonical(image)
-    data = np.asarray(image.dataobj)
+    data = np.asarray(image.dataobj)  # the array proxy applies scl_slope and scl_inter
     if data.ndim == 4 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim == 2:
@@ -167,14 +181,26 @@ def read_nifti(path):
     return Volume(np.ascontiguousarray(array), spacing=tuple(float(z) for z in zooms[::-1]))
 
 
+# What a DICOM viewer shows: grey (MONOCHROME2; MONOCHROME1 is inverted), or colour (RGB; YBR as RGB; palette
+# indices through their colour table).
+DICOM_PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT",
+                     "PALETTE COLOR")
+
+
 def read_dicom_series(files, path):
-    """Stacks DICOM slices sorted by their position along the slice normal."""
+    """The slices of one DICOM series (a folder, or one file), each as a viewer shows it (see `_dicom_pixels`).
+
+    A folder holds one series of 2D slices of one size and orientation, at distinct positions; they are sorted by
+    position along the slice normal (`ImagePositionPatient` projected on it), or by `InstanceNumber` where no slice
+    has a position. A multi-frame file is read on its own, its frames in stored order. Sizes are checked against
+    `check_size` before any pixel data is decoded.
+    """
     import pydicom
 
     slices = []
     for file in files:
         try:
-            slices.append((file, pydicom.dcmread(file)))
+            slices.append((file, pydicom.dcmread(file, defer_size="1 KB")))  # pixel data read when decoded
         except Exception as error:  # noqa: BLE001
             raise DataError(file, f"unreadable DICOM file ({describe(error)})") from None
     for file, ds in slices:
@@ -183,35 +209,146 @@ def read_dicom_series(files, path):
     series = {str(getattr(ds, "SeriesInstanceUID", "")) for _, ds in slices}
     if len(series) > 1:
         raise DataError(path, f"holds {len(series)} DICOM series; put one series per folder")
-
-    def position(item):
-        file, ds = item
-        if hasattr(ds, "ImagePositionPatient") and hasattr(ds, "ImageOrientationPatient"):
-            orientation = np.asarray(ds.ImageOrientationPatient, dtype=float)
-            normal = np.cross(orientation[:3], orientation[3:])
-            return float(np.dot(normal, np.asarray(ds.ImagePositionPatient, dtype=float)))
-        return float(getattr(ds, "InstanceNumber", 0) or 0)
-
-    slices.sort(key=position)
-    arrays = []
-    for file, ds in slices:
-        try:
-            pixels = ds.pixel_array.astype(np.float32)
-        except Exception as error:  # noqa: BLE001
-            raise DataError(file, f"unreadable DICOM pixel data ({describe(error)})") from None
-        pixels = pixels * float(getattr(ds, "RescaleSlope", 1) or 1) + float(getattr(ds, "RescaleIntercept", 0) or 0)
-        arrays.append(pixels[None] if pixels.ndim == 2 else pixels)  # multi-frame files stay 3D
-    shapes = {a.shape[1:] for a in arrays}
-    if len(shapes) > 1:
-        raise DataError(path, f"DICOM slices of different sizes {sorted(shapes)}")
-    array = np.concatenate(arrays, axis=0)
-    spacing = None
+    slices, gap = _sort_slices(slices, path)
+    count = sum(_frames(ds) * ds.Rows * ds.Columns * ds.get("SamplesPerPixel", 1) for _, ds in slices)
+    check_size(path, f"DICOM {'series' if len(slices) > 1 else 'file'} declares {count} samples", count,
+               -(-int(slices[0][1].get("BitsAllocated", 8)) // 8))
+    array = np.concatenate([_dicom_pixels(file, ds) for file, ds in slices], axis=0)
     first = slices[0][1]
-    if hasattr(first, "PixelSpacing"):
-        gap = (abs(position(slices[1]) - position(slices[0])) if len(slices) > 1
-               else float(getattr(first, "SliceThickness", 0) or 0))
+    spacing = None
+    if "PixelSpacing" in first:
+        gap = gap or float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 0)
         spacing = (gap, float(first.PixelSpacing[0]), float(first.PixelSpacing[1]))
     return Volume(array, spacing=spacing, meta={"series": series.pop()})
+
+
+def _frames(ds):
+    return int(ds.get("NumberOfFrames") or 1)
+
+
+def _sort_slices(slices, path):
+    """`(slices sorted along the slice normal, gap in mm or None)`; refuses a folder that is not one clean stack."""
+    if len(slices) == 1:
+        return slices, None
+    multi = next(((file, ds) for file, ds in slices if _frames(ds) > 1), None)
+    if multi:
+        raise DataError(multi[0], f"multi-frame DICOM file ({_frames(multi[1])} frames) in a folder of "
+                                  f"{len(slices)} files: read it on its own")
+    sizes = {}
+    for file, ds in slices:
+        sizes.setdefault((int(ds.Rows), int(ds.Columns)), os.path.basename(file))
+    if len(sizes) > 1:
+        listed = "; ".join(f"{name}: {rows} x {columns}" for (rows, columns), name in sizes.items())
+        raise DataError(path, f"DICOM slices of different sizes (rows x columns: {listed})")
+    placed = [file for file, ds in slices if "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds]
+    if placed and len(placed) < len(slices):
+        odd = next(file for file, _ in slices if file not in placed)
+        raise DataError(odd, f"no ImagePositionPatient or ImageOrientationPatient, unlike {os.path.basename(placed[0])}"
+                             " in the same folder: its place in the stack is unknown")
+    if placed:
+        orientations = [tuple(round(float(v), 4) + 0.0 for v in ds.ImageOrientationPatient) for _, ds in slices]
+        common = max(orientations, key=orientations.count)  # the first of the most common
+        for (file, _), orientation in zip(slices, orientations):
+            if not np.allclose(orientation, common, atol=1e-3):
+                raise DataError(file, f"ImageOrientationPatient {list(orientation)} differs from the rest of the "
+                                      f"series {list(common)}: a slice of another orientation (a localizer?)")
+        normal = np.cross(common[:3], common[3:])
+        keys = [float(np.dot(normal, np.asarray(ds.ImagePositionPatient, float))) for _, ds in slices]
+        what, tolerance = "position along the slice normal (mm)", 1e-3
+    else:
+        if any("InstanceNumber" not in ds or ds.InstanceNumber is None for _, ds in slices):
+            raise DataError(path, "DICOM slices without ImagePositionPatient or InstanceNumber: their order is unknown")
+        keys = [float(ds.InstanceNumber) for _, ds in slices]
+        what, tolerance = "InstanceNumber", 0.5
+    order = sorted(range(len(slices)), key=keys.__getitem__)
+    for before, after in zip(order, order[1:]):
+        if keys[after] - keys[before] < tolerance:
+            raise DataError(slices[after][0], f"same {what} {keys[after]:g} as {os.path.basename(slices[before][0])}: "
+                                              "duplicate slices, or two acquisitions in one series")
+    gap = keys[order[1]] - keys[order[0]] if placed else None
+    return [slices[i] for i in order], gap
+
+
+def _dicom_pixels(file, ds):
+    """One file's pixels as a viewer shows them: `(frames, rows, columns)` float32 grey values after the modality
+    transform (rescale slope/intercept, or a modality LUT; Hounsfield units in CT), MONOCHROME1 inverted within its
+    value range so that higher is brighter as in MONOCHROME2; or `(frames, rows, columns, 3)` RGB (YBR converted,
+    palette colours looked up). No VOI window is applied: the model gets every modality value."""
+    from pydicom.pixels import apply_color_lut, apply_modality_lut
+
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    if photometric not in DICOM_PHOTOMETRIC:
+        raise DataError(file, f"unsupported PhotometricInterpretation {photometric!r} "
+                              f"(read: {', '.join(DICOM_PHOTOMETRIC)})")
+    _check_decoder(file, ds)
+    try:
+        pixels = ds.pixel_array  # YBR is converted to RGB, samples stored planar become channels last
+        if photometric == "PALETTE COLOR":
+            pixels = apply_color_lut(pixels, ds)
+    except DataError:
+        raise
+    except Exception as error:  # noqa: BLE001
+        raise DataError(file, f"unreadable DICOM pixel data ({describe(error)})") from None
+    grey = photometric.startswith("MONOCHROME")
+    pixels = pixels.reshape((_frames(ds), int(ds.Rows), int(ds.Columns)) + (() if grey else (3,)))
+    if not grey:
+        return pixels
+    if "PixelData" in ds:
+        bits = int(ds.BitsStored)
+        signed = ds.get("PixelRepresentation") == 1
+        low, high = (-(1 << bits - 1), (1 << bits - 1) - 1) if signed else (0, (1 << bits) - 1)
+    else:  # float pixel data: no stored range
+        low, high = float(pixels.min()), float(pixels.max())
+    if ds.get("ModalityLUTSequence"):
+        ends = apply_modality_lut(np.arange(low, high + 1), ds)
+        pixels = apply_modality_lut(pixels, ds).astype(np.float32)
+        transforms = [(1.0, 0.0, float(ends.min()) + float(ends.max()))] * len(pixels)
+    else:
+        pixels = pixels.astype(np.float32)
+        transforms = [(slope, intercept, (low + high) * slope + 2 * intercept)
+                      for slope, intercept in (_rescale(ds, frame) for frame in range(len(pixels)))]
+    for frame, (slope, intercept, total) in enumerate(transforms):
+        if (slope, intercept) != (1.0, 0.0):
+            pixels[frame] = pixels[frame] * slope + intercept
+        if photometric == "MONOCHROME1":  # the lowest value is white: mirror the value range
+            pixels[frame] = total - pixels[frame]
+    return pixels
+
+
+def _rescale(ds, frame):
+    """`(slope, intercept)` of one frame: its functional group (enhanced multi-frame), the shared one, or the
+    top-level Rescale Slope and Intercept."""
+    groups = list(ds.get("PerFrameFunctionalGroupsSequence") or [])[frame:frame + 1]
+    groups += list(ds.get("SharedFunctionalGroupsSequence") or [])[:1] + [ds]
+    for group in groups:
+        items = group.get("PixelValueTransformationSequence") if group is not ds else [ds]
+        for item in list(items or [])[:1]:
+            if item.get("RescaleSlope") is not None or item.get("RescaleIntercept") is not None:
+                return float(item.get("RescaleSlope") or 1), float(item.get("RescaleIntercept") or 0)
+    return 1.0, 0.0
+
+
+def _check_decoder(file, ds):
+    """Refuses compressed pixel data that no installed package decodes, naming the compression and the packages."""
+    from pydicom.pixels import get_decoder
+
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or not syntax.is_compressed:
+        return
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        raise DataError(file, f"pixel data compressed as '{syntax.name}', which pydicom cannot decode") from None
+    if not decoder.is_available:
+        options = []
+        for line in decoder.missing_dependencies:  # "pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1"
+            needs = [re.split(r"[<>=]", need)[0].strip() for need in line.partition(" - requires ")[2].split(" and ")]
+            needs = ["python-gdcm" if need == "gdcm" else need for need in needs if need and need != "numpy"]
+            if needs:
+                options.append("pip install " + " ".join(needs))
+        options.sort(key=lambda option: "pylibjpeg" not in option)
+        hint = options[0] + "".join(f" (or {option})" for option in options[1:]) if options else "see pydicom's docs"
+        raise DataError(file, f"pixel data compressed as '{syntax.name}', and no decoder for it is installed: {hint}")
 
 
 def _pixel_limit():
@@ -220,15 +357,59 @@ def _pixel_limit():
     return Image.MAX_IMAGE_PIXELS
 
 
-def read_tiff(path):
-    """Every page of a (multi-page) TIFF, one instance each: `(S, H, W)` or `(S, H, W, C)`.
+def byte_limit():
+    """The most bytes of pixel data one file may declare: 12 per pixel of `PIL.Image.MAX_IMAGE_PIXELS` (Pillow's
+    own measure, 1 GiB by default); None when that limit is off. One limit for every reader: raise
+    `PIL.Image.MAX_IMAGE_PIXELS` to read larger files."""
+    limit = _pixel_limit()
+    return 12 * limit if limit else None
 
-    Pages written one at a time (separate series) are all read; pages of different sizes are an error.
+
+def check_size(path, what, count, itemsize):
+    """Refuses `count` values of `itemsize` bytes over `byte_limit()`, before anything is allocated."""
+    limit = byte_limit()
+    if limit and count * itemsize > limit:
+        raise DataError(path, f"{what} ({count * itemsize} bytes), over the limit of {limit} bytes "
+                              "(12 per pixel of PIL.Image.MAX_IMAGE_PIXELS): refused before loading")
+
+
+class _Log(logging.Handler):
+    """Collects a library's logged warnings and errors, which would otherwise be printed."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _logged(name):
+    """The warnings library `name` logs inside the block, as a list (silenced)."""
+    logger, handler = logging.getLogger(name), _Log()
+    propagate, logger.propagate = logger.propagate, False
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def read_tiff(path):
+    """Every page of a (multi-page) TIFF, one instance each: `(S, H, W)` or `(S, H, W, C)`, as a viewer shows it:
+    MINISWHITE inverted, palette indices as their colours, an opaque alpha channel dropped.
+
+    Pages written one at a time (separate series) are all read; pages of different sizes are an error, and so is
+    a file that ends before its last page (tifffile would read the pages it can and log the rest away).
     """
     import tifffile
 
-    with tifffile.TiffFile(path) as tiff:
+    size = os.path.getsize(path)
+    with _logged("tifffile") as warnings, tifffile.TiffFile(path) as tiff:
         pages = list(tiff.pages)
+        _check_tiff_log(path, warnings)
         if not pages:
             raise DataError(path, "TIFF file without pages")
         limit = _pixel_limit()
@@ -240,24 +421,83 @@ def read_tiff(path):
             if limit and pixels > limit:
                 raise DataError(path, f"page {number} of {shape} holds {pixels} pixels, over the limit of {limit} "
                                       "(PIL.Image.MAX_IMAGE_PIXELS): refused before decoding")
+            end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
+            if end > size:
+                raise DataError(path, f"unreadable or corrupt file (truncated: page {number} of {len(pages)} ends at "
+                                      f"byte {end}, past the end of the file of {size} bytes)")
+            if page.compression != 1 and not _has_decoder(tifffile, page.compression):
+                raise DataError(path, f"page {number} is compressed with {page.compression.name}, and no decoder "
+                                      "for it is installed: pip install imagecodecs")
+            if page.photometric == tifffile.PHOTOMETRIC.SEPARATED:
+                raise DataError(path, "CMYK (separated) TIFF: its colours depend on the viewer; save it as RGB")
             shapes.append(shape)
         if len(set(shapes)) > 1:
             sizes = ", ".join(f"page {i}: {shape}" for i, shape in enumerate(shapes, start=1) if shape != shapes[0])
             raise DataError(path, f"TIFF pages of different sizes (page 1: {shapes[0]}; {sizes})")
-        arrays = []
-        for page in pages:
-            array = page.asarray()
-            if page.axes.startswith("S") and array.ndim == 3:  # planar (separate) samples: to channels last
-                array = np.moveaxis(array, 0, -1)
-            arrays.append(array)
+        check_size(path, f"TIFF of {len(pages)} pages of {shapes[0]}", len(pages) * math.prod(shapes[0]),
+                   pages[0].dtype.itemsize if pages[0].dtype is not None else 1)
+        arrays = [_tiff_page(page, path, tifffile) for page in pages]
+        _check_tiff_log(path, warnings)
     array = np.stack(arrays)
     if array.ndim == 4 and array.shape[-1] not in (1, 3, 4):
         raise DataError(path, f"wrong dimensions {array.shape}: TIFF pages must be 2D or have 1, 3 or 4 samples")
     return Volume(as_instances(array, path))
 
 
+# What tifffile logs (and then skips or zeroes) when pages or their data lie past the end of the file or are
+# damaged; its other warnings are about metadata and the pixels stay whole.
+_TIFF_DAMAGE = re.compile(r"TiffPages|page offset|next page|corrupted|invalid value offset|Missing data|"
+                          r"failed to read \d+ bytes|expected \d+ segments|TiffFileError")
+
+
+def _check_tiff_log(path, messages):
+    damage = next((" ".join(m.split()) for m in messages if _TIFF_DAMAGE.search(m)), None)
+    if damage:
+        raise DataError(path, f"unreadable or corrupt file (truncated or damaged TIFF: {damage})")
+
+
+def _has_decoder(tifffile, compression):
+    try:
+        tifffile.TIFF.DECOMPRESSORS[compression]
+    except KeyError:
+        return False
+    return True
+
+
+def _tiff_page(page, path, tifffile):
+    array = page.asarray()
+    if page.axes.startswith("S") and array.ndim == 3:  # planar (separate) samples: to channels last
+        array = np.moveaxis(array, 0, -1)
+    if page.photometric == tifffile.PHOTOMETRIC.MINISWHITE:  # 0 is white: invert within the stored range
+        if array.dtype.kind not in "bu":
+            raise DataError(path, f"MINISWHITE TIFF of {array.dtype} values: only unsigned integers are inverted")
+        array = ~array if array.dtype == bool else ((1 << page.bitspersample) - 1 - array).astype(array.dtype)
+    if page.photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None:
+        array = np.moveaxis(page.colormap[:, array], 0, -1)
+    alpha = any(int(kind) in (1, 2) for kind in page.extrasamples)  # associated or unassociated alpha
+    if alpha and array.ndim == 3 and array.shape[-1] in (2, 4):
+        array = _without_alpha(array, path)
+    return array
+
+
+def _without_alpha(array, path):
+    """`(H, W, C)` with alpha last -> without it, when every pixel is opaque; transparent pixels are refused, as
+    what they look like depends on the viewer's background."""
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        return array  # check_volume names the NaN or Inf values
+    alpha = array[..., -1]
+    opaque = True if alpha.dtype == bool else np.iinfo(alpha.dtype).max if alpha.dtype.kind in "ui" else 1.0
+    transparent = int((alpha != opaque).sum())
+    if transparent:
+        raise DataError(path, f"{transparent} of {alpha.size} pixels are transparent (alpha channel), and viewers "
+                              "show them over different backgrounds: flatten the image (remove its alpha)")
+    return array[..., :-1] if array.shape[-1] > 2 else array[..., 0]
+
+
 def _read_image(path):
-    from PIL import Image
+    """One still image as a viewer shows it: EXIF orientation applied, 16-bit grey kept 16-bit, palette indices as
+    their colours, CMYK and YCbCr as RGB, an opaque alpha channel dropped; animations are refused."""
+    from PIL import Image, ImageOps
 
     try:
         with Image.open(path) as image:
@@ -266,12 +506,33 @@ def _read_image(path):
             if limit and width * height > limit:
                 raise DataError(path, f"image of {width}x{height} pixels is over the limit of {limit} pixels "
                                       "(PIL.Image.MAX_IMAGE_PIXELS): refused before decoding")
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1 and image.format != "MPO":  # an MPO JPEG's first frame is the photo viewers show
+                raise DataError(path, f"animated image with {frames} frames ({image.format}): only still images are "
+                                      "read; save the frames as a folder of images or a multi-page TIFF")
+            if image.format == "PNG" and image.mode not in ("I;16", "I;16B", "I") and _png_bit_depth(path) == 16:
+                raise DataError(path, f"16-bit {image.mode} PNG, which Pillow reads as 8 bits: save it as a 16-bit "
+                                      "TIFF (16-bit grey PNGs are read)")
             image.load()  # decode now: truncated files fail here
-            if image.mode in ("RGBA", "P", "LA", "CMYK", "YCbCr"):
+            image = ImageOps.exif_transpose(image)  # as viewers turn photos
+            if image.mode in ("P", "PA"):
+                image = image.convert("RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB")
+            elif image.mode == "1":
+                image = image.convert("L")
+            elif image.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
                 image = image.convert("RGB")
-            return np.asarray(image)
+            elif image.mode in ("La", "RGBa"):  # premultiplied alpha
+                image = image.convert(image.mode.upper())
+            array = np.asarray(image)
+            return _without_alpha(array, path) if image.mode in ("LA", "RGBA") else array
     except Image.DecompressionBombError as error:
         raise DataError(path, f"image too large, refused before decoding ({describe(error)})") from None
+
+
+def _png_bit_depth(path):
+    with open(path, "rb") as f:
+        header = f.read(25)
+    return header[24] if len(header) == 25 and header[12:16] == b"IHDR" else None
 
 
 def natural_key(name):
@@ -290,7 +551,9 @@ def _read_folder(path):
     if not files:
         raise DataError(path, "empty folder: expected DICOM slices or image files")
     if any(f.lower().endswith(".dcm") for f in files) or _looks_like_dicom(files[0]):
-        return read_dicom_series([f for f in files if not f.lower().endswith((".txt", ".json", ".md"))], path)
+        # a DICOMDIR is the index of a medium, not a slice
+        return read_dicom_series([f for f in files if not f.lower().endswith((".txt", ".json", ".md"))
+                                  and os.path.basename(f).upper() != "DICOMDIR"], path)
     images = [f for f in files if f.lower().endswith(IMAGE_SUFFIXES + TIFF_SUFFIXES)]
     if not images:
         raise DataError(path, "no DICOM or image files in folder")
