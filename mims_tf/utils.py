@@ -13,7 +13,7 @@ import sys
 
 
 @contextlib.contextmanager
-def atomic_path(path, suffix=""):
+def atomic_path(path, suffix="", replace=True):
     """Yields a temporary path beside `path` and renames it onto `path` when the block succeeds.
 
     The temporary file is new and this call's alone (created exclusively under a random name, so a link
@@ -24,6 +24,8 @@ def atomic_path(path, suffix=""):
         path: the file to write.
         suffix: ending of the temporary name, for writers that choose the format
             by extension (`".keras"` for `model.save`, `".png"` for `savefig`).
+        replace: replace an existing `path`; False: a `FileExistsError` instead, decided atomically (two
+            writers never both succeed).
 
     Example:
 
@@ -41,10 +43,31 @@ def atomic_path(path, suffix=""):
     try:
         os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails where `path` exists, even a dangling link
     finally:
         if os.path.lexists(tmp):
             os.remove(tmp)
+
+
+def file_sha256(path):
+    """The SHA-256 of a file's bytes, as hex."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def json_sha256(values):
+    """The SHA-256 of a JSON-able value in canonical form (sorted keys), as hex."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(values, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _umask():
@@ -132,9 +155,25 @@ def read_json(path, types=None):
     return values
 
 
-def write_json(path, values):
-    """Writes `values` as indented JSON to `path` atomically."""
-    with atomic_open(path) as f:
+def read_yaml(path):
+    """A YAML mapping from `path` (safe loader: no tags, no code); errors name the file."""
+    import yaml
+
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: config file not found")
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            values = yaml.safe_load(f) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: a config file is a mapping of keys to values")
+    return values
+
+
+def write_json(path, values, replace=True):
+    """Writes `values` as indented JSON to `path` atomically (`replace=False`: `FileExistsError` where it exists)."""
+    with atomic_path(path, replace=replace) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(values, f, indent=2)
 
 

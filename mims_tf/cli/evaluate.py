@@ -1,8 +1,9 @@
 """`mims evaluate`: bag-level metrics of runs, their mean and spread, paired comparisons."""
 
+import argparse
 import os
 
-from mims_tf.cli.flags import FORMATTER
+from mims_tf.cli.flags import FORMATTER, add_decision_flag, add_json_flag, print_json
 from mims_tf.utils import import_keras_quietly
 
 
@@ -26,8 +27,7 @@ def evaluate_parser(sub):
         "  mims evaluate runs/a runs/b runs/c   # mean and spread per preset\n"
         "  mims evaluate runs/a runs/b            # two runs on the same bags: "
         "paired CI of the AUROC difference\n"
-        "  mims evaluate runs/adrenal --sensitivity 0.95   # store a threshold reaching "
-        "95 % sensitivity on validation\n"
+        "  mims evaluate runs/adrenal --decision screening   # at a decision made by mims decide\n"
         "  mims evaluate runs/kather --instances 4   # every bag on 4 sampled tiles: bag size is no signal",
     )
     p.add_argument("runs", nargs="+", help="run folders, or a folder of run folders")
@@ -37,17 +37,21 @@ def evaluate_parser(sub):
     p.add_argument("--threshold", type=float, default=None,
                    help="decision threshold on the calibrated P(positive) (default: the run's, chosen on validation); "
                         "the files then end in _at<threshold> (eval_test_at0.9.csv), beside the run's own")
-    p.add_argument("--sensitivity", type=float, default=None,
-                   help="choose and store the run's threshold as the highest reaching this validation sensitivity")
+    add_decision_flag(p)
+    p.add_argument("--sensitivity", default=None, help=argparse.SUPPRESS)  # moved to `mims decide`: says so
     p.add_argument("--instances", type=int, default=None,
                    help="evaluate every bag on this many of its instances, sampled once with a fixed seed "
                    "(e.g. the training bag size; default: whole bags, as in the paper)")
+    add_json_flag(p)
     return p
 
 
 def run_evaluate(args):
     from mims_tf.runs.folder import RunFolder
 
+    if args.sensitivity is not None:
+        raise ValueError("evaluate no longer changes a run's threshold; make a named decision with mims decide RUN "
+                         f"--sensitivity {args.sensitivity} --name NAME, then evaluate it with --decision NAME")
     args.runs = expand_runs(args.runs)  # `mims evaluate runs/demo`: every run inside
     for run in args.runs:  # before TensorFlow starts
         RunFolder(run).check(which=None)
@@ -55,30 +59,45 @@ def run_evaluate(args):
     from mims_tf.runs.evaluate import compare_runs, evaluate_runs, output_stem
 
     results, groups = evaluate_runs(args.runs, split=args.split, threshold=args.threshold, instances=args.instances,
-                                    which=args.which, sensitivity=args.sensitivity)
+                                    which=args.which, decision=args.decision)
+    comparison = None
+    if len(results) == 2 and results[0]["bag_ids"] == results[1]["bag_ids"]:
+        comparison = compare_runs(*results)
+    if args.json:
+        hidden = ("scores", "labels", "bag_ids", "data_path")
+        print_json({"runs": [{k: v for k, v in r.items() if k not in hidden} for r in results],
+                    "groups": [{"preset": preset, "data": data, **summary}
+                               for (preset, data), summary in groups.items()],
+                    "auroc_difference": None if comparison is None else dict(zip(("difference", "low", "high"),
+                                                                                  comparison))})
+        return 0
     for r in results:
         print(
-            f"{r['run']} ({r['preset']}, {r['model']} model): {r['split']} AUROC {r['auroc']:.4f} "
+            f"{r['path']} ({r['preset']}, {r['model']} model): {r['split']} AUROC {r['auroc']:.4f} "
             f"(95 % CI {r['auroc_low']:.3f}-{r['auroc_high']:.3f}, {r['bags']} bags); "
             f"at threshold {r['threshold']:.3f} "
-            f"({r['threshold_from']}): accuracy {r['accuracy']:.4f}, sensitivity {r['sensitivity']:.4f}, "
-            f"specificity {r['specificity']:.4f}"
+            f"({'decision ' + repr(r['decision']) + ', ' if r['decision'] != 'run' else ''}{r['threshold_from']}): "
+            f"accuracy {r['accuracy']:.4f}, sensitivity {r['sensitivity']:.4f} "
+            f"({r['sensitivity_low']:.2f}-{r['sensitivity_high']:.2f}, {r['positives']} positive), specificity "
+            f"{r['specificity']:.4f} ({r['specificity_low']:.2f}-{r['specificity_high']:.2f}, "
+            f"{r['negatives']} negative)"
         )
         print(f"  calibration ({r['calibration']}, fitted on validation): "
               f"ECE {r['ece']:.4f} -> {r['ece_calibrated']:.4f}, "
               f"Brier {r['brier']:.4f} -> {r['brier_calibrated']:.4f}; instances per bag: {r['instances']}")
         if not r["threshold_reliable"]:
             print(f"  warning: the threshold is unreliable: {r['threshold_warning']}")
-        stem = output_stem(r["split"], args.instances, args.which, args.threshold)
-        print(f"  per-bag CSV {r['run']}/eval_{stem}.csv, ROC {r['run']}/roc_{stem}.png, "
-              f"reliability {r['run']}/reliability_{stem}.png")
+        stem = output_stem(r["split"], args.instances, args.which, args.threshold, args.decision)
+        folder = r["path"]
+        print(f"  per-bag CSV {folder}/eval_{stem}.csv, ROC {folder}/roc_{stem}.png, "
+              f"reliability {folder}/reliability_{stem}.png")
     for (preset, data), summary in groups.items():
         n = summary["auroc"]["n"]
         if n > 1:
             print(f"{preset} over {n} runs on {data}: "
                   + ", ".join(f"{name} {s['mean']:.4f} +- {s['std']:.4f}" for name, s in summary.items()))
-    if len(results) == 2 and results[0]["bag_ids"] == results[1]["bag_ids"]:
-        difference, low, high = compare_runs(*results)
-        print(f"AUROC {results[0]['run']} - {results[1]['run']}: {difference:+.4f} "
+    if comparison is not None:
+        difference, low, high = comparison
+        print(f"AUROC {results[0]['path']} - {results[1]['path']}: {difference:+.4f} "
               f"(paired bootstrap 95 % CI {low:+.4f} to {high:+.4f}, {results[0]['bags']} bags)")
     return 0

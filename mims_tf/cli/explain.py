@@ -2,7 +2,7 @@
 
 import os
 
-from mims_tf.cli.flags import FORMATTER
+from mims_tf.cli.flags import FORMATTER, add_decision_flag, add_json_flag, print_json
 from mims_tf.utils import import_keras_quietly
 
 
@@ -25,6 +25,8 @@ def explain_parser(sub):
     p.add_argument("--class", dest="class_index", type=int, default=1, help="class index to explain (default: 1)")
     p.add_argument("--slices", type=int, default=3, help="overlays for the top N slices (default: 3)")
     p.add_argument("--out", help="output folder (default: RUN/explain/<file name>)")
+    add_decision_flag(p)
+    add_json_flag(p)
     return p
 
 
@@ -35,8 +37,14 @@ def run_explain(args):
     import_keras_quietly()
     from mims_tf.runs.explain import explain_file
 
-    out, written, _ = explain_file(args.run, args.file, out=args.out, layer_name=args.layer,
-                                class_index=args.class_index, slices=args.slices, method=args.method)
+    out, written, probabilities = explain_file(args.run, args.file, out=args.out, layer_name=args.layer,
+                                class_index=args.class_index, slices=args.slices, method=args.method,
+                                decision=args.decision)
+    if args.json:
+        print_json({"out": out, "slices": [{"slice": s, "contribution": float(score), "png": path}
+                                           for s, score, path in written],
+                    "probabilities": probabilities, "index": os.path.join(out, "index.md")})
+        return 0
     for s, score, path in written:
         print(f"slice {s}: contribution {score:.4g} -> {path}")
     print(f"index: {os.path.join(out, 'index.md')}")

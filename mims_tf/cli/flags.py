@@ -119,3 +119,32 @@ def build_overrides(args, flags):
             node = node.setdefault(part, {})
         node[name] = value
     return overrides
+
+
+# Flags shared by the commands that read a run (evaluate, predict, explain, export, decide).
+
+def add_decision_flag(parser):
+    parser.add_argument("--decision", default=None, metavar="NAME",
+                        help="a named decision made by `mims decide` (default: the run's own, chosen after training)")
+
+
+def add_json_flag(parser):
+    parser.add_argument("--json", action="store_true",
+                        help="print only JSON on standard output (messages and progress go to standard error)")
+
+
+def print_json(values):
+    """Prints `values` as JSON on standard output (NaN as null: strict JSON that `jq` reads)."""
+    import json
+    import math
+
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: clean(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(item) for item in value]
+        return value
+
+    print(json.dumps(clean(values), indent=2))

@@ -16,6 +16,7 @@ import sys
 import time
 
 from mims_tf.cli.bench import analyze_parser, bench_parser, run_analyze, run_bench
+from mims_tf.cli.decide import decide_parser, run_decide
 from mims_tf.cli.demo import demo_parser, run_demo
 from mims_tf.cli.evaluate import evaluate_parser, run_evaluate
 from mims_tf.cli.explain import explain_parser, run_explain
@@ -43,6 +44,7 @@ COMMANDS = {
     "demo": (demo_parser, run_demo),
     "train": (train_parser, run_train),
     "evaluate": (evaluate_parser, run_evaluate),
+    "decide": (decide_parser, run_decide),
     "predict": (predict_parser, run_predict),
     "analyze": (analyze_parser, run_analyze),
     "export": (export_parser, run_export),

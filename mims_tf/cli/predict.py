@@ -2,7 +2,7 @@
 
 import sys
 
-from mims_tf.cli.flags import FORMATTER
+from mims_tf.cli.flags import FORMATTER, add_decision_flag
 from mims_tf.utils import import_keras_quietly
 
 
@@ -19,6 +19,9 @@ def predict_parser(sub):
     p.add_argument("--output", help="output file (default: standard output)")
     p.add_argument("--skip-unreadable", action="store_true", help="skip unreadable files (reported) instead of failing")
     p.add_argument("--model", dest="which", default="best", choices=("best", "last"), help="default: best")
+    add_decision_flag(p)
+    p.add_argument("--json", action="store_true", help="the same as --format json (standard output holds only the "
+                   "predictions, in any format; messages go to standard error)")
     return p
 
 
@@ -31,8 +34,10 @@ def run_predict(args):
 
     if bool(args.inputs) == bool(args.manifest):
         raise ValueError("give either input files or --manifest")
+    if args.json:
+        args.format = "json"
     results = predict(args.run, args.inputs, manifest_path=args.manifest, out=args.output, fmt=args.format,
-                      skip_unreadable=args.skip_unreadable, which=args.which)
+                      skip_unreadable=args.skip_unreadable, which=args.which, decision=args.decision)
     if args.output:
         print(f"wrote {args.output}", file=sys.stderr)
     else:

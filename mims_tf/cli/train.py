@@ -25,6 +25,8 @@ def train_parser(sub):
     add_flags(p, train_flags())
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    p.add_argument("--json", action="store_true",
+                   help="print only the summary, as JSON, on standard output (epoch lines go to standard error)")
     return p
 
 
@@ -54,17 +56,26 @@ def run_train(args):
     if config.deterministic:  # oneDNN's kernels can only be turned off before TensorFlow starts
         disable_onednn()
     import_keras_quietly()  # after the options and config are checked: a typo is answered at once
+    from mims_tf.cli.flags import print_json
+    from mims_tf.cli.progress import EpochLines
     from mims_tf.runs.fit import train
 
-    # a progress bar on a terminal, one line per epoch in a log file
-    summary = train(config, resume=args.resume, overwrite=args.overwrite, verbose=1 if sys.stdout.isatty() else 2)
-    print(json.dumps(summary, indent=2))
+    # Keras's progress on standard output: a bar on a terminal, a line per epoch in a log file; with --json,
+    # standard output holds the summary alone and the epoch lines go to standard error
+    verbose = 0 if args.json else 1 if sys.stdout.isatty() else 2
+    summary = train(config, resume=args.resume, overwrite=args.overwrite, verbose=verbose,
+                    callbacks=[EpochLines()] if args.json else ())
+    if args.json:
+        print_json(summary)
+    else:
+        print(json.dumps(summary, indent=2))
     return 0
 
 
 def _data_named(args, overrides):
     """Whether the data was named, by --data or the config file (never the synthetic default by omission)."""
-    from mims_tf.runs.config import nest_flat, read_yaml
+    from mims_tf.runs.config import nest_flat
+    from mims_tf.utils import read_yaml
 
     if "source" in overrides.get("data", {}):
         return True

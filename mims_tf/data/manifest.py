@@ -334,18 +334,35 @@ def read_manifest(path, classes=None, check_files=True, require_labels=True, all
     return manifest.check_files() if check_files else manifest
 
 
-def write_manifest(manifest, path):
-    """Writes the CSV atomically (a temporary file renamed into place)."""
+def write_manifest(manifest, path, relative=False):
+    """Writes the CSV atomically (a temporary file renamed into place).
+
+    With `relative=True`, file paths are written relative to the CSV's folder (where `read_manifest` resolves
+    them from), so the CSV moved together with its files still finds them; bag and group names are kept.
+    """
     path = os.fspath(path)
     columns = ["path", "label", "bag", "split", "group"]
     extra = sorted({k for row in manifest.rows for k in row} - set(columns))
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
+    rows = manifest.rows
+    if relative:
+        rows = [{**row, "path": relative_item(row["path"], folder)} for row in rows]
     with atomic_open(path) as f:
         writer = csv.DictWriter(f, fieldnames=columns + extra)
         writer.writeheader()
-        writer.writerows(manifest.rows)
+        writer.writerows(rows)
     return path
+
+
+def relative_item(path, folder):
+    """`path` (a file, or an `.npz` item `file.npz#key/index`) relative to `folder` where it can be (same drive)."""
+    file_path, item = split_item(path)
+    try:
+        file_path = os.path.relpath(file_path, folder)
+    except ValueError:  # another drive (Windows): stays absolute
+        pass
+    return file_path + (f"#{item}" if item else "")
 
 
 def from_rows(rows, classes=None, source="<rows>"):

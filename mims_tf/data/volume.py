@@ -1,10 +1,10 @@
-"""`Volume`: what every reader returns (`mims_tf.data.readers`, the NumPy readers in `mims_tf.data.arrays`
-and the vendor OCT readers in `mims_tf.data.oct`), and `as_instances`, the rule that turns an array into
-a volume's instances.
+"""`Volume`: what every reader returns (`mims_tf.data.readers`, the NumPy readers in `mims_tf.data.arrays`,
+the DICOM reader in `mims_tf.data.dicom` and the vendor OCT readers in `mims_tf.data.oct`), and `as_instances`,
+the rule that turns an array into a volume's instances.
 
 A module of its own so the readers import it without importing one another:
-`readers` imports `arrays` and `oct` (to dispatch their suffixes); `arrays` and `oct` import only this
-and `errors`.
+`readers` imports `arrays`, `dicom` and `oct` (to dispatch their suffixes); these import only this and
+`errors` (`dicom` also `limits`, the size limit `readers` shares).
 """
 
 import dataclasses

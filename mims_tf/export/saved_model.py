@@ -8,6 +8,7 @@ that is saved tracks only the `tf.Variable`s, and the serving function closes
 over the model, so each variable is written once (93 MB) with identical outputs.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -86,13 +87,16 @@ def next_version(folder):
     return max(versions, default=0) + 1
 
 
-def export_saved_model(model, base_dir, name="mims", version=None, sample=None, tolerance=1e-4, metadata=None):
+def export_saved_model(model, base_dir, name="mims", version=None, sample=None, tolerance=1e-4, metadata=None,
+                       new_signature=False):
     """Writes `<base_dir>/<name>/<version>/` and returns its path.
 
     The SavedModel is written to a temporary folder beside it, reloaded and
     compared with the Keras model on `sample` (a real bag batch; random pixels
     if None), and only then renamed into place: TF Serving never sees half a
-    version, and a failed export leaves the existing versions untouched.
+    version, and a failed export leaves the existing versions untouched. The
+    version is claimed under a lock on `<name>/`: an existing version is never
+    replaced, and exports running at once each get their own version.
 
     Args:
         model: a Keras model from `build_model` (mixed precision is exported as float32).
@@ -102,19 +106,22 @@ def export_saved_model(model, base_dir, name="mims", version=None, sample=None, 
         sample: float32 bags `(B, S, H, W, C)` for the check.
         tolerance: largest allowed absolute difference of probabilities
             (above it: a `VerificationError`, see `verify_outputs`; nothing is written).
+        metadata: the run's metadata (`assets.extra/mims_tf.json`); its `classes` and `input.instance_shape` are
+            the version's signature.
+        new_signature: allow a version whose signature differs from the name's existing versions.
     """
     import tensorflow as tf
 
     folder = os.path.join(os.fspath(base_dir), name)
-    version = next_version(folder) if version is None else int(version)
-    final = os.path.join(folder, str(version))
-    if os.path.exists(final):
-        raise ValueError(f"{final}: version {version} exists; "
+    if version is not None and os.path.exists(os.path.join(folder, str(int(version)))):
+        raise ValueError(f"{os.path.join(folder, str(version))}: version {version} exists; "
                          "choose another version or leave it out for the next free one")
+    if metadata is not None and not new_signature and os.path.isdir(folder):
+        check_signature(folder, metadata)  # before the minutes of saving; again when the version is claimed
     model = as_float32(model)
     os.makedirs(folder, exist_ok=True)
     remove_stale_temporaries(folder)
-    tmp = os.path.join(folder, f".tmp-{version}-{os.getpid()}")
+    tmp = os.path.join(folder, f".tmp-{0 if version is None else int(version)}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         module = serving_module(model)
@@ -124,16 +131,68 @@ def export_saved_model(model, base_dir, name="mims", version=None, sample=None, 
             sample = np.random.default_rng(0).uniform(0, 255, (2, 3, height or 64, width or 64, channels))
         sample = np.asarray(sample, np.float32)
         served = tf.saved_model.load(tmp).signatures["serving_default"]
+        shown = os.path.join(folder, str(next_version(folder) if version is None else int(version)))
         verify_outputs(model.predict(sample, verbose=0), served(bags=tf.constant(sample))["probabilities"].numpy(),
-                       tolerance, final)
+                       tolerance, shown)
         if metadata is not None:  # TF Serving ignores assets.extra; clients and people read it
             os.makedirs(os.path.join(tmp, os.path.dirname(METADATA)), exist_ok=True)
             with open(os.path.join(tmp, METADATA), "w", encoding="utf-8") as f:
                 json.dump(metadata, f, indent=2)
-        os.rename(tmp, final)
+        with _claim(folder):
+            if metadata is not None and not new_signature:
+                check_signature(folder, metadata)
+            version = next_version(folder) if version is None else int(version)
+            final = os.path.join(folder, str(version))
+            if os.path.exists(final):
+                raise ValueError(f"{final}: version {version} exists; choose another version or leave it out for "
+                                 "the next free one")
+            os.rename(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+@contextlib.contextmanager
+def _claim(folder):
+    """An exclusive lock on a served name's folder while a version is chosen and renamed into place."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks
+        yield
+        return
+    handle = os.open(folder, os.O_RDONLY)  # the folder itself is locked: no file is left beside the versions
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # waits: the claim itself takes milliseconds
+        yield
+    finally:
+        os.close(handle)  # releases the lock
+
+
+def signature(metadata):
+    """What a served name promises its clients: the classes (in order) and the instance shape."""
+    return {"classes": list(metadata.get("classes") or []),
+            "instance_shape": list((metadata.get("input") or {}).get("instance_shape") or [])}
+
+
+def check_signature(folder, metadata):
+    """Raises `ValueError` where the versions in `folder` serve another signature than `metadata`'s: TF Serving
+    moves a name's clients to the newest version, so a new version must mean what the others mean."""
+    wanted = signature(metadata)
+    for version in sorted((n for n in os.listdir(folder) if re.fullmatch(r"\d+", n)), key=int):
+        path = os.path.join(folder, version, METADATA)
+        if not os.path.isfile(path):
+            continue  # a version not exported by mims-tf: nothing to compare
+        try:
+            with open(path, encoding="utf-8") as f:
+                theirs = signature(json.load(f))
+        except (OSError, ValueError, AttributeError):
+            continue
+        if theirs != wanted:
+            differs = "; ".join(f"{key} {theirs[key]} there, {wanted[key]} here" for key in wanted
+                                if theirs[key] != wanted[key])
+            raise ValueError(f"{folder}: version {version} serves another signature ({differs}); TF Serving would "
+                             "switch this name's clients to a model of another meaning: export under another name, "
+                             "or allow a new signature explicitly")
 
 
 def _all_layers(model):

@@ -2,13 +2,16 @@
 
     config.py    `RunConfig`: the nested configuration (model, data, training, decision blocks), YAML in and
                  out, and the schema of `mims train`'s flags
-    folder.py    `RunFolder`: the folder's layout, its lock; reads, caches and writes config, manifest, models
+    folder.py    `RunFolder`: the folder's layout, its holds (one training, or any number of readers); reads,
+                 caches and writes config, manifest, models
     inputs.py    the manifest of a new run; bags read the way the run was trained
     fit.py       `train`: fit a run, resume it after a crash (`resume_config`)
-    decision.py  `calibrate_run`: calibration and threshold chosen on validation; the scoring model
+    decision.py  `calibrate_run`, `decide_run`: the run's own and named decisions (calibration and threshold
+                 chosen on validation); the scoring model
     evaluate.py  `evaluate_run`, `evaluate_runs`: bag-level metrics, per-bag CSV, ROC curve
     predict.py   `predict`: class probabilities for new files or a manifest
-    export.py    `export_run`: SavedModel, TFLite or .keras, with the run's preparation metadata
+    export.py    `export_run`: SavedModel, TFLite or .keras, with the run's preparation metadata and hashes;
+                 `check_export`: does an export still serve its run
     explain.py   `explain_file`: heatmaps of the run's decision on one file
 
 The entry points that need TensorFlow load it on first use: `import mims_tf.runs` stays light.
@@ -23,10 +26,12 @@ _LAZY = {
     "train": "mims_tf.runs.fit",
     "resume_config": "mims_tf.runs.fit",
     "calibrate_run": "mims_tf.runs.decision",
+    "decide_run": "mims_tf.runs.decision",
     "evaluate_run": "mims_tf.runs.evaluate",
     "evaluate_runs": "mims_tf.runs.evaluate",
     "predict": "mims_tf.runs.predict",
     "export_run": "mims_tf.runs.export",
+    "check_export": "mims_tf.runs.export",
     "explain_file": "mims_tf.runs.explain",
 }
 

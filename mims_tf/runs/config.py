@@ -21,9 +21,9 @@ import math
 import os
 
 from mims_tf.data.source import CACHE_MODES, check_normalize
-from mims_tf.runs.schema import TASKS, class_names, instance_count, number, option, plain
+from mims_tf.runs.schema import TASKS, class_names, instance_count, number, option, plain, relative_paths, resolve_paths
 from mims_tf.stats.thresholds import THRESHOLD_RULES, check_rule
-from mims_tf.utils import atomic_open, check_bool, check_choice, check_int_in, did_you_mean, is_int_in
+from mims_tf.utils import atomic_open, check_bool, check_choice, check_int_in, did_you_mean, is_int_in, read_yaml
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("none", "mirrored", "multi_worker")
@@ -361,6 +361,8 @@ def load_config(path=None, overrides=None):
     Values that are None are ignored (options not given); a block's mapping is applied key by key.
     """
     values = nest_flat(read_yaml(path) if path else {}, path or "config")
+    if path:  # a config file's relative paths are relative to its own folder, not the working directory
+        values = resolve_paths(values, os.path.dirname(os.path.abspath(path)))
     overrides = nest_flat(overrides or {}, "overrides")
     if overrides.get("task") is not None:  # a task from the flags sits under the file's keys too
         values["task"] = overrides["task"]
@@ -373,25 +375,13 @@ def load_config(path=None, overrides=None):
     return RunConfig.from_dict(nested, source=path or "config")
 
 
-def read_yaml(path):
-    """A YAML mapping from `path` (safe loader: no tags, no code); errors name the file."""
+def save_config(config, path, relative=False):
+    """Writes the config as nested YAML, atomically; with `relative=True` its paths are written relative to the
+    file's folder (where `load_config` resolves them from)."""
     import yaml
 
-    if not os.path.isfile(path):
-        raise ValueError(f"{path}: config file not found")
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            values = yaml.safe_load(f) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: a config file is a mapping of keys to values")
-    return values
-
-
-def save_config(config, path):
-    """Writes the config as nested YAML, atomically."""
-    import yaml
-
+    values = config.to_dict()
+    if relative:
+        values = relative_paths(values, os.path.dirname(os.path.abspath(path)))
     with atomic_open(path) as f:
-        yaml.safe_dump(config.to_dict(), f, sort_keys=False)
+        yaml.safe_dump(values, f, sort_keys=False)

@@ -22,58 +22,66 @@ def split_scores(model, config, manifest, split, instances=None):
     return source, labels, predict_bags(model, config, source, instances)
 
 
-def output_stem(split, instances=None, which="best", threshold=None):
+def output_stem(split, instances=None, which="best", threshold=None, decision=None):
     """Stem of an evaluation's files: `eval_<stem>.csv|json`, `roc_<stem>.png` (`test`, `test_4inst`, `test_last`,
-    `test_at0.9`: a threshold given by hand never overwrites the files made at the run's own)."""
+    `test_screening` for a named decision, `test_at0.9`: a threshold given by hand never overwrites the files
+    made at the run's own)."""
+    from mims_tf.runs.decision import OWN
+
     return (split + (f"_{instances}inst" if instances else "") + ("" if which == "best" else f"_{which}")
-            + ("" if threshold is None else f"_at{threshold:g}"))
+            + ("" if decision in (None, OWN) else f"_{decision}") + ("" if threshold is None else f"_at{threshold:g}"))
 
 
-def evaluate_run(run, split="test", threshold=None, write=True, instances=None, which="best", sensitivity=None,
+def evaluate_run(run, split="test", threshold=None, write=True, instances=None, which="best", decision=None,
                  n_resamples=2000):
     """Evaluates a run's model on a split with its calibrated probabilities and stored decision threshold.
 
     Writes the per-bag CSV (calibrated probabilities, predicted class), the ROC curve, the reliability
-    diagram (before and after calibration) and the metrics JSON.
+    diagram (before and after calibration) and the metrics JSON, which records the SHA-256 of the model and
+    of the decision it used.
 
     Args:
         run: a `RunFolder` or its path.
         split: the split to evaluate.
-        threshold: a decision threshold on the calibrated P(positive); None: the run's (chosen on validation).
-            Files made at a given threshold end in `_at<threshold>`.
+        threshold: a decision threshold on the calibrated P(positive); None: the decision's (chosen on
+            validation). Files made at a given threshold end in `_at<threshold>`.
         write: write the files.
         instances: score every bag on that many of its instances, sampled once (fixed seed), e.g. the
             training bag size, so bag size cannot act as a signal; the threshold is then chosen on
             validation bags scored the same way, and the files end in `_<instances>inst`.
         which: `"best"` or `"last"` model.
-        sensitivity: choose (and store) the run's threshold for this target sensitivity on validation.
+        decision: the name of a decision made by `decide_run` (its files end in `_<name>`); None: the run's own.
         n_resamples: bootstrap resamples of the AUROC interval (0: none).
 
     Returns:
         A dict: `auroc` and its 95 % interval `auroc_low`, `auroc_high`; `accuracy`, `sensitivity`,
-        `specificity` at `threshold`; `ece`, `brier` (uncalibrated) and `ece_calibrated`,
-        `brier_calibrated`; `temperature`; `threshold_from`, `threshold_reliable`, `threshold_warning`.
+        `specificity` at `threshold` (with Wilson 95 % intervals `sensitivity_low` ...); `ece`, `brier`
+        (uncalibrated) and `ece_calibrated`, `brier_calibrated`; `temperature`; `decision`, `threshold_from`,
+        `threshold_reliable`, `threshold_warning`.
     """
+    run = RunFolder.of(run)
+    with run.reading():
+        return _evaluate(run, split, threshold, write, instances, which, decision, n_resamples)
+
+
+def _evaluate(run, split, threshold, write, instances, which, decision_name, n_resamples):
     import keras
 
     from mims_tf.export import as_float32
-    from mims_tf.runs.decision import calibrate_run, rule_of, run_decision, scoring_model
+    from mims_tf.runs.decision import OWN, decision_sha256, rule_of, run_decision, scoring_model
     from mims_tf.stats.bootstrap import auroc_ci
     from mims_tf.stats.calibration import brier_score, expected_calibration_error
-    from mims_tf.stats.metrics import binary_metrics
-    from mims_tf.stats.thresholds import check_fraction, check_threshold, choose_threshold, describe_rule
+    from mims_tf.stats.metrics import binary_metrics, operating_point
+    from mims_tf.stats.thresholds import check_threshold, choose_threshold, describe_rule
 
-    if sensitivity is not None:
-        check_fraction("sensitivity", sensitivity)  # before anything is scored
     if threshold is not None:
         check_threshold(threshold)
     given = threshold
-    run = RunFolder.of(run)
+    decision_name = decision_name or OWN
     model, config, manifest = run.load(which)
     if len(manifest.classes) != 2:
         raise ValueError(f"{run.path}: evaluate supports two classes; this run has {len(manifest.classes)}")
-    decision = (calibrate_run(run, which, "sensitivity", sensitivity) if sensitivity is not None
-                else run_decision(run, which))
+    decision = run_decision(run, which, decision_name)
     temperature, bias = decision["temperature"], decision.get("bias")
     model = as_float32(model)
     # The scoring model every path uses, with the uncalibrated output beside it (for ECE and Brier before).
@@ -90,13 +98,14 @@ def evaluate_run(run, split="test", threshold=None, write=True, instances=None, 
     elif threshold is None:
         threshold, picked_on = decision["threshold"], decision["threshold_from"]
         reliable, warning = decision["reliable"], decision["why"]
-    metrics = binary_metrics(labels, scores, threshold)
+    metrics = {**binary_metrics(labels, scores, threshold), **operating_point(labels, scores, threshold)}
     low = high = float("nan")
     if n_resamples:
         _, low, high = auroc_ci(labels, scores, n_resamples=n_resamples)
-    result = {"run": run.path, "model": which, "split": split, "bags": int(len(labels)),
-              "instances": instances or "all",
-              "preset": config.preset, "data": config.data.source,
+    result = {"run": run.name, "model": which, "model_sha256": run.model_sha256(which), "split": split,
+              "bags": int(len(labels)), "instances": instances or "all",
+              "preset": config.preset, "data": _shown_path(config.data.source, run.path),
+              "decision": decision_name, "decision_sha256": decision_sha256(decision),
               "threshold": float(threshold), "threshold_from": picked_on, "threshold_reliable": bool(reliable),
               "threshold_warning": warning, **metrics, "auroc_low": low, "auroc_high": high,
               "calibration": decision.get("method", "temperature"), "temperature": temperature, "bias": bias,
@@ -104,11 +113,13 @@ def evaluate_run(run, split="test", threshold=None, write=True, instances=None, 
               "ece_calibrated": expected_calibration_error(labels, probs), "brier": brier_score(labels, raw),
               "brier_calibrated": brier_score(labels, probs)}
     if write:
-        paths = run.evaluation_paths(output_stem(split, instances, which, given))
+        paths = run.evaluation_paths(output_stem(split, instances, which, given, decision_name))
         _write_per_bag(paths["csv"], source, labels, probs, threshold, manifest.classes)
         _plot_roc(paths["roc"], [(labels, scores, run.name)])
         _plot_reliability(paths["reliability"], labels, raw, probs, decision)
         write_json(paths["json"], result)
+    result["path"] = run.path  # where the run is, for messages; not written (a run folder may move)
+    result["data_path"] = config.data.source  # what groups runs in `evaluate_runs`; not written
     result["scores"] = scores  # for paired comparisons; not written
     result["labels"] = labels
     result["bag_ids"] = [bag.bag for bag in source.bags]
@@ -116,7 +127,7 @@ def evaluate_run(run, split="test", threshold=None, write=True, instances=None, 
 
 
 def evaluate_runs(runs, split="test", threshold=None, instances=None, which="best", n_resamples=2000,
-                  sensitivity=None):
+                  decision=None):
     """Evaluates each run; returns `(results, groups)`.
 
     `groups` maps `(preset, data source)` to `{metric: {"mean", "std", "n"}}`: runs of different presets or
@@ -133,10 +144,10 @@ def evaluate_runs(runs, split="test", threshold=None, instances=None, which="bes
                              "spread")
         seen[real] = run.path
     results = [evaluate_run(run, split, threshold, instances=instances, which=which, n_resamples=n_resamples,
-                            sensitivity=sensitivity) for run in runs]
+                            decision=decision) for run in runs]
     groups = {}
     for r in results:
-        groups.setdefault((r["preset"], r["data"]), []).append(r)
+        groups.setdefault((r["preset"], r["data_path"]), []).append(r)
     summary = {}
     for key, members in groups.items():
         summary[key] = {}
@@ -151,8 +162,18 @@ def compare_runs(a, b, n_resamples=2000):
     from mims_tf.stats.bootstrap import paired_auroc_difference_ci
 
     if a["bag_ids"] != b["bag_ids"] or not np.array_equal(a["labels"], b["labels"]):
-        raise ValueError(f"{a['run']} and {b['run']} were not evaluated on the same bags: no paired comparison")
+        raise ValueError(f"{a['path']} and {b['path']} were not evaluated on the same bags: no paired comparison")
     return paired_auroc_difference_ci(a["labels"], a["scores"], b["scores"], n_resamples=n_resamples)
+
+
+def _shown_path(path, folder):
+    """`path` relative to `folder` (what a run's files store: a run folder moves with its data)."""
+    if not isinstance(path, str) or path == "synthetic" or not os.path.isabs(path):
+        return path
+    try:
+        return os.path.relpath(path, folder)
+    except ValueError:  # another drive (Windows)
+        return path
 
 
 def _write_per_bag(path, source, labels, probs, threshold, classes):

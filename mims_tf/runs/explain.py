@@ -8,7 +8,7 @@ from mims_tf.runs.folder import RunFolder
 from mims_tf.runs.inputs import eval_batches, unlabelled_source
 
 
-def explain_file(run, path, out=None, layer_name=None, class_index=1, slices=3, method=None):
+def explain_file(run, path, out=None, layer_name=None, class_index=1, slices=3, method=None, decision=None):
     """Ranks the slices of one file (a bag) by their contribution; writes overlays, `index.md` and `index.png`.
 
     Args:
@@ -19,17 +19,23 @@ def explain_file(run, path, out=None, layer_name=None, class_index=1, slices=3, 
         class_index: the class to explain.
         slices: overlays for the top N slices.
         method: `"smoothgrad"` or `"gradient_x_input"` (default: `heatmap.DEFAULT_METHOD`, SmoothGrad).
+        decision: the name of a decision made by `decide_run`; None: the run's own.
 
     Returns:
         `(out, [(slice, contribution, png path), ...], {class: calibrated probability})`.
     """
-    from mims_tf.explain.heatmap import explain_bag
-    from mims_tf.runs.decision import decide, load_scoring_model
-
     if not isinstance(slices, int) or isinstance(slices, bool) or slices < 1:
         raise ValueError(f"`slices` must be a positive integer. Received: slices={slices!r}")
     run = RunFolder.of(run)
-    model, config, manifest, decision = load_scoring_model(run)
+    with run.reading():
+        return _explain(run, path, out, layer_name, class_index, slices, method, decision)
+
+
+def _explain(run, path, out, layer_name, class_index, slices, method, decision_name):
+    from mims_tf.explain.heatmap import explain_bag
+    from mims_tf.runs.decision import OWN, decide, load_scoring_model
+
+    model, config, manifest, decision = load_scoring_model(run, decision=decision_name or OWN)
     classes = manifest.classes
     if not isinstance(class_index, int) or not 0 <= class_index < len(classes):
         raise ValueError(f"class index {class_index} is out of range for {len(classes)} classes. "
@@ -40,7 +46,7 @@ def explain_file(run, path, out=None, layer_name=None, class_index=1, slices=3, 
     predicted = int(decide(probs, decision)[0])
     threshold = decision["threshold"]
     prediction = (f"predicted: {classes[predicted]} (P({classes[-1]}) = {probs[0, -1]:.4f}"
-                  + (f", threshold {threshold:.4f})" if threshold is not None else ")"))
+                  + (f", threshold {threshold:.4f}, decision {decision['name']})" if threshold is not None else ")"))
     name = item_name(path)
     out = out or run.explain_dir(name)
     written = explain_bag(model, bag, out, layer_name=layer_name, class_index=class_index, slices=slices, name=name,

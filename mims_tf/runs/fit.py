@@ -63,6 +63,7 @@ class RunCheckpoint(keras.callbacks.Callback):
     def save(self, which):
         self.run.save_model(self.saved_model or self.model, which)
         forget_decision(self.run, which)  # the model changed: its calibration and threshold are chosen again
+        self.run.forget_outputs(which)  # and no evaluation or heatmap describes its predecessor
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -83,6 +84,13 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.save("last")
         self.state["epochs_done"] = epoch + 1
         self.run.save_state(self.state)
+
+
+class EpochCSVLogger(keras.callbacks.CSVLogger):
+    """`log.csv`, one row per epoch, epochs counted from 1 (as every message and `state.json` count them)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
 
 
 def is_better(auroc, loss, state):
@@ -269,7 +277,7 @@ def _fit(config, resuming, model, run, strategy, train_source, val_data, checkpo
     replicas = strategy.num_replicas_in_sync
     callbacks = [
         checkpoint,
-        keras.callbacks.CSVLogger(run.log_path, append=True),
+        EpochCSVLogger(run.log_path, append=True),
         keras.callbacks.TensorBoard(run.tensorboard_dir, write_graph=False),
         *callbacks,
     ]
@@ -306,12 +314,14 @@ def _fit(config, resuming, model, run, strategy, train_source, val_data, checkpo
             f"{run.path}: the training loss became NaN at step {checkpoint.nan_step}; training stopped, and "
             f"{kept}. A lower learning rate (now {training.learning_rate:g}) usually helps"
         )
-    logger.info("%s: best validation AUROC %.4f at epoch %s; run folder %s",
-                config.preset, state["best_val_auroc"], state["best_epoch"], run.path)
     decision = _calibrate(run, config)
+    # the exact AUROC of the best model as every path scores it (training's per-epoch figure is bucketed)
+    exact = decision.get("val_auroc") if decision else None
+    logger.info("%s: best epoch %s, validation AUROC %.4f; run folder %s", config.preset, state["best_epoch"],
+                state["best_val_auroc"] if exact is None else exact, run.path)
     data_shards = sorted({shard for pipelines in shards for shard in pipelines})
     return {"run": run.path, "precision": config.precision, "replicas": replicas, "data_shards": data_shards, **state,
-            "best_model": run.model_path("best"), "decision": decision,
+            "best_val_auroc_exact": exact, "best_model": run.model_path("best"), "decision": decision,
             "environment": fingerprint(environment())}
 
 

@@ -7,9 +7,10 @@
     state.json       best validation AUROC and its epoch, epochs done
     log.csv          one row of metrics per epoch
     tensorboard/     TensorBoard logs
-    decision.json    the calibration and the decision threshold chosen on validation (per model)
+    decision.json    the run's own decision: calibration and threshold chosen on validation (per model)
+    decisions/       named decisions (`<name>.json`: another operating point), never replaced
     environment.json the machine and library versions of each start or resume
-    .lock            held by the training process (`RunFolder.lock`)
+    .lock            held by the training process (`RunFolder.lock`), shared by readers (`RunFolder.reading`)
     eval_<stem>.*    evaluation outputs (per-bag CSV, metrics JSON), roc_<stem>.png, reliability_<stem>.png
     explain/         heatmaps
     export/          TFLite and .keras exports
@@ -17,6 +18,13 @@
 Every file is written to a temporary name and renamed into place, so a crash never leaves half a file.
 `RunFolder` owns every name above; the `runs` entry points take one (or a path) and share its cached
 config, manifest and models.
+
+One rule keeps the folder a sealed record: a training holds the run alone (`lock`); every other command
+(evaluate, predict, explain, export, decide) reads it under a shared hold (`reading`), so it refuses in one
+line while a training runs, and a training refuses to start while one of them runs. Evaluations record the
+hash of the model they scored, and a model saved again drops the outputs made from its predecessor.
+Paths in `config.yaml` and `manifest.csv` are stored relative to the run folder, so a run folder moved
+together with its data (at the same relative place) works where it lands.
 """
 
 import contextlib
@@ -24,7 +32,9 @@ import os
 import shutil
 
 from mims_tf.runs.config import load_config, save_config
-from mims_tf.utils import atomic_path, read_json, write_json
+from mims_tf.utils import atomic_path, file_sha256, read_json, write_json
+
+_HELD = set()  # real paths of the run folders this process holds (a training calibrating its own model)
 
 
 def load_keras_file(path):
@@ -49,8 +59,9 @@ def load_keras_file(path):
 
 NEW_STATE = {"best_val_auroc": -1.0, "best_val_loss": None, "best_epoch": None, "epochs_done": 0}
 LOCK = ".lock"
+DECISIONS = "decisions"
 RUN_FILES = ("config.yaml", "manifest.csv", "last.keras", "best.keras", "state.json", "log.csv", "decision.json",
-             "environment.json", "tensorboard", "explain", "export", "data")
+             DECISIONS, "environment.json", "tensorboard", "explain", "export", "data")
 EVALUATION_PREFIXES = ("eval_", "roc_", "reliability_")
 
 
@@ -71,6 +82,7 @@ class RunFolder:
         self.path = os.fspath(path)
         self._config = None
         self._models = {}
+        self._hashes = {}
 
     @classmethod
     def of(cls, run):
@@ -112,6 +124,16 @@ class RunFolder:
     def decision_path(self):
         return self.file("decision.json")
 
+    def named_decision_path(self, name):
+        """`decisions/<name>.json`: a named decision (see `mims_tf.runs.decision`)."""
+        return os.path.join(self.path, DECISIONS, f"{name}.json")
+
+    def decision_names(self):
+        """The names of the run's named decisions, sorted."""
+        folder = self.file(DECISIONS)
+        names = os.listdir(folder) if os.path.isdir(folder) else []
+        return sorted(n[: -len(".json")] for n in names if n.endswith(".json") and not n.startswith("."))
+
     @property
     def environment_path(self):
         return self.file("environment.json")
@@ -149,7 +171,8 @@ class RunFolder:
         return self._config
 
     def save_config(self, config):
-        save_config(config, self.config_path)
+        """Stores `config` with its paths relative to the run folder (`save_config(..., relative=True)`)."""
+        save_config(config, self.config_path, relative=True)
         self._config = config
 
     def manifest(self, classes=None):
@@ -162,9 +185,10 @@ class RunFolder:
                              group_pattern=data.group_pattern)
 
     def save_manifest(self, manifest):
+        """Stores the manifest with its file paths relative to the run folder (read back from there)."""
         from mims_tf.data import write_manifest
 
-        write_manifest(manifest, self.manifest_path)
+        write_manifest(manifest, self.manifest_path, relative=True)
 
     def state(self):
         """The stored state (best validation AUROC, its epoch, epochs done); defaults where absent."""
@@ -186,6 +210,14 @@ class RunFolder:
         with atomic_path(self.model_path(which), suffix=".keras") as tmp:
             model.save(tmp)
         self._models.pop(which, None)
+        self._hashes.pop(which, None)
+
+    def model_sha256(self, which="best"):
+        """The SHA-256 of `best.keras` or `last.keras` (what evaluations, decisions and exports record)."""
+        self.check(which)
+        if which not in self._hashes:
+            self._hashes[which] = file_sha256(self.model_path(which))
+        return self._hashes[which]
 
     def load_model(self, which="best"):
         """The run's `best.keras` or `last.keras` (safe mode: no code from the file runs), loaded once; a fresh
@@ -199,7 +231,13 @@ class RunFolder:
         """`(model, config, manifest)` of the run."""
         self.check(which)
         config = self.config()
-        return self.load_model(which), config, self.manifest(config.data.classes)
+        model, manifest = self.load_model(which), self.manifest(config.data.classes)
+        outputs = model.outputs[0].shape[-1]
+        if outputs != len(manifest.classes):
+            raise ValueError(f"{self.model_path(which)}: gives {outputs} classes, but the run's manifest.csv has "
+                             f"{len(manifest.classes)} ({', '.join(manifest.classes)}): this is not the run's model; "
+                             "restore the run's own file")
+        return model, config, manifest
 
     # --- outputs --------------------------------------------------------------------------------------
 
@@ -207,6 +245,28 @@ class RunFolder:
         """Paths of an evaluation's per-bag CSV, metrics JSON and ROC plot (`stem`: `test`, `test_4inst`)."""
         return {"csv": self.file(f"eval_{stem}.csv"), "json": self.file(f"eval_{stem}.json"),
                 "roc": self.file(f"roc_{stem}.png"), "reliability": self.file(f"reliability_{stem}.png")}
+
+    def forget_outputs(self, which):
+        """Removes what was made from the previous `which` model (evaluation files, and for best the heatmaps):
+        after a model is saved again, no file in the run describes its predecessor."""
+        removed = []
+        for name in sorted(os.listdir(self.path)):
+            if not (name.startswith("eval_") and name.endswith(".json")):
+                continue
+            try:
+                made_from = read_json(self.file(name)).get("model", "best")
+            except ValueError:
+                made_from = which  # a damaged evaluation describes nothing: it goes too
+            if made_from == which:
+                stem = name[len("eval_"): -len(".json")]
+                for path in self.evaluation_paths(stem).values():
+                    if os.path.lexists(path):
+                        os.remove(path)
+                        removed.append(path)
+        if which == "best" and os.path.isdir(self.file("explain")):
+            shutil.rmtree(self.file("explain"))
+            removed.append(self.file("explain"))
+        return removed
 
     def explain_dir(self, name):
         return os.path.join(self.path, "explain", name)
@@ -235,19 +295,60 @@ class RunFolder:
 
     @contextlib.contextmanager
     def lock(self):
-        """An exclusive lock on the run folder for the life of the block (released if the process dies)."""
+        """The training's hold: the run folder is this process's alone for the block (released if the process
+        dies); refused in one line while another training or any reader holds it."""
         os.makedirs(self.path, exist_ok=True)
+        with self._hold(exclusive=True):
+            yield
+
+    @contextlib.contextmanager
+    def reading(self):
+        """A reader's hold (evaluate, predict, explain, export, decide): any number at once, none while a
+        training holds the run (refused in one line: its models are not final yet)."""
+        with self._hold(exclusive=False):
+            yield
+
+    @contextlib.contextmanager
+    def _hold(self, exclusive):
+        key = os.path.realpath(self.path)
         try:
             import fcntl
         except ImportError:  # Windows: no advisory locks here
+            fcntl = None
+        if key in _HELD or fcntl is None:  # held by this process already (nested calls, a training calibrating)
             yield
             return
-        with open(self.lock_path, "a") as handle:
+        try:
+            handle = open(self.lock_path, "a")
+        except OSError:
+            if exclusive or not os.path.isfile(self.lock_path):  # a read-only folder that never held a training
+                if exclusive:
+                    raise
+                yield
+                return
+            handle = open(self.lock_path)
+        with handle:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
             except OSError:
-                raise ValueError(f"{self.path}: another process is training in this run folder") from None
+                raise ValueError(self._busy(handle, exclusive)) from None
+            _HELD.add(key)
             try:
                 yield
             finally:
+                _HELD.discard(key)
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _busy(self, handle, exclusive):
+        import fcntl
+
+        if not exclusive:
+            return (f"{self.path}: a training is running in this run folder and its models are not final; wait for "
+                    "it to end (nothing was read or written)")
+        try:  # a shared hold succeeds where only readers hold the run
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        except OSError:
+            return f"{self.path}: another process is training in this run folder"
+        return (f"{self.path}: another process is reading this run folder (evaluate, predict, explain, export or "
+                "decide); wait for it to end, then train")

@@ -14,7 +14,8 @@ from mims_tf.utils import atomic_open
 logger = logging.getLogger("mims_tf")
 
 
-def predict(run, paths=(), manifest_path=None, out=None, fmt="csv", skip_unreadable=False, which="best"):
+def predict(run, paths=(), manifest_path=None, out=None, fmt="csv", skip_unreadable=False, which="best",
+            decision=None):
     """Predicts every bag: each path (file or folder) is one bag; a manifest groups rows by bag.
 
     Probabilities are the run's calibrated ones and the class its decision (`mims_tf.runs.decision`): the
@@ -28,21 +29,28 @@ def predict(run, paths=(), manifest_path=None, out=None, fmt="csv", skip_unreada
         fmt: `"csv"` or `"json"`.
         skip_unreadable: skip unreadable files (reported) instead of failing.
         which: `"best"` or `"last"` model.
+        decision: the name of a decision made by `decide_run`; None: the run's own.
 
     Returns:
-        A list of `{"bag", "paths", "probabilities": {class: p}, "predicted", "threshold"}` dicts
-        (`threshold`: on P(last class), None for more than two classes).
+        A list of `{"bag", "paths", "probabilities": {class: p}, "predicted", "threshold", "decision"}` dicts
+        (`threshold`: on P(last class), None for more than two classes; `decision`: its name; `paths` as given,
+        or relative to the working folder).
     """
-    from mims_tf.runs.decision import decide, load_scoring_model
+    run = RunFolder.of(run)
+    with run.reading():
+        return _predict(run, paths, manifest_path, out, fmt, skip_unreadable, which, decision)
+
+
+def _predict(run, paths, manifest_path, out, fmt, skip_unreadable, which, decision_name):
+    from mims_tf.runs.decision import OWN, decide, load_scoring_model
 
     if fmt not in ("csv", "json"):
         raise ValueError(f"`format` must be csv or json. Received: format={fmt!r}")
     if bool(paths) == bool(manifest_path):
         raise ValueError("give either input files (paths) or a manifest (manifest_path), not both")
-    run = RunFolder.of(run)
     if out:
         _check_output(out, [*paths, manifest_path] if manifest_path else paths, run)
-    model, config, run_manifest, decision = load_scoring_model(run, which)
+    model, config, run_manifest, decision = load_scoring_model(run, which, decision_name or OWN)
     classes = run_manifest.classes
     if manifest_path:
         rows = read_manifest(manifest_path, require_labels=False).rows
@@ -52,13 +60,22 @@ def predict(run, paths=(), manifest_path=None, out=None, fmt="csv", skip_unreada
     _warn_single_instances(run, source)
     probs = predict_bags(model, config, source)
     results = [
-        {"bag": bag.bag, "paths": bag.paths, "probabilities": {c: float(p) for c, p in zip(classes, row)},
-         "predicted": classes[int(k)], "threshold": decision["threshold"]}
+        {"bag": _shown(bag.bag), "paths": [_shown(p) for p in bag.paths],
+         "probabilities": {c: float(p) for c, p in zip(classes, row)}, "predicted": classes[int(k)],
+         "threshold": decision["threshold"], "decision": decision["name"]}
         for bag, row, k in zip(source.bags, probs, decide(probs, decision))
     ]
     if out:
         write_predictions(results, classes, out, fmt)
     return results
+
+
+def _shown(path):
+    """A path relative to the working folder where it lies under it (no machine's absolute paths in outputs)."""
+    here = os.getcwd()
+    if isinstance(path, str) and os.path.isabs(path) and path.startswith(here.rstrip(os.sep) + os.sep):
+        return os.path.relpath(path, here)
+    return path
 
 
 def _warn_single_instances(run, source):
@@ -99,8 +116,8 @@ def write_predictions(results, classes, out, fmt="csv"):
             stream.write("\n")
         else:
             writer = csv.writer(stream)
-            writer.writerow(["bag", *[f"p_{c}" for c in classes], "predicted", "threshold"])
+            writer.writerow(["bag", *[f"p_{c}" for c in classes], "predicted", "threshold", "decision"])
             for r in results:
                 threshold = "" if r["threshold"] is None else f"{r['threshold']:.6f}"
                 writer.writerow([r["bag"], *[f"{r['probabilities'][c]:.6f}" for c in classes], r["predicted"],
-                                 threshold])
+                                 threshold, r.get("decision", "")])

@@ -1,8 +1,10 @@
 """The pieces of the run config's schema (`runs/config.py`): `option`, a config field that is also a flag of
 `mims train`; the parsers of flag text; the model block's options beyond `ModelConfig`'s own; the paper's
-settings by task."""
+settings by task; which config values are paths (stored relative to a config file's folder, resolved from
+it)."""
 
 import dataclasses
+import os
 
 
 def option(default=None, help=None, flag=None, type=None, choices=None, default_text=None, factory=None):
@@ -74,3 +76,33 @@ def plain(value):
     if isinstance(value, (list, tuple)):
         return [plain(v) for v in value]
     return value
+
+
+# The config's values that are paths: (block or "" for the top level, key).
+PATH_KEYS = (("data", "source"), ("data", "cache_dir"), ("model", "weights"), ("", "out"))
+_NOT_PATHS = ("synthetic", "imagenet", "none", "")
+
+
+def _map_paths(values, function):
+    values = {key: dict(value) if isinstance(value, dict) else value for key, value in values.items()}
+    for block, key in PATH_KEYS:
+        holder = values.get(block) if block else values
+        if isinstance(holder, dict) and isinstance(holder.get(key), str) and holder[key].lower() not in _NOT_PATHS:
+            holder[key] = function(os.path.expanduser(holder[key]))
+    return values
+
+
+def resolve_paths(values, folder):
+    """A nested config mapping with its relative paths (`PATH_KEYS`) joined to `folder`."""
+    return _map_paths(values, lambda path: os.path.normpath(os.path.join(folder, path)))
+
+
+def relative_paths(values, folder):
+    """A nested config mapping with its absolute paths (`PATH_KEYS`) made relative to `folder` (same drive)."""
+    def relative(path):
+        try:
+            return os.path.relpath(os.path.abspath(path), folder)  # an in-memory relative path is from here
+        except ValueError:  # another drive (Windows)
+            return path
+
+    return _map_paths(values, relative)

@@ -166,7 +166,7 @@ def test_damaged_run_files_are_named(run_folder, tmp_path, capsys):
     decision["best"]["threshold"] = float("nan")
     (bad_decision / "decision.json").write_text(json.dumps(decision))
     for command in (["evaluate", str(bad_decision)], ["export", str(bad_decision), "--out", str(tmp_path / "e")]):
-        _one_line_error(capsys, command, "decision.json: 'best' holds an unusable decision")
+        _one_line_error(capsys, command, "decision.json: 'best' holds threshold nan, not a number in [0, 1]")
     no_last = copy("no_last")
     os.remove(no_last / "last.keras")
     before = {name: (no_last / name).read_bytes() for name in os.listdir(no_last) if (no_last / name).is_file()}
@@ -251,7 +251,11 @@ def test_evaluate_predict_explain_export_bad_arguments(run_folder, tmp_path, cap
         (["evaluate", str(tmp_path)], "not a run folder (no config.yaml)"),
         (["evaluate", run_folder, "--model", "worst"], "argument --model: invalid choice: 'worst'"),
         (["evaluate", run_folder, "--split", "tset"], "split 'tset'"),
-        (["evaluate", run_folder, "--sensitivity", "2"], "Received: sensitivity=2"),
+        (["evaluate", run_folder, "--sensitivity", "0.9"], "make a named decision with mims decide"),
+        (["decide", run_folder, "--sensitivity", "2", "--name", "x"], "Received: sensitivity=2"),
+        (["decide", run_folder, "--sensitivity", "0.9", "--name", "run"], "another name than 'run'"),
+        (["decide", run_folder, "--sensitivity", "0.9", "--name", "../x"], "a plain name"),
+        (["evaluate", run_folder, "--decision", "nothing"], "no decision named 'nothing'"),
         (["evaluate", run_folder, "--instances", "0"], "Received: instances=0"),
         (["predict", run_folder], "give either input files or --manifest"),
         (["predict", run_folder, scan, "--manifest", scan], "give either input files or --manifest"),

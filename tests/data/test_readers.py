@@ -296,6 +296,7 @@ def test_readers_and_oct_do_not_import_each_other_in_a_cycle():
         return found
 
     assert "mims_tf.data.readers" not in imported("oct")
+    assert "mims_tf.data.readers" not in imported("dicom") and "mims_tf.data.dicom" in imported("readers")
     assert not {"mims_tf.data.readers", "mims_tf.data.oct"} & imported("volume")
     assert "mims_tf.data.oct" in imported("readers")  # one direction only
     for first, second in [("readers", "oct"), ("oct", "readers")]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mims_tf.runs.config import RunConfig
-from mims_tf.runs.decision import calibrate_run, decide, load_scoring_model
+from mims_tf.runs.decision import calibrate_run, decide, decide_run, load_scoring_model
 from mims_tf.runs.evaluate import compare_runs, evaluate_run
 from mims_tf.runs.fit import is_better, train
 from mims_tf.runs.predict import predict
@@ -27,9 +27,11 @@ def test_training_stores_a_temperature_and_a_threshold_chosen_on_validation(run)
     assert decision["method"] == "platt" and decision["temperature"] > 0 and len(decision["bias"]) == 2
     assert 0 <= decision["threshold"] <= 1
     assert decision["threshold_from"] == "validation (Youden's J)" and decision["val_bags"] == 32
-    target = calibrate_run(run, rule="sensitivity", target=1.0)  # a target sensitivity gives its own, stored threshold
+    target = decide_run(run, "all", "sensitivity", 1.0)  # a target sensitivity: a named decision beside the run's own
     assert target["threshold_from"] == "validation (sensitivity >= 1)" and target["threshold"] <= decision["threshold"]
-    calibrate_run(run)
+    assert target["val_sensitivity"] == 1.0 and target["val_sensitivity_low"] < 1.0  # the interval says how sure
+    assert json.load(open(os.path.join(run, "decision.json")))["best"]["threshold"] == decision["threshold"]
+    assert json.load(open(os.path.join(run, "decisions", "all.json")))["best"]["threshold"] == target["threshold"]
 
 
 def test_predict_class_equals_evaluate_class_for_every_test_bag(run, tmp_path):
@@ -40,7 +42,7 @@ def test_predict_class_equals_evaluate_class_for_every_test_bag(run, tmp_path):
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["path", "bag"])
         writer.writeheader()
-        writer.writerows({"path": r["path"], "bag": r["bag"]} for r in manifest)
+        writer.writerows({"path": os.path.join(run, r["path"]), "bag": r["bag"]} for r in manifest)
     predicted = predict(run, manifest_path=str(path))
     assert len(predicted) == len(evaluated) == 32
     for r in predicted:
@@ -60,7 +62,7 @@ def test_one_file_scores_the_same_through_all_five_paths(run, tmp_path):
     evaluate_run(run, n_resamples=0)
     evaluated = next(csv.DictReader(open(os.path.join(run, "eval_test.csv"))))  # a test bag, as evaluate scored it
     manifest_rows = [r for r in csv.DictReader(open(os.path.join(run, "manifest.csv"))) if r["bag"] == evaluated["bag"]]
-    path = manifest_rows[0]["path"]
+    path = os.path.join(run, manifest_rows[0]["path"])  # manifest.csv's paths are relative to the run folder
     model, config, manifest, decision = load_scoring_model(run)
     bag = next(iter(eval_batches(config, unlabelled_source(config, manifest.classes, [{"path": path}]))))[0].numpy()
 
