@@ -1,12 +1,12 @@
 """What the disk cache's key costs, beside reading the same data with the package's reader.
 
 The disk cache of `BagSource` names each bag's file by a SHA-256 of every byte of the bag's source files
-(`mims_tf.data.source.file_digest`, 1 MiB at a time). A file's hash is remembered in the cache folder under
+(`mims_tf.data.cache.file_digest`, 1 MiB at a time). A file's hash is remembered in the cache folder under
 its `file_stamp` (device, inode, size, modification and status-change times), so a later run over unchanged
 files only stats them. This writes `--megabytes` of `.npy` volumes (`--dtype`, `--files` of them) to a
 temporary folder and times, interleaved round by round (`benchmarks/_timing.py`, median of `--rounds`):
 
-- `cache_key`: the first run's key, every file hashed (`BagSource._file_key`, nothing remembered);
+- `cache_key`: the first run's key, every file hashed (`CacheKeys.file_key`, nothing remembered);
 - `remembered_key`: a later run's key, every hash remembered (one `os.stat` and one small read per file);
 - `read`: reading the files with the package's reader (`mims_tf.data.readers.read_volume`: `np.load` and the
   checks every file gets);
@@ -32,23 +32,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
-import mims_tf.data.source as source_module  # noqa: E402
+import mims_tf.data.cache as cache_module  # noqa: E402
+from mims_tf.data.cache import CacheKeys  # noqa: E402
 from mims_tf.data.readers import read_volume  # noqa: E402
 
 from _timing import interleaved_medians  # noqa: E402  (benchmarks/_timing.py)
-
-
-class _Keyer:
-    """The key half of a `BagSource` (its `_file_key` and the remembered hashes), without reading any bag."""
-
-    _file_key = source_module.BagSource._file_key
-    _hash_file = source_module.BagSource._hash_file
-    _remembered = source_module.BagSource._remembered
-    _remember = source_module.BagSource._remember
-
-    def __init__(self, cache_dir):
-        self.cache_dir = cache_dir
-        self._file_keys = {}
 
 
 def main(argv=None):
@@ -79,21 +67,21 @@ def main(argv=None):
 
         # the files were written just now: remember their hashes anyway (the guard against a coarse clock waits
         # RACY_SECONDS after a file's last change; a real data set changed long before)
-        source_module.RACY_SECONDS = -3600
-        remembered = _Keyer(os.path.join(folder, "cache"))
+        cache_module.RACY_SECONDS = -3600
+        remembered = CacheKeys(os.path.join(folder, "cache"))
         for path in paths:
-            remembered._file_key(path)
+            remembered.file_key(path)
 
         def cache_key():
-            keyer = _Keyer(os.path.join(folder, "empty"))  # nothing remembered: every file hashed
+            keyer = CacheKeys(os.path.join(folder, "empty"))  # nothing remembered: every file hashed
             keyer._remember = lambda stamp, digest: None
             for path in paths:
-                keyer._file_key(path)
+                keyer.file_key(path)
 
         def remembered_key():
-            remembered._file_keys = {}  # a new run: only the cache folder remembers
+            remembered._known = {}  # a new run: only the cache folder remembers
             for path in paths:
-                remembered._file_key(path)
+                remembered.file_key(path)
 
         def read():
             for path in paths:

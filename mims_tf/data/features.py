@@ -21,18 +21,14 @@ the frozen backbone at every step). A cached file is checked before it is used (
 finite values); a damaged one is removed, with one warning naming it, and its view extracted again.
 """
 
-import contextlib
 import hashlib
-import logging
 import os
 
 import numpy as np
 
-from mims_tf.data.errors import describe
-from mims_tf.data.source import BUDGET_SHARE, available_memory, nonfinite_count, size_text
+from mims_tf.data.cache import load_entry
+from mims_tf.data.source import BUDGET_SHARE, available_memory, size_text
 from mims_tf.utils import Progress, process_temporary, remove_orphans
-
-logger = logging.getLogger("mims_tf")
 
 EXTRACT_BATCH = 32  # instances per backbone call while extracting
 FLOAT16_MAX = 65504.0
@@ -150,30 +146,13 @@ def extract_features(extractor, source, image_size, channels=3, views=1, seed=0,
 def _cached(path, total, shape):
     """The feature map in cache file `path` (memory-mapped) where it is one of `total` instances of `shape` as
     float16, all finite; else None: no file, or a damaged one, removed (with one warning naming it) so its view
-    is extracted again."""
-    if not os.path.isfile(path):
+    is extracted again (`mims_tf.data.cache.load_entry`)."""
+    def problem(array):
+        if array.dtype != np.float16 or array.shape != (total, *shape):
+            return f"{array.dtype} {array.shape}, not float16 {(total, *shape)}"
         return None
-    try:
-        array = np.load(path, mmap_mode="r")
-        if not isinstance(array, np.ndarray):
-            array.close()  # an .npz
-            problem = "not a .npy array"
-        elif array.dtype != np.float16 or array.shape != (total, *shape):
-            problem = f"{array.dtype} {array.shape}, not float16 {(total, *shape)}"
-        elif os.path.getsize(path) != getattr(array, "offset", 0) + array.nbytes:
-            problem = f"{os.path.getsize(path)} bytes where its header gives {array.offset + array.nbytes}"
-        else:
-            bad = nonfinite_count(array)
-            problem = f"{bad} NaN or Inf values" if bad else None
-    except (EOFError, ValueError, OSError) as error:
-        problem = f"unreadable: {describe(error)}"
-    if problem is None:
-        return array
-    logger.warning("feature cache file %s is damaged (%s): removed; the features are extracted again",
-                   path, problem)
-    with contextlib.suppress(OSError):
-        os.remove(path)
-    return None
+
+    return load_entry(path, problem, "feature cache file", "the features are extracted again")
 
 
 def _base_key(extractor, source, image_size, channels, identity):

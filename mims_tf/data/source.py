@@ -13,16 +13,12 @@ Where the bags are kept (`cache`):
 
 - `"memory"`: in memory;
 - `"disk"`: one `.npy` file per bag in `cache_dir`, named by a key made of the
-  bag's file contents (a SHA-256 of every byte of each file) and the
-  preprocessing settings, written once (atomically) and memory-mapped on every
-  read. A file's hash is remembered in `cache_dir/hashes/` under its device,
-  inode, size, modification and status-change times (`st_ctime`, which no copy
-  or `touch` can set back), so a second run over the same files and settings
-  stats them and reads none of them, while a file rewritten in place, even with
-  its size and modification time kept (`cp -p`, `rsync -a`, `tar x`), is hashed
-  again. Each cache file is checked when it is loaded (readable, size, shape,
-  dtype, finite values); a damaged one is removed and the bag read again from
-  its files, with one warning naming it;
+  bag's file contents (a SHA-256 of every byte of each file, remembered in
+  `cache_dir/hashes/`, so a second run over unchanged files reads none of them)
+  and the preprocessing settings, written once (atomically) and memory-mapped on
+  every read. Each cache file is checked when it is loaded; a damaged one is
+  removed and the bag read again from its files, with one warning naming it.
+  Keys and checks: `mims_tf.data.cache`;
 - `"none"`: the files are read again at every step (the up-front pass still
   checks them and counts their instances);
 - `"auto"` (the default): memory when the bags fit `memory_budget` (estimated
@@ -33,28 +29,22 @@ Where the bags are kept (`cache`):
 Memory then does not grow with the data set, only with what `"memory"` keeps.
 """
 
-import contextlib
-import hashlib
 import logging
 import os
-import stat
-import threading
-import time
 
 import numpy as np
 
-from mims_tf.data.errors import DataError, describe
-from mims_tf.data.readers import read_volume, split_item
-from mims_tf.utils import Progress, process_temporary, remove_orphans
+from mims_tf.data.cache import CacheKeys, load_entry, written
+from mims_tf.data.errors import DataError
+from mims_tf.data.readers import read_volume
+from mims_tf.utils import Progress, remove_orphans
 
 logger = logging.getLogger("mims_tf")
 
 CACHE_MODES = ("auto", "memory", "disk", "none")
 SAMPLE_BAGS = 8  # bags read before "auto" estimates the size of the whole split
 BUDGET_SHARE = 0.5  # of the memory available, the default budget
-_KEY_VERSION = 4  # bump when what a disk cache file holds changes, or how its key is made
-HASH_CHUNK = 1 << 20  # bytes hashed per read
-RACY_SECONDS = 2  # a file changed this recently is hashed again at every run (its times may not yet tell)
+_KEY_VERSION = 4  # bump when what a disk cache file holds changes, or how `mims_tf.data.cache` makes its key
 
 NORMALIZE = ("auto", "minmax", "none")
 
@@ -149,52 +139,6 @@ def kept_bag(array, image_size):
     return array if array.dtype == np.uint8 else array.astype(np.float16)
 
 
-def file_digest(path, chunk=HASH_CHUNK):
-    """The SHA-256 (hex) of every byte of file `path`, read `chunk` bytes at a time into one buffer."""
-    digest = hashlib.sha256()
-    buffer = bytearray(chunk)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as f:
-        while count := f.readinto(buffer):
-            digest.update(view[:count])
-    return digest.hexdigest()
-
-
-def file_stamp(status):
-    """What of a file's `os.stat` any write to it changes: device, inode, size, modification and status-change
-    times. No copy restores `st_ctime` (`utime` itself sets it to now): `cp -p`, `rsync -a` and `tar x` keep the
-    size and modification time of a file rewritten in place, not its status-change time."""
-    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
-
-
-def nonfinite_count(array, chunk=1 << 24):
-    """NaN and Inf values of `array` (a memory map too), counted `chunk` values at a time."""
-    if array.dtype.kind not in "fc":
-        return 0
-    flat = array.reshape(len(array), -1) if array.ndim > 1 else array.reshape(-1, 1)
-    step = max(1, chunk // max(1, flat.shape[1]))
-    return sum(int(flat[i:i + step].size - np.count_nonzero(np.isfinite(flat[i:i + step])))
-               for i in range(0, len(flat), step))
-
-
-@contextlib.contextmanager
-def written(path):
-    """A temporary path of this process's beside `path`, renamed onto `path` when the block succeeds (so a
-    reader never sees a half-written cache file) and removed on an error; one a killed process left is removed
-    by `remove_orphans`. Threads of one process take turns (they would share the temporary)."""
-    with _WRITE_LOCK:
-        tmp = process_temporary(path)
-        try:
-            yield tmp
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-
-
-_WRITE_LOCK = threading.RLock()
-
-
 def size_text(size):
     return f"{size / 1e9:.2f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
 
@@ -248,14 +192,14 @@ class BagSource:
         self.normalize = normalize
         self.image_size = tuple(image_size) if image_size is not None else None
         self.cache_dir = os.path.expanduser(cache_dir) if cache_dir else None
+        self._keys = None
         if self.cache_dir:
             remove_orphans(self.cache_dir)  # once, not per bag: the folder may hold a file per bag
-            remove_orphans(os.path.join(self.cache_dir, "hashes"))
+            self._keys = CacheKeys(self.cache_dir)
         self.skipped = []
         self.bags = []
         self._arrays = []  # "memory": the arrays; "disk": their cache files
         self._counts = []
-        self._file_keys = {}  # `file_stamp` -> the file's SHA-256, for this run
         if memory_budget is None:
             available = available_memory()
             memory_budget = None if available is None else int(available * BUDGET_SHARE)
@@ -355,28 +299,12 @@ class BagSource:
     def _cached(self, path, count=None):
         """The bag in disk cache file `path` (memory-mapped) where the file holds a bag as this source keeps
         it (`count` instances where given), else None: no file, or a damaged one, which is removed, with one
-        warning naming it, so the bag is read again from its files."""
-        if not os.path.isfile(path):
-            return None
-        try:
-            array = np.load(path, mmap_mode="r")
-            problem = self._problem(array, path, count)
-        except (EOFError, ValueError, OSError) as error:
-            problem = f"unreadable: {describe(error)}"
-        if problem is None:
-            return array
-        logger.warning("disk cache file %s is damaged (%s): removed; the bag is read again from its files",
-                       path, problem)
-        with contextlib.suppress(OSError):
-            os.remove(path)
-        return None
+        warning naming it, so the bag is read again from its files (`mims_tf.data.cache.load_entry`)."""
+        return load_entry(path, lambda array: self._problem(array, count), "disk cache file",
+                          "the bag is read again from its files")
 
-    def _problem(self, array, path, count=None):
-        """What is wrong with `array`, loaded from cache file `path`, as a kept bag of this source; None: nothing."""
-        if not isinstance(array, np.ndarray):
-            with contextlib.suppress(AttributeError):
-                array.close()  # an .npz
-            return "not a .npy array"
+    def _problem(self, array, count=None):
+        """What is wrong with the dtype or shape of `array` as a kept bag of this source; None: nothing."""
         if array.dtype not in (np.uint8, np.float16):
             return f"dtype {array.dtype}, not uint8 or float16"
         if (array.ndim != 4 or array.size == 0 or array.shape[-1] not in (1, 3, 4)
@@ -384,77 +312,12 @@ class BagSource:
                 or (self.central is not None and len(array) > self.central)
                 or (count is not None and len(array) != count)):
             return f"shape {array.shape}, not a bag as kept here"
-        size, expected = os.path.getsize(path), getattr(array, "offset", 0) + array.nbytes
-        if size != expected:
-            return f"{size} bytes where its header gives {expected}"
-        bad = nonfinite_count(array)
-        if bad:
-            return f"{bad} NaN or Inf values"
         return None
 
     def _cache_file(self, bag):
-        """The disk cache file of `bag`: a key of its files' contents (`_file_key`), the `.npz` items read and
-        the preprocessing. `OSError` where a file cannot be read."""
-        digest = hashlib.sha256(repr((_KEY_VERSION, self.central, self.normalize, self.image_size)).encode())
-        for path in bag.paths:
-            file_path, item = split_item(path)
-            digest.update(self._file_key(file_path).encode() + repr(item).encode())
-        return os.path.join(self.cache_dir, digest.hexdigest()[:32] + ".npy")
-
-    def _file_key(self, path):
-        """A key of one file's content, its SHA-256 (every byte), or of a folder's (the names and keys of the
-        files the reader takes); `OSError` where it cannot be read.
-
-        A file is hashed once per run (the items of one `.npz` share it) and, where the disk cache folder
-        remembers its hash under the same `file_stamp` (a later run over unchanged files), not at all. A file
-        whose status changed less than `RACY_SECONDS` before it was hashed is not remembered: a coarse clock
-        could give a second write within that time the same stamp. Not on Windows, whose `st_ctime` is the
-        creation time (kept by a write): there every run hashes every file.
-        """
-        status = os.stat(path)
-        if stat.S_ISDIR(status.st_mode):
-            digest = hashlib.sha256(b"folder")
-            for name in sorted(os.listdir(path)):
-                file = os.path.join(path, name)
-                if not (name.startswith(".") or os.path.isdir(file) or not os.path.exists(file)):
-                    digest.update(repr((name, self._file_key(file))).encode())
-            return digest.hexdigest()
-        stamp = file_stamp(status)
-        if not stat.S_ISREG(status.st_mode):  # a pipe or device: never opened here, the reader refuses it
-            return repr(stamp)
-        if stamp not in self._file_keys:
-            digest = self._remembered(stamp)
-            if digest is None:
-                started = time.time_ns()
-                digest = file_digest(path)
-                settled = status.st_ctime_ns <= started - RACY_SECONDS * 10**9
-                if settled and file_stamp(os.stat(path)) == stamp:  # and unchanged while it was read
-                    self._remember(stamp, digest)
-            self._file_keys[stamp] = digest
-        return self._file_keys[stamp]
-
-    def _hash_file(self, stamp):
-        return os.path.join(self.cache_dir, "hashes",
-                            hashlib.sha256(repr(("sha256", *stamp)).encode()).hexdigest()[:32])
-
-    def _remembered(self, stamp):
-        """The SHA-256 the cache folder remembers for a file of this `file_stamp`, or None."""
-        if os.name == "nt":
-            return None
-        try:
-            with open(self._hash_file(stamp), encoding="ascii") as f:
-                text = f.read(100).strip()
-        except (OSError, ValueError):
-            return None
-        return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else None
-
-    def _remember(self, stamp, digest):
-        if os.name == "nt":
-            return
-        path = self._hash_file(stamp)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with written(path) as tmp, open(tmp, "w", encoding="ascii") as f:
-            f.write(digest + "\n")
+        """The disk cache file of `bag` (`mims_tf.data.cache.CacheKeys.bag_file`); `OSError` where a file
+        cannot be read."""
+        return self._keys.bag_file(bag.paths, (_KEY_VERSION, self.central, self.normalize, self.image_size))
 
     def _read(self, bag):
         parts = []

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-import mims_tf.data.source as source_module
+import mims_tf.data.cache as cache_module
 from mims_tf.data import BagSource, from_rows
 from tests.conftest import requires_tensorflow
 
@@ -39,7 +39,7 @@ def _rewrite_in_place(path, array):
 @pytest.mark.parametrize("remembered", [False, True])
 def test_a_file_rewritten_in_place_with_its_size_and_time_kept_is_read_again(tmp_path, monkeypatch, remembered):
     if remembered:  # the hash is remembered even for a file written just now: the status-change time tells
-        monkeypatch.setattr(source_module, "RACY_SECONDS", -60)
+        monkeypatch.setattr(cache_module, "RACY_SECONDS", -60)
     manifest = _bags(tmp_path, count=1, shape=(64, 128, 128))  # 4 MiB: more than its first and last MiB
     cache_dir = str(tmp_path / "cache")
     first = BagSource(manifest, progress=False, cache="disk", cache_dir=cache_dir).load(0)
@@ -56,12 +56,12 @@ def test_a_file_rewritten_in_place_with_its_size_and_time_kept_is_read_again(tmp
 
 
 def test_a_second_run_over_unchanged_files_hashes_none_of_them(tmp_path, monkeypatch):
-    monkeypatch.setattr(source_module, "RACY_SECONDS", -60)
+    monkeypatch.setattr(cache_module, "RACY_SECONDS", -60)
     manifest = _bags(tmp_path, count=3)
     cache_dir = str(tmp_path / "cache")
     hashed = []
-    digest = source_module.file_digest
-    monkeypatch.setattr(source_module, "file_digest", lambda path: hashed.append(path) or digest(path))
+    digest = cache_module.file_digest
+    monkeypatch.setattr(cache_module, "file_digest", lambda path: hashed.append(path) or digest(path))
     first = BagSource(manifest, progress=False, cache="disk", cache_dir=cache_dir)
     assert len(hashed) == 3
     second = BagSource(manifest, progress=False, cache="disk", cache_dir=cache_dir)
