@@ -38,6 +38,8 @@ def evaluate_parser(sub):
                    help="decision threshold on the calibrated P(positive) (default: the run's, chosen on validation); "
                         "the files then end in _at<threshold> (eval_test_at0.9.csv), beside the run's own")
     add_decision_flag(p)
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a bag unlike the model's training bags (the input contract) instead of warning")
     p.add_argument("--sensitivity", default=None, help=argparse.SUPPRESS)  # moved to `mims decide`: says so
     p.add_argument("--instances", type=int, default=None,
                    help="evaluate every bag on this many of its instances, sampled once with a fixed seed "
@@ -59,7 +61,7 @@ def run_evaluate(args):
     from mims_tf.runs.evaluate import compare_runs, evaluate_runs, output_stem
 
     results, groups = evaluate_runs(args.runs, split=args.split, threshold=args.threshold, instances=args.instances,
-                                    which=args.which, decision=args.decision)
+                                    which=args.which, decision=args.decision, strict=args.strict)
     comparison = None
     if len(results) == 2 and results[0]["bag_ids"] == results[1]["bag_ids"]:
         comparison = compare_runs(*results)

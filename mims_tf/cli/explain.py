@@ -26,6 +26,8 @@ def explain_parser(sub):
     p.add_argument("--slices", type=int, default=3, help="overlays for the top N slices (default: 3)")
     p.add_argument("--out", help="output folder (default: RUN/explain/<file name>)")
     add_decision_flag(p)
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a bag unlike the model's training bags (the input contract) instead of warning")
     add_json_flag(p)
     return p
 
@@ -39,7 +41,7 @@ def run_explain(args):
 
     out, written, probabilities = explain_file(args.run, args.file, out=args.out, layer_name=args.layer,
                                 class_index=args.class_index, slices=args.slices, method=args.method,
-                                decision=args.decision)
+                                decision=args.decision, strict=args.strict)
     if args.json:
         print_json({"out": out, "slices": [{"slice": s, "contribution": float(score), "png": path}
                                            for s, score, path in written],

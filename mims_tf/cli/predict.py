@@ -20,6 +20,14 @@ def predict_parser(sub):
     p.add_argument("--skip-unreadable", action="store_true", help="skip unreadable files (reported) instead of failing")
     p.add_argument("--model", dest="which", default="best", choices=("best", "last"), help="default: best")
     add_decision_flag(p)
+    bags = p.add_mutually_exclusive_group()
+    bags.add_argument("--each", action="store_true", default=None,
+                      help="each file of a folder given is its own bag (default: a folder is one bag where the model "
+                           "was trained on bags of several images; for a model of single images, say which)")
+    bags.add_argument("--folder-as-bag", dest="each", action="store_false", default=None,
+                      help="each folder given is one bag (its files the instances)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a bag unlike the model's training bags (the input contract) instead of warning")
     p.add_argument("--json", action="store_true", help="the same as --format json (standard output holds only the "
                    "predictions, in any format; messages go to standard error)")
     return p
@@ -37,7 +45,8 @@ def run_predict(args):
     if args.json:
         args.format = "json"
     results = predict(args.run, args.inputs, manifest_path=args.manifest, out=args.output, fmt=args.format,
-                      skip_unreadable=args.skip_unreadable, which=args.which, decision=args.decision)
+                      skip_unreadable=args.skip_unreadable, which=args.which, decision=args.decision,
+                      each=args.each, strict=args.strict)
     if args.output:
         print(f"wrote {args.output}", file=sys.stderr)
     else:

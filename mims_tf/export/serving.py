@@ -8,7 +8,8 @@ Start a server (Docker; TF Serving cannot be installed from PyPI or Debian):
 gRPC on port 8500 (`predict_grpc`, needs `pip install "mims-tf[serving]"`), REST on 8501
 (`rest_body` gives the JSON to POST to `http://HOST:8501/v1/models/mims:predict`). `prepare_bag` prepares
 a volume as the export's run prepared its bags (`read_metadata`), so the server answers what `mims predict`
-answers.
+answers; `check_input` says where a volume is unlike the run's training bags (its input contract), as
+`mims predict` warns.
 """
 
 import json
@@ -48,6 +49,31 @@ def prepare_bag(volume, metadata):
     array = array[..., None] if array.ndim == 3 else array
     array = kept_bag(central_slices(normalize_volume(array, data["normalize"]), data["central"]), image_size)
     return prepare_instances(array.astype(np.float32), image_size, data["channels"]).numpy()[None]
+
+
+def check_input(volume, metadata, suffix=None):
+    """How one volume differs from the bags the exported model was trained on (its input contract); an empty
+    list where it does not, or where the export records no contract.
+
+    Args:
+        volume: the instances of one bag, `(S, H, W)` or `(S, H, W, C)`, as `mims_tf.data.read_volume` reads them.
+        metadata: the export's metadata (`read_metadata`).
+        suffix: the file suffix it was read from (e.g. `".nii.gz"`), or None.
+
+    Returns:
+        Short reasons, e.g. `["28 instances (trained on 1)"]`: the model's probability says little about such a
+        bag (warn, or refuse it).
+    """
+    from mims_tf.data.contract import check_bag
+    from mims_tf.data.source import central_slices, normalize_volume
+
+    if not metadata.get("input_contract"):
+        return []
+    data = metadata["data"]
+    array = np.asarray(volume)
+    array = array[..., None] if array.ndim == 3 else array
+    array = central_slices(normalize_volume(array, data["normalize"]), data["central"])
+    return check_bag(metadata["input_contract"], np.asarray(array, np.float32), suffix)
 
 
 def predict_grpc(address, bags, model_name="mims", signature="serving_default", timeout=30.0):

@@ -33,7 +33,7 @@ def output_stem(split, instances=None, which="best", threshold=None, decision=No
 
 
 def evaluate_run(run, split="test", threshold=None, write=True, instances=None, which="best", decision=None,
-                 n_resamples=2000):
+                 n_resamples=2000, strict=False):
     """Evaluates a run's model on a split with its calibrated probabilities and stored decision threshold.
 
     Writes the per-bag CSV (calibrated probabilities, predicted class), the ROC curve, the reliability
@@ -52,22 +52,24 @@ def evaluate_run(run, split="test", threshold=None, write=True, instances=None, 
         which: `"best"` or `"last"` model.
         decision: the name of a decision made by `decide_run` (its files end in `_<name>`); None: the run's own.
         n_resamples: bootstrap resamples of the AUROC interval (0: none).
+        strict: refuse a bag outside the run's input contract instead of warning (`mims_tf.runs.contract`).
 
     Returns:
         A dict: `auroc` and its 95 % interval `auroc_low`, `auroc_high`; `accuracy`, `sensitivity`,
         `specificity` at `threshold` (with Wilson 95 % intervals `sensitivity_low` ...); `ece`, `brier`
         (uncalibrated) and `ece_calibrated`, `brier_calibrated`; `temperature`; `decision`, `threshold_from`,
-        `threshold_reliable`, `threshold_warning`.
+        `threshold_reliable`, `threshold_warning`; `bags_outside_contract`.
     """
     run = RunFolder.of(run)
     with run.reading():
-        return _evaluate(run, split, threshold, write, instances, which, decision, n_resamples)
+        return _evaluate(run, split, threshold, write, instances, which, decision, n_resamples, strict)
 
 
-def _evaluate(run, split, threshold, write, instances, which, decision_name, n_resamples):
+def _evaluate(run, split, threshold, write, instances, which, decision_name, n_resamples, strict):
     import keras
 
     from mims_tf.export import as_float32
+    from mims_tf.runs.contract import check_source
     from mims_tf.runs.decision import OWN, decision_sha256, rule_of, run_decision, scoring_model
     from mims_tf.stats.bootstrap import auroc_ci
     from mims_tf.stats.calibration import brier_score, expected_calibration_error
@@ -87,6 +89,7 @@ def _evaluate(run, split, threshold, write, instances, which, decision_name, n_r
     # The scoring model every path uses, with the uncalibrated output beside it (for ECE and Brier before).
     both = keras.Model(model.inputs, [model.outputs[0], scoring_model(model, decision).outputs[0]])
     source, labels, (raw, probs) = split_scores(both, config, manifest, split, instances)
+    outside = check_source(run, config, source, strict)
     scores = probs[:, 1]
     picked_on, reliable, warning = "given", True, ""
     if threshold is None and instances:
@@ -111,10 +114,10 @@ def _evaluate(run, split, threshold, write, instances, which, decision_name, n_r
               "calibration": decision.get("method", "temperature"), "temperature": temperature, "bias": bias,
               "ece": expected_calibration_error(labels, raw),
               "ece_calibrated": expected_calibration_error(labels, probs), "brier": brier_score(labels, raw),
-              "brier_calibrated": brier_score(labels, probs)}
+              "brier_calibrated": brier_score(labels, probs), "bags_outside_contract": len(outside)}
     if write:
         paths = run.evaluation_paths(output_stem(split, instances, which, given, decision_name))
-        _write_per_bag(paths["csv"], source, labels, probs, threshold, manifest.classes)
+        _write_per_bag(paths["csv"], source, labels, probs, threshold, manifest.classes, outside)
         _plot_roc(paths["roc"], [(labels, scores, run.name)])
         _plot_reliability(paths["reliability"], labels, raw, probs, decision)
         write_json(paths["json"], result)
@@ -127,7 +130,7 @@ def _evaluate(run, split, threshold, write, instances, which, decision_name, n_r
 
 
 def evaluate_runs(runs, split="test", threshold=None, instances=None, which="best", n_resamples=2000,
-                  decision=None):
+                  decision=None, strict=False):
     """Evaluates each run; returns `(results, groups)`.
 
     `groups` maps `(preset, data source)` to `{metric: {"mean", "std", "n"}}`: runs of different presets or
@@ -144,7 +147,7 @@ def evaluate_runs(runs, split="test", threshold=None, instances=None, which="bes
                              "spread")
         seen[real] = run.path
     results = [evaluate_run(run, split, threshold, instances=instances, which=which, n_resamples=n_resamples,
-                            decision=decision) for run in runs]
+                            decision=decision, strict=strict) for run in runs]
     groups = {}
     for r in results:
         groups.setdefault((r["preset"], r["data_path"]), []).append(r)
@@ -176,13 +179,13 @@ def _shown_path(path, folder):
         return path
 
 
-def _write_per_bag(path, source, labels, probs, threshold, classes):
+def _write_per_bag(path, source, labels, probs, threshold, classes, outside):
     with atomic_open(path) as f:
         writer = csv.writer(f)
-        writer.writerow(["bag", "label", *[f"p_{c}" for c in classes], "predicted", "threshold"])
+        writer.writerow(["bag", "label", *[f"p_{c}" for c in classes], "predicted", "threshold", "input_check"])
         for bag, label, p in zip(source.bags, labels, probs):
             writer.writerow([bag.bag, classes[label], *[f"{v:.6f}" for v in p], classes[int(p[1] >= threshold)],
-                             f"{threshold:.6f}"])
+                             f"{threshold:.6f}", "; ".join(outside.get(bag.bag, []))])
 
 
 def _figure():

@@ -8,7 +8,8 @@ from mims_tf.runs.folder import RunFolder
 from mims_tf.runs.inputs import eval_batches, unlabelled_source
 
 
-def explain_file(run, path, out=None, layer_name=None, class_index=1, slices=3, method=None, decision=None):
+def explain_file(run, path, out=None, layer_name=None, class_index=1, slices=3, method=None, decision=None,
+                 strict=False):
     """Ranks the slices of one file (a bag) by their contribution; writes overlays, `index.md` and `index.png`.
 
     Args:
@@ -20,6 +21,7 @@ def explain_file(run, path, out=None, layer_name=None, class_index=1, slices=3, 
         slices: overlays for the top N slices.
         method: `"smoothgrad"` or `"gradient_x_input"` (default: `heatmap.DEFAULT_METHOD`, SmoothGrad).
         decision: the name of a decision made by `decide_run`; None: the run's own.
+        strict: refuse a bag outside the run's input contract instead of warning (`mims_tf.runs.contract`).
 
     Returns:
         `(out, [(slice, contribution, png path), ...], {class: calibrated probability})`.
@@ -28,11 +30,12 @@ def explain_file(run, path, out=None, layer_name=None, class_index=1, slices=3, 
         raise ValueError(f"`slices` must be a positive integer. Received: slices={slices!r}")
     run = RunFolder.of(run)
     with run.reading():
-        return _explain(run, path, out, layer_name, class_index, slices, method, decision)
+        return _explain(run, path, out, layer_name, class_index, slices, method, decision, strict)
 
 
-def _explain(run, path, out, layer_name, class_index, slices, method, decision_name):
+def _explain(run, path, out, layer_name, class_index, slices, method, decision_name, strict):
     from mims_tf.explain.heatmap import explain_bag
+    from mims_tf.runs.contract import check_source
     from mims_tf.runs.decision import OWN, decide, load_scoring_model
 
     model, config, manifest, decision = load_scoring_model(run, decision=decision_name or OWN)
@@ -41,6 +44,7 @@ def _explain(run, path, out, layer_name, class_index, slices, method, decision_n
         raise ValueError(f"class index {class_index} is out of range for {len(classes)} classes. "
                          f"Received: class_index={class_index}")
     source = unlabelled_source(config, classes, [{"path": os.path.abspath(path)}])
+    check_source(run, config, source, strict)
     bag = next(iter(eval_batches(config, source)))[0].numpy()
     probs = model.predict(bag, verbose=0)
     predicted = int(decide(probs, decision)[0])

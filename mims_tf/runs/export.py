@@ -12,7 +12,7 @@ FORMATS = ("saved_model", "tflite", "keras")
 SAVED_MODELS = "saved_models"  # TF Serving's --model_base_path parent, in the working directory
 
 
-def export_metadata(config, classes, decision, run=None):
+def export_metadata(config, classes, decision, run=None, contract=None):
     """What a client needs to prepare an input and read the output of an exported run, and the claims an
     export is checked by: the run, the SHA-256 of its model and decision (`check_export`; where `run` is
     given), and the input signature (`export_saved_model` refuses a version whose signature differs from its
@@ -38,6 +38,8 @@ def export_metadata(config, classes, decision, run=None):
         "decision_sha256": decision_sha256(decision),
         "decision_rule": (f"{classes[-1]} where P({classes[-1]}) >= threshold, else {classes[0]}"
                           if decision["threshold"] is not None else "the most probable class"),
+        # what the training bags looked like: `mims_tf.export.serving.check_input` checks a client's bag with it
+        "input_contract": None if contract is None else contract.to_dict(),
     }
 
 
@@ -84,7 +86,9 @@ def _export(run, fmt, out, name, version, quantize, decision_name, new_signature
     from mims_tf.runs.decision import OWN, load_scoring_model
 
     model, config, manifest, decision = load_scoring_model(run, decision=decision_name or OWN)
-    metadata = export_metadata(config, manifest.classes, decision, run)
+    from mims_tf.runs.contract import run_contract
+
+    metadata = export_metadata(config, manifest.classes, decision, run, run_contract(run))
     if fmt == "saved_model":
         base = out or SAVED_MODELS
         # the run, from the metadata's folder (`<base>/<name>/<version>/assets.extra`), for `check_export`

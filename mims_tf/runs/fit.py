@@ -233,6 +233,11 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
             model = build_model(config.model_config(len(manifest.classes)), dtype=config.precision)
             compile_model(model, config.training.learning_rate, config.training.backbone_multiplier)
     _check_k_fits(model, train_source, config)
+    if not os.path.isfile(run.contract_path):  # what every bag scored later is checked against
+        from mims_tf.data.contract import describe_contract
+        from mims_tf.runs.contract import record_contract
+
+        logger.info("input contract: %s", describe_contract(record_contract(run, config, manifest)))
     if config.task:
         from mims_tf.runs.schema import TASKS
 

@@ -9,6 +9,7 @@
     tensorboard/     TensorBoard logs
     decision.json    the run's own decision: calibration and threshold chosen on validation (per model)
     decisions/       named decisions (`<name>.json`: another operating point), never replaced
+    input_contract.json  what the training bags looked like (`mims_tf.data.contract`), checked on new bags
     environment.json the machine and library versions of each start or resume
     .lock            held by the training process (`RunFolder.lock`), shared by readers (`RunFolder.reading`)
     eval_<stem>.*    evaluation outputs (per-bag CSV, metrics JSON), roc_<stem>.png, reliability_<stem>.png
@@ -61,7 +62,7 @@ NEW_STATE = {"best_val_auroc": -1.0, "best_val_loss": None, "best_epoch": None, 
 LOCK = ".lock"
 DECISIONS = "decisions"
 RUN_FILES = ("config.yaml", "manifest.csv", "last.keras", "best.keras", "state.json", "log.csv", "decision.json",
-             DECISIONS, "environment.json", "tensorboard", "explain", "export", "data")
+             DECISIONS, "input_contract.json", "environment.json", "tensorboard", "explain", "export", "data")
 EVALUATION_PREFIXES = ("eval_", "roc_", "reliability_")
 
 
@@ -133,6 +134,10 @@ class RunFolder:
         folder = self.file(DECISIONS)
         names = os.listdir(folder) if os.path.isdir(folder) else []
         return sorted(n[: -len(".json")] for n in names if n.endswith(".json") and not n.startswith("."))
+
+    @property
+    def contract_path(self):
+        return self.file("input_contract.json")
 
     @property
     def environment_path(self):

@@ -7,6 +7,7 @@ import logging
 import os
 
 from mims_tf.data import read_manifest
+from mims_tf.data.readers import natural_key
 from mims_tf.runs.folder import RunFolder
 from mims_tf.runs.inputs import predict_bags, unlabelled_source
 from mims_tf.utils import atomic_open
@@ -15,7 +16,7 @@ logger = logging.getLogger("mims_tf")
 
 
 def predict(run, paths=(), manifest_path=None, out=None, fmt="csv", skip_unreadable=False, which="best",
-            decision=None):
+            decision=None, each=None, strict=False):
     """Predicts every bag: each path (file or folder) is one bag; a manifest groups rows by bag.
 
     Probabilities are the run's calibrated ones and the class its decision (`mims_tf.runs.decision`): the
@@ -30,18 +31,23 @@ def predict(run, paths=(), manifest_path=None, out=None, fmt="csv", skip_unreada
         skip_unreadable: skip unreadable files (reported) instead of failing.
         which: `"best"` or `"last"` model.
         decision: the name of a decision made by `decide_run`; None: the run's own.
+        each: a folder among `paths` is one bag per file (True) or one bag (False); None: one bag where the run
+            was trained on bags of several instances, else an error asking which (a folder is never guessed).
+        strict: refuse a bag outside the run's input contract (`mims_tf.runs.contract`) instead of warning.
 
     Returns:
-        A list of `{"bag", "paths", "probabilities": {class: p}, "predicted", "threshold", "decision"}` dicts
-        (`threshold`: on P(last class), None for more than two classes; `decision`: its name; `paths` as given,
-        or relative to the working folder).
+        A list of `{"bag", "paths", "probabilities": {class: p}, "predicted", "threshold", "decision",
+        "input_check"}` dicts (`threshold`: on P(last class), None for more than two classes; `decision`: its
+        name; `input_check`: how the bag differs from the training bags, "" where it does not; `paths` as
+        given, or relative to the working folder).
     """
     run = RunFolder.of(run)
     with run.reading():
-        return _predict(run, paths, manifest_path, out, fmt, skip_unreadable, which, decision)
+        return _predict(run, paths, manifest_path, out, fmt, skip_unreadable, which, decision, each, strict)
 
 
-def _predict(run, paths, manifest_path, out, fmt, skip_unreadable, which, decision_name):
+def _predict(run, paths, manifest_path, out, fmt, skip_unreadable, which, decision_name, each, strict):
+    from mims_tf.runs.contract import check_source, run_contract
     from mims_tf.runs.decision import OWN, decide, load_scoring_model
 
     if fmt not in ("csv", "json"):
@@ -52,22 +58,53 @@ def _predict(run, paths, manifest_path, out, fmt, skip_unreadable, which, decisi
         _check_output(out, [*paths, manifest_path] if manifest_path else paths, run)
     model, config, run_manifest, decision = load_scoring_model(run, which, decision_name or OWN)
     classes = run_manifest.classes
+    contract = run_contract(run)
     if manifest_path:
         rows = read_manifest(manifest_path, require_labels=False).rows
     else:
-        rows = [{"path": os.path.abspath(p)} for p in paths]
+        rows = _rows(paths, each, contract)
     source = unlabelled_source(config, classes, rows, skip_unreadable)
-    _warn_single_instances(run, source)
+    files = sum(_file_count(path) for bag in source.bags for path in bag.paths)
+    logger.info("%d bag(s) formed from %d file(s)", len(source.bags), files)
+    if contract is None:
+        _warn_single_instances(run, source)
+    outside = check_source(run, config, source, strict)
     probs = predict_bags(model, config, source)
     results = [
         {"bag": _shown(bag.bag), "paths": [_shown(p) for p in bag.paths],
          "probabilities": {c: float(p) for c, p in zip(classes, row)}, "predicted": classes[int(k)],
-         "threshold": decision["threshold"], "decision": decision["name"]}
+         "threshold": decision["threshold"], "decision": decision["name"],
+         "input_check": "; ".join(outside.get(bag.bag, []))}
         for bag, row, k in zip(source.bags, probs, decide(probs, decision))
     ]
     if out:
         write_predictions(results, classes, out, fmt)
     return results
+
+
+def _rows(paths, each, contract):
+    """One manifest row per bag: a file, or a folder (one bag, or one per file with `each`)."""
+    rows = []
+    for path in paths:
+        path = os.path.abspath(path)
+        if not os.path.isdir(path):
+            rows.append({"path": path})
+            continue
+        files = sorted((os.path.join(path, name) for name in os.listdir(path)
+                        if not name.startswith(".") and os.path.isfile(os.path.join(path, name))), key=natural_key)
+        if each is None and contract is not None and contract.data["instances"][1] == 1 and len(files) > 1:
+            raise ValueError(f"{path}: a folder of {len(files)} files, but the model was trained on bags of one image; "
+                             "say how to score it: each file as its own bag, or the whole folder as one bag")
+        rows += [{"path": file} for file in files] if each else [{"path": path}]
+    return rows
+
+
+def _file_count(path):
+    """Files a bag's path stands for: a folder's files, else 1."""
+    if os.path.isdir(path):
+        return sum(1 for name in os.listdir(path) if not name.startswith(".") and
+                   os.path.isfile(os.path.join(path, name)))
+    return 1
 
 
 def _shown(path):
@@ -116,8 +153,9 @@ def write_predictions(results, classes, out, fmt="csv"):
             stream.write("\n")
         else:
             writer = csv.writer(stream)
-            writer.writerow(["bag", *[f"p_{c}" for c in classes], "predicted", "threshold", "decision"])
+            writer.writerow(["bag", *[f"p_{c}" for c in classes], "predicted", "threshold", "decision",
+                             "input_check"])
             for r in results:
                 threshold = "" if r["threshold"] is None else f"{r['threshold']:.6f}"
                 writer.writerow([r["bag"], *[f"{r['probabilities'][c]:.6f}" for c in classes], r["predicted"],
-                                 threshold, r.get("decision", "")])
+                                 threshold, r.get("decision", ""), r.get("input_check", "")])

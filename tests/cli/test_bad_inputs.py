@@ -179,11 +179,11 @@ def test_a_single_image_given_to_a_model_of_volumes_is_scored_with_a_warning(run
     np.save(tmp_path / "image.npy", np.zeros((32, 32), np.float32))
     assert main(["predict", run_folder, str(tmp_path / "image.npy")]) == 0
     err = capsys.readouterr().err
-    assert "1 bag(s) hold a single instance" in err and "every training bag held 16 to 16" in err
+    assert "image.npy: unlike the bags the model was trained on: " in err and "1 instance (trained on 16)" in err
     capsys.readouterr()
     np.save(tmp_path / "volume.npy", np.zeros((16, 32, 32), np.float32))
     assert main(["predict", run_folder, str(tmp_path / "volume.npy")]) == 0
-    assert "single instance" not in capsys.readouterr().err
+    assert "instance (trained on" not in capsys.readouterr().err
 
 
 @pytest.fixture
@@ -246,6 +246,7 @@ def test_broken_model_files(run_folder, tmp_path, capsys, name, content, message
 def test_evaluate_predict_explain_export_bad_arguments(run_folder, tmp_path, capsys):
     np.save(tmp_path / "scan.npy", np.random.default_rng(0).uniform(0, 255, (4, 32, 32)).astype(np.float32))
     scan = str(tmp_path / "scan.npy")
+    inside = os.path.join(run_folder, "data", "synthetic.npz") + "#test_images/0"  # a bag like the training bags
     cases = [
         (["evaluate", str(tmp_path / "missing")], "run folder not found"),
         (["evaluate", str(tmp_path)], "not a run folder (no config.yaml)"),
@@ -265,7 +266,7 @@ def test_evaluate_predict_explain_export_bad_arguments(run_folder, tmp_path, cap
         (["explain", run_folder, scan, "--slices", "-1"], "Received: slices=-1"),
         (["explain", run_folder, scan, "--slices", "0"], "Received: slices=0"),
         (["explain", run_folder, scan, "--class", "7"], "class index 7 is out of range"),
-        (["explain", run_folder, scan, "--layer", "nope"], "no feature layer 'nope'"),
+        (["explain", run_folder, inside, "--layer", "nope"], "no feature layer 'nope'"),
         (["explain", run_folder, str(tmp_path / "nope.npy")], "nope.npy"),
         (["evaluate", run_folder, "--threshold", "nan"], "Received: threshold=nan"),
         (["evaluate", run_folder, "--threshold", "2"], "Received: threshold=2.0"),
