@@ -155,20 +155,45 @@ def read_json(path, types=None):
     return values
 
 
+MAX_YAML_NODES = 100_000  # a config is a few hundred values; an alias bomb expands to billions
+
+
 def read_yaml(path):
-    """A YAML mapping from `path` (safe loader: no tags, no code); errors name the file."""
+    """A YAML mapping from `path` (safe loader: no tags, no code); errors name the file. Aliases are counted
+    as expanded, and a file that expands beyond `MAX_YAML_NODES` values (an alias bomb) is refused before it
+    is built."""
     import yaml
 
     if not os.path.isfile(path):
         raise ValueError(f"{path}: config file not found")
     try:
         with open(path, encoding="utf-8-sig") as f:
-            values = yaml.safe_load(f) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+            text = f.read()
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None and _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise ValueError(f"{path}: expands to over {MAX_YAML_NODES:,} values through its aliases (&anchor / "
+                             "*alias): not a config; write the values out")
+        values = yaml.safe_load(text) or {}
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as error:
+        first = str(error).splitlines()[0] if str(error) else "nested too deeply"
+        raise ValueError(f"{path}: not valid YAML ({first})") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: a config file is a mapping of keys to values")
     return values
+
+
+def _expanded_size(node, sizes):
+    """Values `node` stands for once every alias is expanded (each node counted once per reference)."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    sizes[id(node)] = MAX_YAML_NODES + 1  # a node reached again while it is counted: a cycle
+    if isinstance(node.value, list):
+        children = [part for item in node.value for part in (item if isinstance(item, tuple) else (item,))]
+        size = 1 + sum(_expanded_size(child, sizes) for child in children)
+    else:
+        size = 1
+    sizes[id(node)] = size
+    return size
 
 
 def write_json(path, values, replace=True):

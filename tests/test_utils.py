@@ -94,3 +94,18 @@ def test_atomic_writes_never_follow_a_planted_link_and_keep_plain_permissions(tm
     assert (os.stat(target).st_mode & 0o777) == (0o666 & ~mask)
     with atomic_path(tmp_path / "a.txt") as one, atomic_path(tmp_path / "a.txt") as two:
         assert one != two  # two writers of one file never share a temporary
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_is_built(tmp_path):
+    from mims_tf.utils import read_yaml
+
+    lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for i in range(8):
+        previous, name = chr(97 + i), chr(98 + i)
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")  # 9 ** 9 values from 400 bytes
+    with pytest.raises(ValueError, match=r"bomb.yaml: expands to over 100,000 values through its aliases"):
+        read_yaml(str(path))
+    (tmp_path / "ok.yaml").write_text("base: &b {epochs: 3}\ntraining: *b\n")  # a plain anchor is fine
+    assert read_yaml(str(tmp_path / "ok.yaml"))["training"] == {"epochs": 3}

@@ -161,9 +161,10 @@ class Manifest:
         return dict(collections.Counter(bag.label_name for bag in self.bags(split)))
 
     def check_trainable(self):
-        """Raises DataError where a model cannot be trained and validated on this manifest: a class without a
-        training bag (nothing teaches it), or a validation split of one class (no AUROC, no threshold)."""
-        counts = {split: self.label_counts(split) for split in ("train", "val")}
+        """Raises DataError where a model cannot be trained, validated and tested on this manifest: a class absent
+        from a split that holds bags (nothing teaches it, or it cannot be validated or tested), or a validation
+        split of one class (no AUROC, no threshold)."""
+        counts = {split: self.label_counts(split) for split in ("train", "val", "test")}
         missing = [name for name in self.classes if not counts["train"].get(name)]
         if missing:
             raise DataError(self.source, f"split 'train' has no bag of class(es) {', '.join(map(repr, missing))} "
@@ -172,6 +173,15 @@ class Manifest:
         if len(counts["val"]) < 2:
             raise DataError(self.source, f"split 'val' holds one class only ({counts_text(counts['val'])}): "
                                          "validation AUROC, the best epoch and the decision threshold need both")
+        bags = collections.Counter({name: sum(counts[split].get(name, 0) for split in counts) for name in self.classes})
+        splits = [split for split in counts if counts[split]]
+        absent = [name for name in self.classes if any(not counts[split].get(name) for split in splits)]
+        if absent:  # e.g. a label carried by one bag (a typo) becomes a class no split but one can hold
+            name = absent[0]
+            where = ", ".join(f"{split} {counts[split].get(name, 0)}" for split in splits)
+            raise DataError(self.source, f"class {name!r} has {bags[name]} bag(s) ({where}): it cannot appear in every "
+                                         f"split ({', '.join(splits)}); a typo? Fix its label, or give it bags in "
+                                         "every split")
         return self
 
     def with_splits(self, splits_by_group):

@@ -36,6 +36,8 @@ class FoldInstances(keras.layers.Layer):
             )
 
     def call(self, inputs):
+        if inputs.shape[1] == 0:  # known when called on arrays (eagerly, or traced for their shape)
+            raise ValueError(f"A bag needs at least one instance. Received: a bag of shape {tuple(inputs.shape)}")
         shape = ops.shape(inputs)
         return ops.reshape(inputs, (-1, shape[2], shape[3], shape[4]))
 

@@ -3,6 +3,7 @@
 import inspect
 import os
 import re
+import warnings
 
 import keras
 
@@ -76,7 +77,9 @@ def _build_application(app, weights, input_shape, kwargs):
             f"width multiplier). Received: backbone_kwargs={kwargs!r}"
         )
     try:
-        return constructor(include_top=False, weights=weights, input_shape=input_shape, **kwargs)
+        with warnings.catch_warnings():  # a file of another network: one warning per layer before the error
+            warnings.simplefilter("ignore")
+            return constructor(include_top=False, weights=weights, input_shape=input_shape, **kwargs)
     except Exception as error:  # noqa: BLE001 - turned into one clear message
         message = str(error)
         if weights == "imagenet" and ("fetch failure" in message or "URL" in message):
@@ -98,7 +101,9 @@ def _build_application(app, weights, input_shape, kwargs):
 
 def _load_weights(model, path, name):
     try:
-        model.load_weights(path)
+        with warnings.catch_warnings():  # a file of another network: one warning per layer before the error
+            warnings.simplefilter("ignore")
+            model.load_weights(path)
     except Exception as error:  # noqa: BLE001
         raise ValueError(
             f"Weights file {path} does not fit backbone {name}: {str(error).splitlines()[0]}"

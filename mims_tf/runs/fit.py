@@ -133,6 +133,32 @@ def _flat_keys(values, prefix=""):
     return keys
 
 
+def _comparable(config, run):
+    """The config as a resume compares it: paths relative to the run folder, without what a resume may change."""
+    from mims_tf.runs.schema import relative_paths
+
+    values = relative_paths(config.to_dict(), run.path)
+    values.pop("out", None)
+    values["training"].pop("epochs", None)
+    return values
+
+
+def _check_unchanged(run, config):
+    """Refuses to resume a run whose config.yaml was edited since it started (the model in last.keras is the
+    one it started with, whatever the file now says)."""
+    started = run.state().get("config")
+    if not isinstance(started, dict):  # a run from before this record: nothing to compare
+        return
+    now = _comparable(config, run)
+    changed = sorted(key for key in set(_flat_keys(started)) | set(_flat_keys(now))
+                     if _flat_keys(started).get(key) != _flat_keys(now).get(key))
+    if changed:
+        key, more = changed[0], f", and {len(changed) - 1} more" if len(changed) > 1 else ""
+        raise ValueError(f"{run.config_path}: edited since the run started ({key}: {_flat_keys(started).get(key)!r} "
+                         f"then, {_flat_keys(now).get(key)!r} now{more}); a resumed run trains the model it started "
+                         "with: restore the file, or train a new run")
+
+
 def prepare_run_folder(config, resume=False, overwrite=False):
     """`(config, resuming)`: the stored config when resuming (only `epochs` may grow), else `config`
     written into a new (or emptied) run folder with its resolved precision."""
@@ -145,6 +171,7 @@ def prepare_run_folder(config, resume=False, overwrite=False):
                                  f"(after {done} epoch(s)); restore the file, or train again in a new or overwritten "
                                  "folder")
             stored = run.config()
+            _check_unchanged(run, stored)
             stored.out = config.out  # the folder named now (it may have moved, or be named from elsewhere)
             if config.training.epochs != stored.training.epochs:  # the one setting a resumed run may change
                 stored.training.epochs = config.training.epochs
@@ -222,7 +249,9 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
         _warn_shared_content(manifest)
     train_source = bag_source(config, manifest, "train", progress=True)
     val_source = bag_source(config, manifest, "val", progress=True)
-    state = run.state() if resuming else dict(NEW_STATE)
+    state = run.state() if resuming else dict(NEW_STATE, config=_comparable(config, run))
+    if not resuming:
+        run.save_state(state)  # the configuration it starts with: a resume refuses one edited since
     counts = train_source.known_instance_counts()
     if counts and not resuming:  # what predict compares new bags with
         state["training_instances"] = [min(counts), max(counts)]

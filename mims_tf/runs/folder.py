@@ -202,7 +202,7 @@ class RunFolder:
             number, null = (int, float), type(None)
             state.update(read_json(self.state_path, {"best_val_auroc": number, "best_val_loss": (*number, null),
                                                      "best_epoch": (int, null), "epochs_done": int,
-                                                     "training_instances": list}))
+                                                     "training_instances": list, "config": dict}))
         return state
 
     def save_state(self, state):

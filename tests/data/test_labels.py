@@ -75,3 +75,11 @@ def test_declared_class_names_are_read_stripped_like_the_labels(tmp_path):
     assert read_manifest(path, classes=["no", " yes "], check_files=False).classes == ["no", "yes"]
     with pytest.raises(ValueError, match="holds an empty name"):
         read_manifest(path, classes=["no", " "], check_files=False)
+
+
+def test_a_class_that_cannot_appear_in_every_split_is_named(tmp_path):
+    rows = _split_rows(["0", "1"] * 3 + ["2"], ["0", "1"])  # a label carried by one bag (a typo): a third class
+    manifest = read_manifest(_csv(tmp_path, rows), check_files=False)
+    with pytest.raises(DataError, match=r"class '2' has 1 bag\(s\) \(train 1, val 0, test 0\): it cannot appear in "
+                                        r"every split \(train, val, test\); a typo\?"):
+        manifest.check_trainable()

@@ -50,3 +50,13 @@ def test_unfold_refuses_inputs_other_than_x_and_bags():
         UnfoldInstances()(keras.ops.ones((6, 4)))
     with pytest.raises(ValueError, match=r"expects \[x, bags\]"):
         UnfoldInstances()([keras.Input((4, 4, 3)), keras.Input(())])
+
+
+def test_a_bag_of_no_instances_is_one_clear_error():
+    from mims_tf.models import build_model
+
+    model = build_model("mims", backbone="tiny", weights=None, image_size=(16, 16))
+    empty = np.zeros((1, 0, 16, 16, 3), np.float32)
+    for call in (lambda: model(empty), lambda: model.predict(empty, verbose=0)):
+        with pytest.raises(ValueError, match=r"A bag needs at least one instance. Received: a bag of shape \(1, 0, 16"):
+            call()

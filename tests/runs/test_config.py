@@ -181,3 +181,16 @@ def test_every_train_flag_comes_from_the_schema():
     assert flags["decision.rule"].choices == ("youden", "sensitivity", "specificity")
     assert flags["training.epochs"].help.endswith("; default 10")
     assert flags["model.weights"].type("None") is None and flags["model.weights"].type("imagenet") == "imagenet"
+
+
+def test_a_config_files_relative_paths_resolve_from_its_own_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "m.csv").write_text("path,label\n")
+    (folder / "run.yaml").write_text("data: m.csv\nout: runs/a\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "m.csv").write_text("path,label\n")  # another folder's m.csv is never picked up
+    monkeypatch.chdir(elsewhere)
+    config = load_config(str(folder / "run.yaml"), {"training": {"epochs": 2}})
+    assert config.data.source == str(folder / "m.csv") and config.out == str(folder / "runs" / "a")

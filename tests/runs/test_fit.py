@@ -372,3 +372,17 @@ def test_resume_config_allows_more_epochs_and_nothing_else(tmp_path):
         resume_config(str(out), {"data": {"source": "other.csv"}, "seed": 3})
     with pytest.raises(ValueError, match="no run to resume"):
         resume_config(str(tmp_path / "none"))
+
+
+def test_resume_refuses_a_config_edited_since_the_run_started(trained_run_copy):
+    from mims_tf.runs.fit import prepare_run_folder
+
+    path = os.path.join(trained_run_copy, "config.yaml")
+    text = open(path).read()
+    open(path, "w").write(text.replace("preset: mims\n", "preset: mi_pre\n"))
+    with pytest.raises(ValueError, match=r"config.yaml: edited since the run started \(model.preset: 'mims' then, "
+                                         r"'mi_pre' now\); a resumed run trains the model it started with"):
+        prepare_run_folder(RunConfig.from_dict(dict(out=trained_run_copy, **TINY)), resume=True)
+    open(path, "w").write(text.replace("epochs: 2\n", "epochs: 3\n"))  # more epochs: what a resume may change
+    config, resuming = prepare_run_folder(RunConfig.from_dict(dict(out=trained_run_copy, **TINY)), resume=True)
+    assert resuming and config.preset == "mims"
