@@ -46,12 +46,7 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
     """
     check_choice("table", table, list(TABLES))
     check_choice("dataset", dataset, list(DATASETS))
-    relative, dataset_settings = DATASETS[dataset]
-    if data_root is None:
-        raise ValueError("`data_root` is required: the folder holding the datasets")
-    data = os.path.join(data_root, relative)
-    if not os.path.exists(data):
-        raise ValueError(f"{data}: dataset not found under data_root={data_root!r}")
+    data, dataset_settings = dataset_path(data_root, dataset)
     presets = list(presets or TABLES[table])
     _check_settings(data, presets, dataset_settings, settings)
     if tag is None and settings.get("weights"):
@@ -104,6 +99,44 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
     return folder
 
 
+def dataset_path(data_root, dataset):
+    """`(path, the dataset's run settings)` of `dataset` under `data_root`; raises ValueError where it is not there."""
+    relative, dataset_settings = DATASETS[dataset]
+    if data_root is None:
+        raise ValueError("`data_root` is required: the folder holding the datasets")
+    data = os.path.join(data_root, relative)
+    if not os.path.exists(data):
+        raise ValueError(f"{data_root}: data set {dataset} not found (expected {data})")
+    return data, dataset_settings
+
+
+def recorded_settings(folder):
+    """The budget the rows of a results folder were made with, or None where it is not recorded.
+
+    `settings.json` (written with the first result) records it; folders from before it have it at the end of
+    table.md's budget line (the settings as given, a Python dict). Where the cache folder was is not part of it.
+    """
+    import ast
+    import json
+
+    path = os.path.join(folder, "settings.json")
+    if os.path.isfile(path):
+        settings = read_json(path)
+    else:
+        table = os.path.join(folder, "table.md")
+        line = next((line for line in (open(table, encoding="utf-8").read().splitlines() if os.path.isfile(table)
+                                       else []) if line.startswith("- budget, the same for every preset:")), None)
+        if line is None or "{" not in line:
+            return None
+        try:
+            settings = ast.literal_eval(line[line.index("{"):])
+        except (ValueError, SyntaxError):
+            return None
+    if not isinstance(settings, dict):
+        return None
+    return json.loads(json.dumps({k: v for k, v in settings.items() if k != "cache_dir"}))  # tuples as lists
+
+
 def _check_settings(data, presets, dataset_settings, settings):
     """Fails at once, before anything is written, where the budget makes a run's config invalid (a bad option
     would otherwise fail every run in turn, and its settings.json would block the corrected command)."""
@@ -149,31 +182,36 @@ def verify(table, dataset, count, out="benchmarks/results", work="runs/bench", d
            **settings):
     """Reruns `count` finished rows of a results folder and compares each with its committed test AUROC.
 
-    Rows are drawn reproducibly (`seed`). Pass the same budget (`settings`) as the bench that made them.
+    Rows are drawn reproducibly (`seed`) and rerun with the budget recorded with them (`recorded_settings`); a
+    folder that records none is refused. `settings` may add `cache_dir` and move `weights` (a file of that name
+    elsewhere); any other setting must equal the recorded one (ValueError otherwise).
     A verdict per row: `identical` (to the 4 decimals stored), `within seed spread` (the difference is at
     most the preset's sample standard deviation over seeds in the table), or `outside seed spread`.
 
     Returns:
-        A list of `{"preset", "seed", "committed", "rerun", "difference", "spread", "verdict", "environment"}`.
+        A list of `{"preset", "seed", "committed", "rerun", "difference", "spread", "verdict", "environment",
+        "committed_environment", "settings"}` (`settings`: the budget rerun).
     """
     import numpy as np
 
+    from mims_tf.models.catalog import check_weights_file
     from mims_tf.stats.metrics import mean_and_spread
 
     check_choice("table", table, list(TABLES))
     check_choice("dataset", dataset, list(DATASETS))
-    if data_root is None:
-        raise ValueError("`data_root` is required: the folder holding the datasets")
+    data, dataset_settings = dataset_path(data_root, dataset)
     if tag is None and settings.get("weights"):
         tag = "pretrained"
     name = f"{table}_{dataset}" + (f"_{tag}" if tag else "")
-    rows = read_results(os.path.join(out, name, "results.csv"))
+    folder = os.path.join(out, name)
+    rows = read_results(os.path.join(folder, "results.csv"))
     if not rows:
-        raise ValueError(f"{os.path.join(out, name, 'results.csv')}: no finished rows to verify")
+        raise ValueError(f"{os.path.join(folder, 'results.csv')}: no finished rows to verify")
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise ValueError(f"`count` must be a positive integer. Received: count={count!r}")
+    settings = _recorded_budget(folder, settings)
+    check_weights_file(settings.get("weights"))
     picked = np.random.default_rng(seed).choice(len(rows), size=min(count, len(rows)), replace=False)
-    relative, dataset_settings = DATASETS[dataset]
     checks = []
     for index in sorted(int(i) for i in picked):
         row = rows[index]
@@ -181,7 +219,7 @@ def verify(table, dataset, count, out="benchmarks/results", work="runs/bench", d
         values = [float(r["test_auroc"]) for r in rows if r["preset"] == preset]
         _, spread, _ = mean_and_spread(values)
         logger.info("[verify] %s %s: %s seed %s", table, dataset, preset, run_seed)
-        summary, result = run_in_child(os.path.join(data_root, relative), preset, run_seed,
+        summary, result = run_in_child(data, preset, run_seed,
                                        os.path.join(work, f"{name}_verify", f"{preset}_s{run_seed}"),
                                        run_options(preset, dataset_settings, settings))
         committed, rerun = float(row["test_auroc"]), round(float(result["auroc"]), 4)
@@ -191,8 +229,29 @@ def verify(table, dataset, count, out="benchmarks/results", work="runs/bench", d
         checks.append({"preset": preset, "seed": run_seed, "committed": committed, "rerun": rerun,
                        "difference": difference, "spread": spread, "verdict": verdict,
                        "committed_environment": row.get("environment") or "not recorded",
-                       "environment": summary["environment"]})
+                       "environment": summary["environment"], "settings": settings})
     return checks
+
+
+def _recorded_budget(folder, settings):
+    """The budget to rerun `folder`'s rows with: the recorded one, with `settings`' cache folder and weights file
+    (where the recorded one is a file: the same file elsewhere); other settings must equal the recorded ones."""
+    import json
+
+    recorded = recorded_settings(folder)
+    if recorded is None:
+        raise ValueError(f"{folder}: no settings are recorded with these results (settings.json, or the budget "
+                         "line of table.md), so they cannot be rerun as they were made")
+    given = json.loads(json.dumps(settings))
+    moved = {}
+    if isinstance(recorded.get("weights"), str) and recorded["weights"] != "imagenet" and isinstance(
+            given.get("weights"), str) and os.path.basename(given["weights"]) == os.path.basename(recorded["weights"]):
+        moved["weights"] = given.pop("weights")
+    differ = sorted(key for key, value in given.items() if key != "cache_dir" and recorded.get(key) != value)
+    if differ:
+        raise ValueError(f"{folder}: its rows were made with {recorded}; a rerun uses those settings (leave the "
+                         f"others out). Received: {', '.join(f'{key}={settings[key]!r}' for key in differ)}")
+    return {**recorded, **moved, **({"cache_dir": settings["cache_dir"]} if settings.get("cache_dir") else {})}
 
 
 def run_in_child(data, preset, seed, run_dir, options):
@@ -204,7 +263,28 @@ def run_in_child(data, preset, seed, run_dir, options):
 
 
 def _train_and_evaluate(values):
-    """One (preset, seed) run: trains, evaluates the best model on the test split (in a child process)."""
+    """One (preset, seed) run: trains, evaluates the best model on the test split (in a child process). An error
+    goes back to the parent as itself, or (one that does not survive pickling) as a RuntimeError of its line."""
+    try:
+        return _run(values)
+    except Exception as error:
+        raise _portable(error) from None
+
+
+def _portable(error):
+    """`error` where it survives a pickle round trip (the way back from the child process), else a RuntimeError
+    with its first line: an error the parent cannot unpickle breaks the pool ("terminated abruptly")."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # noqa: BLE001 - any failure to cross
+        text = str(error).splitlines()
+        return RuntimeError(text[0] if text and text[0] else type(error).__name__)
+
+
+def _run(values):
     from mims_tf.runs.environment import disable_onednn  # no TensorFlow
 
     if values.get("deterministic"):

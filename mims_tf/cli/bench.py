@@ -13,10 +13,39 @@ BUDGET_FLAGS = ("alpha", "image_size", "instances", "central", "epochs", "batch_
                 "freeze_backbone", "feature_views", "cache_dir", "deterministic")
 
 
-def default_data_root():
-    """`../shared/data` beside the repository this package runs from (where the bench's datasets live)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.normpath(os.path.join(here, "..", "..", "..", "shared", "data"))
+DATA_ROOT_VARIABLE = "MIMS_DATA_ROOT"
+
+
+def default_data_root(environ=None, package=None, cwd=None):
+    """The data root where --data-root is not given: $MIMS_DATA_ROOT; else `../shared/data` beside the checkout
+    of this repository (the one this package runs from, a source tree or an editable install, or else the working
+    folder), where that folder exists; else None. An installed package (site-packages) has no checkout beside it.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get(DATA_ROOT_VARIABLE):
+        return environ[DATA_ROOT_VARIABLE]
+    package = package or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../mims_tf
+    for checkout in (os.path.dirname(package), os.path.abspath(cwd or os.getcwd())):
+        if os.path.isfile(os.path.join(checkout, "pyproject.toml")) and os.path.isdir(os.path.join(checkout,
+                                                                                                   "mims_tf")):
+            root = os.path.normpath(os.path.join(checkout, "..", "shared", "data"))
+            if os.path.isdir(root):
+                return root
+    return None
+
+
+def checked_data_root(data_root, dataset):
+    """The data root (--data-root, else `default_data_root`), checked to hold `dataset`: one line otherwise."""
+    from mims_tf.bench.tables import DATASETS
+
+    root = data_root or default_data_root()
+    hint = f"give --data-root or set {DATA_ROOT_VARIABLE}"
+    if root is None:
+        raise ValueError(f"no data root: data set {dataset} is looked for as <root>/{DATASETS[dataset][0]}; {hint}")
+    expected = os.path.join(root, DATASETS[dataset][0])
+    if not os.path.exists(expected):
+        raise ValueError(f"{root}: data set {dataset} not found (expected {expected}); {hint}")
+    return root
 
 
 def bench_parser(sub):
@@ -39,19 +68,22 @@ def bench_parser(sub):
     p.add_argument("--presets", nargs="+", default=None, help="a subset of the table's presets")
     add_flags(p, flags_named("backbone", "weights", *BUDGET_FLAGS))
     p.add_argument("--data-root", default=None,
-                   help="folder holding the datasets (default: ../shared/data beside the repository)")
+                   help=f"folder holding the datasets (default: ${DATA_ROOT_VARIABLE}, else ../shared/data beside "
+                   "the repository checkout, where it exists)")
     p.add_argument("--out", default=os.path.join("benchmarks", "results"), help="results (default: benchmarks/results)")
     p.add_argument("--work", default=os.path.join("runs", "bench"), help="scratch run folders (default: runs/bench)")
     p.add_argument("--fresh", action="store_true", help="redo finished results")
     p.add_argument("--tag", default=None,
                    help="results folder suffix: <table>_<dataset>_<tag> (default: 'pretrained' with --weights)")
     p.add_argument("--verify", type=int, default=None, metavar="N",
-                   help="rerun N finished rows (drawn reproducibly) with the same budget flags and compare each "
-                   "with its stored AUROC: identical, within the seed spread, or outside it")
+                   help="rerun N finished rows (drawn reproducibly) with the settings recorded with them and compare "
+                   "each with its stored AUROC: identical, within the seed spread, or outside it (budget flags: "
+                   "only --cache-dir, and --weights to find the recorded file elsewhere)")
     return p
 
 
 def run_bench(args):
+    data_root = checked_data_root(args.data_root, args.dataset)  # before anything runs
     import_keras_quietly()
     import shlex
 
@@ -66,18 +98,26 @@ def run_bench(args):
         from mims_tf.bench import verify
 
         checks = verify(args.table, args.dataset, args.verify, out=args.out, work=args.work,
-                        data_root=args.data_root or default_data_root(), tag=args.tag, **settings)
+                        data_root=data_root, tag=args.tag, **settings)
         for c in checks:
             print(f"{c['preset']} seed {c['seed']}: committed {c['committed']:.4f}, rerun {c['rerun']:.4f} "
                   f"({c['difference']:+.4f}; seed spread {c['spread']:.4f}): {c['verdict']}")
             print(f"  committed on {c['committed_environment']}; rerun on {c['environment']}")
+        if checks:
+            print(f"rerun with the settings recorded with the results: {checks[0]['settings']}")
         verdicts = [c["verdict"] for c in checks]
         print(f"verified {len(checks)} row(s): " + ", ".join(f"{verdicts.count(v)} {v}" for v in
                                                             ("identical", "within seed spread", "outside seed spread")))
         return 0
+    from mims_tf.cli.train import check_imagenet_weights
+
+    image_size = settings.get("image_size")
+    check_imagenet_weights(settings.get("backbone"), settings.get("weights"),
+                           (image_size, image_size) if isinstance(image_size, int) else image_size,
+                           settings.get("backbone_kwargs"))
     command = " ".join(shlex.quote(a) for a in ["mims", *sys.argv[1:]])
     folder = bench(args.table, args.dataset, out=args.out, work=args.work, seeds=tuple(args.seeds),
-                   fresh=args.fresh, data_root=args.data_root or default_data_root(), presets=args.presets,
+                   fresh=args.fresh, data_root=data_root, presets=args.presets,
                    tag=args.tag, command=command, **settings)
     print(f"results: {folder}/table.md, results.csv, table.png")
     return 0

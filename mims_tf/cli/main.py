@@ -109,8 +109,12 @@ def main(argv=None):
     try:
         status = args.func(args)
     except (ValueError, DataError, RuntimeError, ImportError, OSError, *_runtime_errors()) as error:  # one line
-        print(f"mims {args.command}: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}",
-              file=sys.stderr)
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if args.command in ("train", "bench"):  # the library's Python argument names as these commands' flags
+            from mims_tf.cli.train import flag_terms_of
+
+            message = flag_terms_of(parser, args, message)
+        print(f"mims {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mims {args.command}: interrupted", file=sys.stderr)

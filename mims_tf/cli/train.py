@@ -56,6 +56,8 @@ def run_train(args):
     if config.deterministic:  # oneDNN's kernels can only be turned off before TensorFlow starts
         disable_onednn()
     import_keras_quietly()  # after the options and config are checked: a typo is answered at once
+    model = config.model_config(classes=2)
+    check_imagenet_weights(model.backbone, model.weights, model.image_size, model.backbone_kwargs)  # before the data
     from mims_tf.cli.flags import print_json
     from mims_tf.cli.progress import EpochLines
     from mims_tf.runs.fit import train
@@ -80,3 +82,145 @@ def _data_named(args, overrides):
     if "source" in overrides.get("data", {}):
         return True
     return bool(args.config) and "source" in nest_flat(read_yaml(args.config), args.config).get("data", {})
+
+
+def check_imagenet_weights(backbone, weights, image_size=None, backbone_kwargs=None):
+    """Fails in one line, before any data is read, where a `keras.applications` backbone is to start from its
+    ImageNet weights and they are neither in the Keras cache nor downloadable (offline). The backbone is built
+    to find its weights file (Keras names it; a download happens here, once); the weights are not loaded."""
+    from unittest import mock
+
+    import keras
+
+    from mims_tf.models.catalog import LOCAL_BACKBONES, resolve
+
+    if weights != "imagenet" or not isinstance(backbone, str) or backbone.lower() in LOCAL_BACKBONES:
+        return
+    try:
+        from keras.src.utils import file_utils  # where keras.applications fetch their weights files
+    except ImportError:
+        return  # another Keras layout: the run itself says what is missing
+    real = file_utils.get_file
+
+    class Found(Exception):
+        pass
+
+    class Missing(Exception):
+        pass
+
+    def locate(*args, **kwargs):
+        name = kwargs.get("fname") or (args[0] if args else "the weights file")
+        try:
+            real(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - Keras's fetch failure, whatever its type
+            raise Missing(name) from None
+        raise Found  # found (or downloaded): the build stops before loading them
+
+    app = resolve(backbone)
+    shape = (*image_size, 3) if image_size else None
+    try:
+        with mock.patch.object(file_utils, "get_file", locate):
+            getattr(keras.applications, app)(include_top=False, weights="imagenet", input_shape=shape,
+                                             **(backbone_kwargs or {}))
+    except Missing as missing:
+        cache = os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser(os.path.join("~", ".keras"))), "models")
+        raise RuntimeError(
+            f"the ImageNet weights of {app} ({missing}) are not in the Keras cache {cache} and cannot be downloaded "
+            "(no network?): put the file there (or set KERAS_HOME to a folder whose models/ holds it), give "
+            "--weights FILE.h5, or --weights none to train from scratch") from None
+    except Exception:  # noqa: BLE001 - found, or a problem the run itself names
+        return
+
+
+# A library message names Python arguments (`Received: bag_pattern=None`, `pass weights=None`); the CLI shows
+# them as the flags that set them. Arguments named in messages by another name than their flag:
+_MESSAGE_NAMES = {"source": "data", "memory_budget_gb": "memory_budget", "rule": "threshold_rule",
+                  "target": "threshold_target"}
+_VALUE = r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\([^()]*\)|\[[^\[\]]*\]|[^\s,;()\[\]]+(?<![.:])"""
+
+
+def in_flag_terms(message, options, given=None):
+    """`message` with the Python argument names of `options` (a command's flags, `--bag-pattern`) as flags.
+
+    `name=value` becomes `--name value` (`--name` for True, `--name none` for None); `` `name` `` and a bare
+    `snake_case` name become `--name` (a one-letter name only as `name=value` after `Received:`). After
+    `Received:` (the values the library was given) only the values of the flags in `given` (`{dest: value}`
+    given on the command line) are translated: other values came from a config file, a preset or a data set,
+    and keep their names there. A message about a config file's keys is left as it is.
+    """
+    import ast
+    import re
+    import shlex
+
+    names = {}
+    for option in options:
+        if option.startswith("--"):
+            dest = option[2:].replace("-", "_")
+            names[dest] = option
+    for name, dest in _MESSAGE_NAMES.items():
+        if dest in names:
+            names[name] = names[dest]
+    if not names:
+        return message
+
+    def literal(text):
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+
+    def from_flag(name, text):  # the value the flag gave (an int image size is a square)
+        value, flag = literal(text), given[_MESSAGE_NAMES.get(name, name)]
+        if value == flag or str(flag) == text:
+            return True
+        if isinstance(value, (tuple, list)):
+            return list(value) == (list(flag) if isinstance(flag, (tuple, list)) else [flag] * len(value))
+        return False
+
+    def value_text(text, flag):
+        value = literal(text)
+        if value is text:
+            return f"{flag} {text}"
+        if value is True:
+            return flag
+        if value is False:
+            return f"no {flag}"
+        if value is None:
+            return f"{flag} none"
+        if isinstance(value, str):
+            return f"{flag} {shlex.quote(value)}"
+        if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+            return f"{flag} {value[0]}-{value[1]}" if flag == "--instances" else (
+                f"{flag} {value[0]}" if value[0] == value[1] else f"{flag} {text}")
+        return f"{flag} {text}"
+
+    def translate(text, allowed, keep=lambda name, value: False):
+        alternatives = "|".join(sorted((re.escape(n) for n in names if n in allowed), key=len, reverse=True))
+        if not alternatives:
+            return text
+        text = re.sub(rf"`({alternatives})=({_VALUE})`", lambda m: value_text(m.group(2), names[m.group(1)]), text)
+        text = re.sub(rf"(?<![\w.\-`'\"])({alternatives})=({_VALUE})",
+                      lambda m: m.group(0) if keep(*m.groups()) else value_text(m.group(2), names[m.group(1)]), text)
+        ticked = "|".join(sorted((re.escape(n) for n in names), key=len, reverse=True))  # `k` too
+        text = re.sub(rf"`({ticked})`", lambda m: names[m.group(1)], text)
+        return re.sub(rf"(?<![\w.\-`'\"])({alternatives})(?![\w.=\-`'\"])",
+                      lambda m: names[m.group(1)] if "_" in m.group(1) else m.group(1), text)
+
+    if "config key" in message:  # about a config file's keys: its own names
+        return message
+    given = given or {}
+    head, marker, received = message.partition("Received:")
+    given_names = {n for n in names if _MESSAGE_NAMES.get(n, n) in given}
+    return (translate(head, {n for n in names if len(n) > 1}) + marker
+            + (translate(received, given_names, lambda name, text: not from_flag(name, text)) if marker else ""))
+
+
+def flag_terms_of(parser, args, message):
+    """`in_flag_terms` for the command `args.command` of the `mims` parser (`train` and `bench`)."""
+    if getattr(args, "config", None) and args.config in message:  # about the config file: its own key names
+        return message
+    command = parser._subparsers._group_actions[0].choices[args.command]
+    options = [o for o in command._option_string_actions if o.startswith("--") and o != "--help"]
+    given = {action.dest: getattr(args, action.dest) for action in command._actions if hasattr(args, action.dest)
+             and getattr(args, action.dest) != action.default}
+    return in_flag_terms(message, options, given)

@@ -15,6 +15,9 @@ class DataError(ValueError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):  # pickled with its two arguments: it crosses process boundaries (a bench's worker)
+        return type(self), (self.path, self.reason)
+
 
 def describe(error):
     """`"<Type>: <first line of the message>"` (or the type alone): a library's exception as one line."""

@@ -117,8 +117,10 @@ def test_bench_needs_a_data_root_and_known_names(tmp_path):
         bench("table1", "breastmnst", data_root=DATA_ROOT)
     with pytest.raises(ValueError, match="`data_root` is required"):
         bench("table1", "breastmnist")
-    with pytest.raises(ValueError, match="dataset not found"):
+    with pytest.raises(ValueError, match="data set breastmnist not found \\(expected .*breastmnist.npz\\)"):
         bench("table1", "breastmnist", data_root=str(tmp_path))
+    with pytest.raises(ValueError, match="data set breastmnist not found"):
+        verify("table1", "breastmnist", 1, data_root=str(tmp_path))
 
 
 @pytest.mark.slow
