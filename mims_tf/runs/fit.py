@@ -270,8 +270,14 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
     if config.task:
         from mims_tf.runs.schema import TASKS
 
-        logger.info("task %s, the paper's settings under the ones given: %s", config.task,
-                    "; ".join(f"{block}: {settings}" for block, settings in TASKS[config.task].items()))
+        def in_effect(block, key):  # after the options given over the task's
+            value = config.model.get(key) if block == "model" else getattr(getattr(config, block), key)
+            return list(value) if isinstance(value, tuple) else value
+
+        logger.info("task %s, the paper's settings under the ones given; in effect: %s", config.task, "; ".join(
+            f"{block}: " + ", ".join(f"{key} {in_effect(block, key)!r}" + ("" if in_effect(block, key) == value else
+                                     f" (task: {value!r})") for key, value in settings.items())
+            for block, settings in TASKS[config.task].items()))
     for name, source in (("training", train_source), ("validation", val_source)):
         logger.info("%s bags kept: %s (%s)", name, source.mode, source.reason)
     logger.info("classes: %s (positive class: %s); %d training and %d validation bags",
