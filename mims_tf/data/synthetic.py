@@ -4,6 +4,9 @@ Deterministic by seed. It is the built-in data of `mims demo` and a controlled
 test of scale invariance: train on one lesion size range, test on another.
 Each lesion is a bright, soft-edged ellipse with a darker rim (so it is not
 found by brightness alone), planted in a few slices of a positive volume.
+Where every lesion lies is kept: its mask (`<split>_masks`) and its centre and
+radii (`<split>_lesions`, one row per lesion, `LESION_COLUMNS`), so heatmaps
+can be scored against it (`mims_tf.explain.pointing`).
 """
 
 import os
@@ -12,6 +15,10 @@ import numpy as np
 
 from mims_tf.data.errors import DataError
 from mims_tf.utils import atomic_path
+
+# The columns of `<split>_lesions`: the bag's index in its split, the slice, the centre (row, column) and the
+# ellipse's radii (rows, columns) in pixels; the mask marks the pixels within the ellipse.
+LESION_COLUMNS = ("bag", "slice", "row", "column", "radius_rows", "radius_columns")
 
 
 def _texture(rng, shape, smooth):
@@ -26,8 +33,8 @@ def _texture(rng, shape, smooth):
 
 
 def make_volumes(count=64, instances=16, size=64, lesion_size=(4, 12), lesion_slices=(1, 3),
-                 lesions_per_slice=(1, 2), positive_fraction=0.5, contrast=0.35, seed=0):
-    """Generates volumes, labels and lesion masks.
+                 lesions_per_slice=(1, 2), positive_fraction=0.5, contrast=0.35, seed=0, return_lesions=False):
+    """Generates volumes, labels and lesion masks (and, on request, each lesion's centre and radii).
 
     Args:
         count: number of volumes (bags).
@@ -39,10 +46,13 @@ def make_volumes(count=64, instances=16, size=64, lesion_size=(4, 12), lesion_sl
         positive_fraction: share of positive volumes.
         contrast: lesion brightness above the background, in [0, 1].
         seed: fixes everything.
+        return_lesions: also return the lesions' table (the volumes are the same either way).
 
     Returns:
         `(volumes, labels, masks)`: uint8 `(count, instances, size, size)`, int
-        `(count,)`, bool `(count, instances, size, size)` marking lesion pixels.
+        `(count,)`, bool `(count, instances, size, size)` marking lesion pixels;
+        with `return_lesions`, `(volumes, labels, masks, lesions)`: float32
+        `(lesion count, 6)`, one row per planted lesion in `LESION_COLUMNS` order.
     """
     low, high = lesion_size
     if not 1 <= low <= high < size:
@@ -57,6 +67,7 @@ def make_volumes(count=64, instances=16, size=64, lesion_size=(4, 12), lesion_sl
     volumes = background.reshape(count, instances, size, size)
     masks = np.zeros(volumes.shape, dtype=bool)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    lesions = []
     for bag in np.flatnonzero(labels):
         n_slices = rng.integers(lesion_slices[0], lesion_slices[1] + 1)
         for s in rng.choice(instances, size=n_slices, replace=False):
@@ -68,12 +79,16 @@ def make_volumes(count=64, instances=16, size=64, lesion_size=(4, 12), lesion_sl
                 lesion = np.clip(1.5 - r, 0, 1) ** 0.5 * contrast - np.clip(1.0 - abs(r - 1.25) * 4, 0, 1) * 0.15
                 volumes[bag, s] += lesion
                 masks[bag, s] |= r <= 1.0
-    volumes = np.clip(volumes, 0, 1) * 255
-    return volumes.astype(np.uint8), labels, masks
+                lesions.append((bag, s, cy, cx, ry, rx))
+    volumes = (np.clip(volumes, 0, 1) * 255).astype(np.uint8)
+    if return_lesions:
+        return volumes, labels, masks, np.asarray(lesions, np.float32).reshape(-1, len(LESION_COLUMNS))
+    return volumes, labels, masks
 
 
 def write_dataset(folder, seed=0, splits=(("train", 96), ("val", 32), ("test", 32)), **kwargs):
-    """Writes `synthetic.npz` (MedMNIST-style: `<split>_images`, `<split>_labels`, `<split>_masks`).
+    """Writes `synthetic.npz` (MedMNIST-style: `<split>_images`, `<split>_labels`; and where the lesions are:
+    `<split>_masks`, bool like the images, and `<split>_lesions`, one row per lesion in `LESION_COLUMNS` order).
 
     Each split uses its own seed (`seed`, `seed + 1`, ...); `kwargs` go to
     `make_volumes` (a dict per split is allowed: `lesion_size={"test": (12, 20)}`
@@ -84,8 +99,10 @@ def write_dataset(folder, seed=0, splits=(("train", 96), ("val", 32), ("test", 3
     arrays = {}
     for offset, (split, count) in enumerate(splits):
         options = {k: (v.get(split, next(iter(v.values()))) if isinstance(v, dict) else v) for k, v in kwargs.items()}
-        volumes, labels, masks = make_volumes(count=count, seed=seed + offset, **options)
-        arrays.update({f"{split}_images": volumes, f"{split}_labels": labels[:, None], f"{split}_masks": masks})
+        volumes, labels, masks, lesions = make_volumes(count=count, seed=seed + offset, return_lesions=True,
+                                                       **options)
+        arrays.update({f"{split}_images": volumes, f"{split}_labels": labels[:, None], f"{split}_masks": masks,
+                       f"{split}_lesions": lesions})
     path = os.path.join(folder, "synthetic.npz")
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)

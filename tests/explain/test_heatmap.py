@@ -77,13 +77,13 @@ def test_explain_writes_ranked_overlays_and_an_index(trained, tmp_path):
     assert len(titled) == 1
 
 
-def test_overlay_blends_the_perceptually_uniform_colour_map_by_value():
-    from matplotlib import colormaps
+def test_overlay_blends_a_green_cyan_colour_map_by_value():
+    from mims_tf.explain.heatmap import colour_map
 
-    assert COLORMAP == "inferno"
+    assert COLORMAP == "greens"
     image = np.full((4, 4), 100.0)
     np.testing.assert_array_equal(overlay(image, np.zeros((4, 4), np.uint8)), np.full((4, 4, 3), 100))  # no evidence
-    expected = 0.3 * 100 + 0.7 * np.array(colormaps["inferno"](1.0)[:3]) * 255
+    expected = 0.3 * 100 + 0.7 * np.array(colour_map()(1.0)[:3]) * 255
     np.testing.assert_allclose(overlay(image, np.full((4, 4), 255, np.uint8))[0, 0], np.floor(expected), atol=1)
     maps = heatmaps(np.array([[[-1.0, 2.0], [0.5, 4.0]]]), (2, 2))
     assert maps.max() == 255 and maps.min() == 0
@@ -167,3 +167,91 @@ def test_bad_layer_and_class(trained):
         contributions(model, bag, "nope")
     with pytest.raises(ValueError, match="Received: class_index=2"):
         contributions(model, bag, class_index=2)
+
+
+def _hue_and_saturation(rgb):
+    import colorsys
+
+    return colorsys.rgb_to_hsv(*np.asarray(rgb, float)[:3])[:2]
+
+
+def test_the_colour_map_stands_apart_from_haematoxylin_and_eosin():
+    """H&E: haematoxylin blue-purple, eosin pink (hues about 0.75-1.0 and 0.0-0.05); the map stays green-cyan
+    (hues 0.25-0.5) and grows lighter with the value, so it reads on histology and on grey images alike."""
+    from mims_tf.explain.heatmap import colour_map
+
+    cmap = colour_map()
+    values = np.linspace(0.05, 1.0, 20)
+    hues = [_hue_and_saturation(cmap(v))[0] for v in values]
+    assert all(0.25 <= h <= 0.5 for h in hues), hues
+    lightness = [np.mean(cmap(v)[:3]) for v in values]
+    assert all(b > a for a, b in zip(lightness, lightness[1:]))
+    pink, purple = np.array([230, 140, 190]), np.array([110, 60, 150])  # eosin, haematoxylin
+    tile = np.where(np.arange(16)[:, None, None] < 8, pink, purple).repeat(16, axis=1).astype(np.float32)
+    drawn = overlay(tile, np.full((16, 16), 255, np.uint8))
+    for pixel in (drawn[0, 0], drawn[15, 15]):
+        assert 0.2 <= _hue_and_saturation(pixel / 255.0)[0] <= 0.6  # green-cyan: told apart from the stain
+
+
+def test_colour_images_are_shown_in_colour_and_slices_named_by_their_files(tmp_path):
+    from PIL import Image
+
+    from mims_tf.explain.heatmap import instance_names, is_colour
+
+    model = _tiny_model()
+    rng = np.random.default_rng(0)
+    bag = np.zeros((1, 3, 16, 16, 3), np.float32)
+    bag[..., 0], bag[..., 2] = rng.uniform(150, 255, (1, 3, 16, 16)), rng.uniform(80, 200, (1, 3, 16, 16))
+    assert is_colour(bag[0, 0]) and not is_colour(np.repeat(bag[0, 0, ..., :1], 3, axis=-1))
+    names = ["tile_a.png", "tile_b.png", "tile_c.png"]
+    written = explain_bag(model, bag, str(tmp_path), slices=2, sheet=3, name="b", method="gradient_x_input",
+                          slice_names=names)
+    index = (tmp_path / "index.md").read_text()
+    assert "| rank | slice | file | contribution | figure |" in index
+    for s, _, _ in written:
+        assert f"| {s} | {names[s]} |" in index
+    reference = np.asarray(Image.open(written[0][2]).convert("RGB"), np.int32)[:, : reference_width(written[0][2])]
+    assert (np.abs(reference[..., 0] - reference[..., 1]) > 40).mean() > 0.05  # the slice panel is in colour
+    with pytest.raises(ValueError, match="one name per slice: 3 slices. Received: 2 names"):
+        explain_bag(model, bag, str(tmp_path), slice_names=names[:2], method="gradient_x_input")
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    for name in ("tile_10.png", "tile_2.png", ".hidden.png", "notes.txt"):
+        (folder / name).write_bytes(b"x")
+    assert instance_names(str(folder)) == ["tile_2.png", "tile_10.png"]  # the reader's natural order
+    assert instance_names(str(folder / "tile_2.png")) is None
+
+
+def reference_width(path):
+    """The left third of a figure: the reference panel (the slice beside its overlay and a colour bar)."""
+    from PIL import Image
+
+    return Image.open(path).size[0] // 3
+
+
+def test_the_contour_encloses_the_region_above_half_the_bags_peak(tmp_path):
+    from mims_tf.explain.heatmap import CONTOUR_LEVEL, _figure, _level
+
+    maps = np.zeros((2, 32, 32), np.uint8)
+    maps[0, 10:20, 10:20] = 200
+    assert _level(maps) == CONTOUR_LEVEL * 200 and _level(np.zeros((2, 4, 4), np.uint8)) is None
+    image = np.full((32, 32, 3), 128.0)
+    _figure(str(tmp_path / "f.png"), image, maps[0], "t", level=_level(maps))
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(tmp_path / "f.png").convert("RGB"), np.int32)
+    cyan = (pixels[..., 0] < 80) & (pixels[..., 1] > 200) & (pixels[..., 2] > 200)
+    assert cyan.sum() > 20  # the line is drawn
+
+
+@pytest.mark.slow
+def test_pointing_game_on_planted_lesions(trained):
+    from mims_tf.explain.pointing import TOLERANCE, pointing_game
+
+    model, data = trained
+    positives = np.flatnonzero(data["test_labels"][:, 0])
+    result = pointing_game(model, (_bag(data["test_images"][i]) for i in positives),
+                           (data["test_masks"][i] for i in positives))
+    print(f"pointing game: {result['hits']} of {result['bags']} (within {TOLERANCE} px)")
+    assert result["bags"] == 16 and result["tolerance"] == TOLERANCE == 3
+    assert result["hit_rate"] >= 0.75
