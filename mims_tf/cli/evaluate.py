@@ -65,9 +65,16 @@ def run_evaluate(args):
     comparison = None
     if len(results) == 2 and results[0]["bag_ids"] == results[1]["bag_ids"]:
         comparison = compare_runs(*results)
+    oof = _out_of_fold(args.runs, args.which)  # cross-validated runs: their out-of-fold figures
+    oof_comparison = None
+    if len(oof) == 2 and sorted(oof[0]["bag_ids"]) == sorted(oof[1]["bag_ids"]):
+        oof_comparison = compare_runs(*[_sorted(r) for r in oof])
+    hidden = ("scores", "labels", "bag_ids", "data_path")
     if args.json:
-        hidden = ("scores", "labels", "bag_ids", "data_path")
         print_json({"runs": [{k: v for k, v in r.items() if k not in hidden} for r in results],
+                    "out_of_fold": [{k: v for k, v in r.items() if k not in hidden} for r in oof],
+                    "out_of_fold_auroc_difference": None if oof_comparison is None else dict(
+                        zip(("difference", "low", "high"), oof_comparison)),
                     "groups": [{"preset": preset, "data": data, **summary}
                                for (preset, data), summary in groups.items()],
                     "auroc_difference": None if comparison is None else dict(zip(("difference", "low", "high"),
@@ -102,4 +109,29 @@ def run_evaluate(args):
         difference, low, high = comparison
         print(f"AUROC {results[0]['path']} - {results[1]['path']}: {difference:+.4f} "
               f"(paired bootstrap 95 % CI {low:+.4f} to {high:+.4f}, {results[0]['bags']} bags)")
+    for r in oof:
+        print(f"{r['path']}: cross-validated ({r['folds']} folds, out of fold) AUROC {r['auroc']:.4f} (95 % CI "
+              f"{r['auroc_low']:.3f}-{r['auroc_high']:.3f}, {r['bags']} bags); at threshold {r['threshold']:.3f}: "
+              f"sensitivity {r['sensitivity']:.3f} ({r['sensitivity_low']:.2f}-{r['sensitivity_high']:.2f}), "
+              f"specificity {r['specificity']:.3f} ({r['specificity_low']:.2f}-{r['specificity_high']:.2f}); "
+              f"ECE {r['ece']:.4f} -> {r['ece_calibrated']:.4f} (calibration cross-fitted; a perfectly calibrated "
+              f"model shows {r['ece_of_a_calibrated_model_at_this_size']:.4f} at this size)")
+    if oof_comparison is not None:
+        difference, low, high = oof_comparison
+        print(f"out-of-fold AUROC {oof[0]['path']} - {oof[1]['path']}: {difference:+.4f} (paired bootstrap 95 % CI "
+              f"{low:+.4f} to {high:+.4f}, {oof[0]['bags']} bags)")
     return 0
+
+
+def _out_of_fold(runs, which):
+    from mims_tf.runs.cv import evaluate_out_of_fold
+    from mims_tf.runs.folder import RunFolder
+
+    return [evaluate_out_of_fold(run, which) for run in runs if RunFolder(run).folds()]
+
+
+def _sorted(result):
+    """An out-of-fold result with its bags in name order (two runs' folds may order them differently)."""
+    order = sorted(range(len(result["bag_ids"])), key=result["bag_ids"].__getitem__)
+    return {**result, "bag_ids": [result["bag_ids"][i] for i in order], "labels": result["labels"][order],
+            "scores": result["scores"][order]}

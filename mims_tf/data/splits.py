@@ -97,6 +97,40 @@ def assign_splits(manifest, fractions=(0.7, 0.15, 0.15), seed=0, allow_shared_gr
     return result
 
 
+def assign_folds(manifest, folds, seed=0, allow_shared_groups=False, group_pattern=None):
+    """Returns a copy with a `fold` column (1..folds) on the pool (the train and val bags), by group, stratified
+    by label (scikit-learn's `StratifiedGroupKFold`); test bags keep their split and an empty fold.
+
+    A group (a patient) is in one fold only, and every pool bag is in exactly one fold: fold k's bags are
+    validation for the model trained on the others (its out-of-fold predictions).
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"`folds` must be an integer >= 2. Received: folds={folds!r}")
+    if not allow_shared_groups:
+        manifest = name_groups(manifest, group_pattern)
+    pool = [bag for bag in manifest.bags() if bag.split in ("train", "val")]
+    group_of_bag = {row["bag"]: row["group"] for row in manifest.rows}
+    groups = np.array([group_of_bag[bag.bag] for bag in pool])
+    labels = np.array([bag.label for bag in pool])
+    if len(set(groups.tolist())) < folds:
+        raise DataError(manifest.source, f"{len(set(groups.tolist()))} groups (patients) in the train and val splits: "
+                                         f"too few for {folds} folds")
+    smallest = int(np.bincount(labels, minlength=len(manifest.classes)).min())
+    if smallest < folds:
+        raise DataError(manifest.source, f"the smallest class has {smallest} bag(s) in the train and val splits: "
+                                         f"too few for {folds} folds (each fold validates every class)")
+    fold_of_group = {}
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for number, (_, held) in enumerate(splitter.split(np.zeros(len(pool)), labels, groups), start=1):
+        for group in groups[held]:
+            fold_of_group[group] = number
+    rows = [dict(row, fold=str(fold_of_group[row["group"]]) if row["split"] in ("train", "val") else "")
+            for row in manifest.rows]
+    return type(manifest)(rows, list(manifest.classes), manifest.source, manifest.lines)
+
+
 def shared_content(manifest):
     """Rows of different splits whose content is identical: files byte for byte, `.npz` items array for array.
 

@@ -6,6 +6,9 @@
                  caches and writes config, manifest, models
     inputs.py    the manifest of a new run; bags read the way the run was trained
     fit.py       `train`: fit a run, resume it after a crash (`resume_config`)
+    checkpoint.py  the callbacks that write the run folder while it trains (models, state, log.csv)
+    cv.py        cross-validation: K fold runs in one parent run, out-of-fold decision, the fold ensemble
+    contract.py  the run's input contract: recorded at training, checked on every bag scored
     decision.py  `calibrate_run`, `decide_run`: the run's own and named decisions (calibration and threshold
                  chosen on validation); the scoring model
     evaluate.py  `evaluate_run`, `evaluate_runs`: bag-level metrics, per-bag CSV, ROC curve
@@ -29,6 +32,7 @@ _LAZY = {
     "decide_run": "mims_tf.runs.decision",
     "evaluate_run": "mims_tf.runs.evaluate",
     "evaluate_runs": "mims_tf.runs.evaluate",
+    "evaluate_out_of_fold": "mims_tf.runs.cv",
     "predict": "mims_tf.runs.predict",
     "export_run": "mims_tf.runs.export",
     "check_export": "mims_tf.runs.export",

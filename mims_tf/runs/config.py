@@ -156,6 +156,8 @@ class TrainingConfig:
         feature_views: with a frozen backbone, train the head on the backbone's features computed once
             (`mims_tf.data.features`), this many views of each training bag: the first as it is, the others
             augmented; 0: no feature cache (the frozen backbone runs at every step).
+        folds: K patient-grouped, stratified folds over the train and val bags (`mims_tf.runs.cv`); None: one
+            split.
     """
 
     batch_size: int = option(4, type=int, help="bags per training step")
@@ -168,8 +170,13 @@ class TrainingConfig:
         "with a frozen backbone: the head trains on the backbone's features computed once, in this many views per "
         "training bag (the first as it is, the others augmented); 0: no feature cache, the frozen backbone runs at "
         "every step"))
+    folds: int = option(type=int, default_text="none: one split", help=(
+        "cross-validation: K patient-grouped folds over the train and val bags, one run each, calibrated and "
+        "thresholded out of fold; the fold ensemble is the model"))
 
     def validate(self):
+        if self.folds is not None:
+            check_int_in("folds", self.folds, minimum=2, maximum=20)
         for key in ("batch_size", "epochs", "checkpoint_steps"):
             check_int_in(key, getattr(self, key))
         check_int_in("feature_views", self.feature_views, minimum=0)

@@ -67,6 +67,10 @@ def choose_decision(run, which="best", rule=None, target=None, method=None):
     from mims_tf.stats.thresholds import check_rule, choose_threshold, describe_rule
 
     run = RunFolder.of(run)
+    if run.folds():  # cross-validated: fitted on the out-of-fold predictions
+        from mims_tf.runs.cv import choose_cv_decision
+
+        return choose_cv_decision(run, which, rule, target, method)
     model, config, manifest = run.load(which)
     if rule is None:
         rule, target = config.decision.rule, config.decision.target

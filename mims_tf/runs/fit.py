@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from mims_tf.data.features import feature_dataset
-from mims_tf.runs.decision import forget_decision
+from mims_tf.runs.checkpoint import EpochCSVLogger, RunCheckpoint, step_of
 from mims_tf.runs.environment import environment, fingerprint, make_deterministic
 from mims_tf.runs.folder import NEW_STATE, RunFolder
 from mims_tf.runs.inputs import (
@@ -28,76 +28,6 @@ from mims_tf.runs.inputs import (
 
 logger = logging.getLogger("mims_tf")
 SMALL_VALIDATION = 30  # fewer validation bags than this: a warning
-
-
-def _step(model):
-    """The global step: the optimizer's iteration count (a mirrored variable under a strategy)."""
-    return int(keras.ops.convert_to_numpy(model.optimizer.iterations.value.read_value()))
-
-
-class RunCheckpoint(keras.callbacks.Callback):
-    """Saves `last.keras` every `every` steps and each epoch, and `best.keras` by validation AUROC.
-
-    A tie in validation AUROC (common on a small validation split, where it saturates at 1.0) goes to the
-    epoch with the lower validation loss, so `best.keras` is not stuck at the first epoch that reached it.
-    """
-
-    def __init__(self, run, every, state, steps_per_epoch=None, saved_model=None):
-        super().__init__()
-        self.run, self.every, self.state, self.steps_per_epoch = run, every, state, steps_per_epoch
-        self.saved_model = saved_model  # the model to save, when the one training is its head (cached features)
-        self.nan_step = None
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):  # stop; keep the last good checkpoints
-            self.nan_step = _step(self.model)
-            self.model.stop_training = True
-            return
-        step = _step(self.model)
-        # At an epoch's last step, last.keras is saved after validation (on_epoch_end): a kill during
-        # validation then resumes that epoch's validation instead of skipping it.
-        if step % self.every == 0 and not (self.steps_per_epoch and step % self.steps_per_epoch == 0):
-            self.save("last")
-
-    def save(self, which):
-        self.run.save_model(self.saved_model or self.model, which)
-        forget_decision(self.run, which)  # the model changed: its calibration and threshold are chosen again
-        self.run.forget_outputs(which)  # and no evaluation or heatmap describes its predecessor
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        val_loss = logs.get("val_loss")
-        if self.nan_step is None and val_loss is not None and not math.isfinite(float(val_loss)):
-            self.nan_step = _step(self.model)  # the weights went non-finite without a NaN training loss
-            self.model.stop_training = True
-        if self.nan_step is not None:
-            return
-        auroc, loss = logs.get("val_auroc"), logs.get("val_loss", math.inf)
-        if auroc is not None and is_better(auroc, loss, self.state):
-            self.save("best")
-            self.state.update(best_val_auroc=float(auroc), best_val_loss=float(loss), best_epoch=epoch + 1)
-        if auroc is not None and auroc >= 1.0 and not self.state.get("saturated"):
-            self.state["saturated"] = True
-            logger.warning("validation AUROC reached 1.0 at epoch %d: it cannot rank later epochs; ties go to the "
-                           "lower validation loss, and a threshold chosen on this split is unreliable", epoch + 1)
-        self.save("last")
-        self.state["epochs_done"] = epoch + 1
-        self.run.save_state(self.state)
-
-
-class EpochCSVLogger(keras.callbacks.CSVLogger):
-    """`log.csv`, one row per epoch, epochs counted from 1 (as every message and `state.json` count them)."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch + 1, logs)
-
-
-def is_better(auroc, loss, state):
-    """A higher validation AUROC, or the same with a lower validation loss, than the best so far."""
-    best = state["best_val_auroc"]
-    best_loss = state.get("best_val_loss")
-    return auroc > best or (auroc == best and loss < (math.inf if best_loss is None else best_loss))
 
 
 # The settings a resumed run may change: everything else is the stored run's.
@@ -206,6 +136,8 @@ def train(config, resume=False, overwrite=False, verbose="auto", callbacks=()):
     so the corrected command runs. A loss that turns NaN stops training with a `RuntimeError`, keeping
     the last good checkpoints.
 
+    With `config.training.folds`, trains that many folds as one cross-validated run (`mims_tf.runs.cv`).
+
     Args:
         config: a `RunConfig`.
         resume: continue the run in `config.out` (its stored config; `training.epochs` may grow).
@@ -217,6 +149,10 @@ def train(config, resume=False, overwrite=False, verbose="auto", callbacks=()):
         `{"run", "precision", "replicas", "best_val_auroc", "best_epoch", "epochs_done", "best_model",
         "decision"}`.
     """
+    if config.training.folds:  # cross-validation: K runs in one parent run (`mims_tf.runs.cv`)
+        from mims_tf.runs.cv import train_folds
+
+        return train_folds(config, resume, overwrite, verbose, callbacks)
     run = RunFolder(config.out)
     fresh = not run.contents()
     with run.lock():
@@ -336,7 +272,7 @@ def _fit(config, resuming, model, run, strategy, train_source, val_data, checkpo
         shards.append(pipelines)
         return dataset
 
-    step = _step(model)
+    step = step_of(model)
     epoch, offset = divmod(step, steps_per_epoch)
     fit = dict(validation_data=val_data, callbacks=callbacks, verbose=verbose, shuffle=False)
     if offset and epoch < training.epochs:  # a run stopped mid-epoch: finish that epoch first

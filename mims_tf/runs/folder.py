@@ -15,6 +15,7 @@
     eval_<stem>.*    evaluation outputs (per-bag CSV, metrics JSON), roc_<stem>.png, reliability_<stem>.png
     explain/         heatmaps
     export/          TFLite and .keras exports
+    fold_<k>/, folds/, oof.csv   a cross-validated run's folds (`mims_tf.runs.cv`): its model is their ensemble
 
 Every file is written to a temporary name and renamed into place, so a crash never leaves half a file.
 `RunFolder` owns every name above; the `runs` entry points take one (or a path) and share its cached
@@ -30,10 +31,11 @@ together with its data (at the same relative place) works where it lands.
 
 import contextlib
 import os
+import re
 import shutil
 
 from mims_tf.runs.config import load_config, save_config
-from mims_tf.utils import atomic_path, file_sha256, read_json, write_json
+from mims_tf.utils import atomic_path, file_sha256, json_sha256, read_json, write_json
 
 _HELD = set()  # real paths of the run folders this process holds (a training calibrating its own model)
 
@@ -62,7 +64,8 @@ NEW_STATE = {"best_val_auroc": -1.0, "best_val_loss": None, "best_epoch": None, 
 LOCK = ".lock"
 DECISIONS = "decisions"
 RUN_FILES = ("config.yaml", "manifest.csv", "last.keras", "best.keras", "state.json", "log.csv", "decision.json",
-             DECISIONS, "input_contract.json", "environment.json", "tensorboard", "explain", "export", "data")
+             DECISIONS, "input_contract.json", "environment.json", "tensorboard", "explain", "export", "data", "folds",
+             "oof.csv")
 EVALUATION_PREFIXES = ("eval_", "roc_", "reliability_")
 
 
@@ -158,14 +161,30 @@ class RunFolder:
         return os.path.isfile(self.config_path)
 
     def check(self, which="best"):
-        """Raises ValueError unless the folder holds a run with `<which>.keras` (`which=None`: any run)."""
+        """Raises ValueError unless the folder holds a run with `<which>.keras` (`which=None`: any run; a
+        cross-validated run: in every fold)."""
         if not os.path.isdir(self.path):
             raise ValueError(f"{self.path}: run folder not found")
         if not self.exists():
             raise ValueError(f"{self.path}: not a run folder (no config.yaml)")
-        if which is not None and not os.path.isfile(self.model_path(which)):
-            raise ValueError(f"{self.path}: no {which}.keras (was the run trained for at least one epoch?)")
+        for run in self.folds() or [self]:
+            if which is not None and not os.path.isfile(run.model_path(which)):
+                raise ValueError(f"{run.path}: no {which}.keras (was the run trained for at least one epoch?)")
         return self
+
+    # --- cross-validation (`mims_tf.runs.cv`) ---------------------------------------------------------
+
+    def fold_path(self, k):
+        return self.file(f"fold_{k}")
+
+    def folds(self):
+        """The fold run folders of a cross-validated run, in order; [] for a run of one split."""
+        folds = self.config().training.folds if self.exists() else None
+        return [RunFolder(self.fold_path(k)) for k in range(1, folds + 1)] if folds else []
+
+    def forget(self):
+        """Drops what was read and cached (config, models, hashes)."""
+        self._config, self._models, self._hashes = None, {}, {}
 
     # --- configuration, manifest, state -------------------------------------------------------------
 
@@ -221,7 +240,9 @@ class RunFolder:
         """The SHA-256 of `best.keras` or `last.keras` (what evaluations, decisions and exports record)."""
         self.check(which)
         if which not in self._hashes:
-            self._hashes[which] = file_sha256(self.model_path(which))
+            folds = self.folds()
+            self._hashes[which] = (json_sha256([fold.model_sha256(which) for fold in folds]) if folds
+                                   else file_sha256(self.model_path(which)))
         return self._hashes[which]
 
     def load_model(self, which="best"):
@@ -229,7 +250,13 @@ class RunFolder:
         copy with `fresh=True` semantics is `load_keras_file(run.model_path(which))`."""
         self.check(which)
         if which not in self._models:
-            self._models[which] = load_keras_file(self.model_path(which))
+            folds = self.folds()
+            if folds:  # a cross-validated run: the mean of its folds' models
+                from mims_tf.runs.cv import ensemble
+
+                self._models[which] = ensemble([fold.load_model(which) for fold in folds])
+            else:
+                self._models[which] = load_keras_file(self.model_path(which))
         return self._models[which]
 
     def load(self, which="best"):
@@ -289,7 +316,8 @@ class RunFolder:
     @staticmethod
     def is_run_file(name):
         """A file or folder a run writes (`RUN_FILES`, evaluations, temporaries of atomic writes)."""
-        return name in RUN_FILES or name.startswith(EVALUATION_PREFIXES) or ".tmp" in name
+        return (name in RUN_FILES or name.startswith(EVALUATION_PREFIXES) or ".tmp" in name
+                or re.fullmatch(r"fold_\d+", name) is not None)
 
     def empty(self):
         """Removes everything in the folder but the lock file."""

@@ -70,12 +70,18 @@ def _predict(run, paths, manifest_path, out, fmt, skip_unreadable, which, decisi
         _warn_single_instances(run, source)
     outside = check_source(run, config, source, strict)
     probs = predict_bags(model, config, source)
+    spread = None
+    if run.folds():  # a cross-validated run: how much its folds disagree on each bag
+        from mims_tf.runs.cv import fold_spread
+
+        spread = fold_spread(run, config, source, decision)
     results = [
         {"bag": _shown(bag.bag), "paths": [_shown(p) for p in bag.paths],
          "probabilities": {c: float(p) for c, p in zip(classes, row)}, "predicted": classes[int(k)],
          "threshold": decision["threshold"], "decision": decision["name"],
-         "input_check": "; ".join(outside.get(bag.bag, []))}
-        for bag, row, k in zip(source.bags, probs, decide(probs, decision))
+         "input_check": "; ".join(outside.get(bag.bag, [])),
+         **({} if spread is None else {"fold_spread": float(spread[index])})}
+        for index, (bag, row, k) in enumerate(zip(source.bags, probs, decide(probs, decision)))
     ]
     if out:
         write_predictions(results, classes, out, fmt)
@@ -153,9 +159,11 @@ def write_predictions(results, classes, out, fmt="csv"):
             stream.write("\n")
         else:
             writer = csv.writer(stream)
+            folds = any("fold_spread" in r for r in results)
             writer.writerow(["bag", *[f"p_{c}" for c in classes], "predicted", "threshold", "decision",
-                             "input_check"])
+                             "input_check", *(["fold_spread"] if folds else [])])
             for r in results:
                 threshold = "" if r["threshold"] is None else f"{r['threshold']:.6f}"
                 writer.writerow([r["bag"], *[f"{r['probabilities'][c]:.6f}" for c in classes], r["predicted"],
-                                 threshold, r.get("decision", ""), r.get("input_check", "")])
+                                 threshold, r.get("decision", ""), r.get("input_check", ""),
+                                 *([f"{r['fold_spread']:.6f}"] if folds else [])])

@@ -31,33 +31,33 @@ def _one_line_error(capsys, argv, message):
 
 
 TRAIN_OPTIONS = [
-    (["--learning-rate", "nan"], "Received: learning_rate=nan"),
-    (["--learning-rate", "-0.1"], "Received: learning_rate=-0.1"),
-    (["--learning-rate", "0"], "`learning_rate` must be positive"),
-    (["--learning-rate", "inf"], "Received: learning_rate=inf"),
+    (["--learning-rate", "nan"], "Received: --learning-rate nan"),
+    (["--learning-rate", "-0.1"], "Received: --learning-rate -0.1"),
+    (["--learning-rate", "0"], "--learning-rate must be positive"),
+    (["--learning-rate", "inf"], "Received: --learning-rate inf"),
     (["--learning-rate", "abc"], "argument --learning-rate: invalid float value: 'abc'"),
-    (["--steps-per-epoch", "0"], "Received: steps_per_epoch=0"),
-    (["--steps-per-epoch", "-3"], "Received: steps_per_epoch=-3"),
-    (["--epochs", "0"], "Received: epochs=0"),
-    (["--epochs", "-1"], "Received: epochs=-1"),
+    (["--steps-per-epoch", "0"], "Received: --steps-per-epoch 0"),
+    (["--steps-per-epoch", "-3"], "Received: --steps-per-epoch -3"),
+    (["--epochs", "0"], "Received: --epochs 0"),
+    (["--epochs", "-1"], "Received: --epochs -1"),
     (["--epochs", "2.5"], "argument --epochs: invalid int value: '2.5'"),
-    (["--batch-size", "0"], "Received: batch_size=0"),
-    (["--image-size", "2"], "Received: image_size=(2, 2)"),
-    (["--image-size", "0"], "Received: image_size=(0, 0)"),
-    (["--instances", "0"], "Received: instances=0"),
-    (["--instances", "-4"], "Received: instances=-4"),
-    (["--instances", "18-12"], "(min, max) with min <= max, or None. Received: instances=(18, 12)"),
-    (["--instances", "0-3"], "Received: instances=(0, 3)"),
+    (["--batch-size", "0"], "Received: --batch-size 0"),
+    (["--image-size", "2"], "Received: --image-size 2"),
+    (["--image-size", "0"], "Received: --image-size 0"),
+    (["--instances", "0"], "Received: --instances 0"),
+    (["--instances", "-4"], "Received: --instances -4"),
+    (["--instances", "18-12"], "(min, max) with min <= max, or None. Received: --instances 18-12"),
+    (["--instances", "0-3"], "Received: --instances 0-3"),
     (["--instances", "many"],
      "argument --instances: expected a number of instances (8) or a range (12-18). Received: 'many'"),
-    (["--central", "0"], "Received: central=0"),
-    (["--checkpoint-steps", "0"], "Received: checkpoint_steps=0"),
-    (["--seed", "-1"], "Received: seed=-1"),
-    (["--seed", str(2**40)], f"Received: seed={2**40}"),
-    (["--image-size", "100000"], "Received: image_size=(100000, 100000)"),
-    (["--k", "0"], "Received: k=0"),
-    (["--threshold-rule", "sensitivity", "--threshold-target", "1.5"], "Received: target=1.5"),
-    (["--threshold-rule", "sensitivity", "--threshold-target", "0"], "Received: target=0"),
+    (["--central", "0"], "Received: --central 0"),
+    (["--checkpoint-steps", "0"], "Received: --checkpoint-steps 0"),
+    (["--seed", "-1"], "Received: --seed -1"),
+    (["--seed", str(2**40)], f"Received: --seed {2**40}"),
+    (["--image-size", "100000"], "Received: --image-size 100000"),
+    (["--k", "0"], "Received: --k 0"),
+    (["--threshold-rule", "sensitivity", "--threshold-target", "1.5"], "Received: --threshold-target 1.5"),
+    (["--threshold-rule", "sensitivity", "--threshold-target", "0"], "Received: --threshold-target 0.0"),
     (["--threshold-rule", "sensitivity"], "the rule 'sensitivity' needs a target in (0, 1]"),
     (["--threshold-target", "0.9"], "the rule 'youden' takes no target"),
     (["--precision", "float8"], "argument --precision: invalid choice: 'float8'"),
@@ -88,7 +88,7 @@ def test_a_range_of_instances_larger_than_the_bags_is_refused_once_they_are_read
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert "Some bags have fewer than 500 instances, so bags sampled 2 to 500 a step cannot be batched: use " \
-        "batch_size=1 or replacement=True. Received: batch_size=8" in err.strip().splitlines()[-1]
+        "--batch-size 1 or replacement=True. Received: --batch-size 8" in err.strip().splitlines()[-1]
 
 
 YAML_CONFIGS = [
@@ -297,8 +297,8 @@ def test_a_bench_budget_no_run_can_take_fails_before_anything_is_written(tmp_pat
     out, work = tmp_path / "results", tmp_path / "work"
     base = ["bench", "table1", "--dataset", "breastmnist", "--presets", "mims", "mi_pre", "--out", str(out),
             "--work", str(work)]
-    for extra, message in [(["--central", "0"], "Received: central=0"),
-                           (["--instances", "9-3"], "Received: instances=(9, 3)"),
+    for extra, message in [(["--central", "0"], "Received: --central 0"),
+                           (["--instances", "9-3"], "Received: --instances 9-3"),
                            (["--backbone", "resnet5"], "Unknown backbone 'resnet5'"),
                            (["--weights", str(tmp_path / "none.h5"), "--backbone", "mobilenet"], "none.h5")]:
         _one_line_error(capsys, base + extra, message)

@@ -137,7 +137,8 @@ def test_imagenet_without_network_fails_fast_with_where_to_put_the_file(monkeypa
 
 def test_a_weights_file_of_another_network_is_one_line_without_warnings(tmp_path, recwarn):
     path = str(tmp_path / "mobilenet.weights.h5")
-    keras.applications.MobileNet(include_top=False, weights=None, input_shape=(32, 32, 3), alpha=0.25).save_weights(path)
+    other = keras.applications.MobileNet(include_top=False, weights=None, input_shape=(32, 32, 3), alpha=0.25)
+    other.save_weights(path)
     with pytest.raises(ValueError, match="does not fit backbone ResNet50"):
         build_backbone("resnet50", weights=path, image_size=(32, 32))
     assert not [w for w in recwarn if "Skipping" in str(w.message) or "could not be loaded" in str(w.message)]

@@ -7,10 +7,11 @@ import os
 import numpy as np
 import pytest
 
+from mims_tf.runs.checkpoint import is_better
 from mims_tf.runs.config import RunConfig
 from mims_tf.runs.decision import calibrate_run, decide, decide_run, load_scoring_model
 from mims_tf.runs.evaluate import compare_runs, evaluate_run
-from mims_tf.runs.fit import is_better, train
+from mims_tf.runs.fit import train
 from mims_tf.runs.predict import predict
 from tests.conftest import requires_tensorflow
 

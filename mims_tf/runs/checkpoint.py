@@ -1,0 +1,81 @@
+"""The callbacks that write a run folder while it trains: `last.keras` every few steps and each epoch, `best.keras`
+by validation AUROC (ties to the lower loss), `state.json`, and `log.csv` with epochs counted from 1."""
+
+import logging
+import math
+
+import keras
+
+from mims_tf.runs.decision import forget_decision
+
+logger = logging.getLogger("mims_tf")
+
+
+def step_of(model):
+    """The global step: the optimizer's iteration count (a mirrored variable under a strategy)."""
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations.value.read_value()))
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Saves `last.keras` every `every` steps and each epoch, and `best.keras` by validation AUROC.
+
+    A tie in validation AUROC (common on a small validation split, where it saturates at 1.0) goes to the
+    epoch with the lower validation loss, so `best.keras` is not stuck at the first epoch that reached it.
+    """
+
+    def __init__(self, run, every, state, steps_per_epoch=None, saved_model=None):
+        super().__init__()
+        self.run, self.every, self.state, self.steps_per_epoch = run, every, state, steps_per_epoch
+        self.saved_model = saved_model  # the model to save, when the one training is its head (cached features)
+        self.nan_step = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):  # stop; keep the last good checkpoints
+            self.nan_step = step_of(self.model)
+            self.model.stop_training = True
+            return
+        step = step_of(self.model)
+        # At an epoch's last step, last.keras is saved after validation (on_epoch_end): a kill during
+        # validation then resumes that epoch's validation instead of skipping it.
+        if step % self.every == 0 and not (self.steps_per_epoch and step % self.steps_per_epoch == 0):
+            self.save("last")
+
+    def save(self, which):
+        self.run.save_model(self.saved_model or self.model, which)
+        forget_decision(self.run, which)  # the model changed: its calibration and threshold are chosen again
+        self.run.forget_outputs(which)  # and no evaluation or heatmap describes its predecessor
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        val_loss = logs.get("val_loss")
+        if self.nan_step is None and val_loss is not None and not math.isfinite(float(val_loss)):
+            self.nan_step = step_of(self.model)  # the weights went non-finite without a NaN training loss
+            self.model.stop_training = True
+        if self.nan_step is not None:
+            return
+        auroc, loss = logs.get("val_auroc"), logs.get("val_loss", math.inf)
+        if auroc is not None and is_better(auroc, loss, self.state):
+            self.save("best")
+            self.state.update(best_val_auroc=float(auroc), best_val_loss=float(loss), best_epoch=epoch + 1)
+        if auroc is not None and auroc >= 1.0 and not self.state.get("saturated"):
+            self.state["saturated"] = True
+            logger.warning("validation AUROC reached 1.0 at epoch %d: it cannot rank later epochs; ties go to the "
+                           "lower validation loss, and a threshold chosen on this split is unreliable", epoch + 1)
+        self.save("last")
+        self.state["epochs_done"] = epoch + 1
+        self.run.save_state(self.state)
+
+
+class EpochCSVLogger(keras.callbacks.CSVLogger):
+    """`log.csv`, one row per epoch, epochs counted from 1 (as every message and `state.json` count them)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
+
+
+def is_better(auroc, loss, state):
+    """A higher validation AUROC, or the same with a lower validation loss, than the best so far."""
+    best = state["best_val_auroc"]
+    best_loss = state.get("best_val_loss")
+    return auroc > best or (auroc == best and loss < (math.inf if best_loss is None else best_loss))
