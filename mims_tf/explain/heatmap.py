@@ -240,7 +240,8 @@ def explain_bag(model, bag, out_dir, layer_name=None, class_index=1, slices=3, n
     `index.png` is a contact sheet of the top `max(slices, sheet)` slices side by side (rank, slice, contribution).
 
     Args:
-        model: a model from `build_model` (or loaded from a run).
+        model: a model from `build_model` (or loaded from a run), or a list of such (an ensemble: the mean of
+            their maps and probabilities).
         bag: float32 `(1, S, H, W, C)`.
         out_dir: folder of the figures, `index.md` and `index.png`.
         layer_name: a name from `feature_layers(model)`; default `DEFAULT_LAYER`.
@@ -267,7 +268,10 @@ def explain_bag(model, bag, out_dir, layer_name=None, class_index=1, slices=3, n
             raise ValueError(f"`slice_names` needs one name per slice: {bag.shape[1]} slices. "
                              f"Received: {len(slice_names)} names")
     method = method or DEFAULT_METHOD
-    t, probs = contributions(model, bag, layer_name, class_index, method=method)
+    models = model if isinstance(model, (list, tuple)) else [model]  # an ensemble: the mean of its members' maps
+    explained_maps = [contributions(member, bag, layer_name, class_index, method=method) for member in models]
+    t = np.mean([member_t for member_t, _ in explained_maps], axis=0)
+    probs = np.mean([member_probs for _, member_probs in explained_maps], axis=0)
     label = class_name if class_name is not None else class_index
     explained = f"explained: class {label}"
     prediction = prediction or f"P(class {class_index}) = {probs[class_index]:.4f}"

@@ -3,6 +3,8 @@
 import os
 import re
 
+import numpy as np
+
 from mims_tf.data.readers import readable_suffix
 from mims_tf.runs.folder import RunFolder
 from mims_tf.runs.inputs import eval_batches, unlabelled_source
@@ -34,7 +36,8 @@ def explain_file(run, path, out=None, layer_name=None, class_index=1, slices=3, 
 
 
 def _explain(run, path, out, layer_name, class_index, slices, method, decision_name, strict):
-    from mims_tf.explain.heatmap import explain_bag
+    from mims_tf.data.source import central_slices
+    from mims_tf.explain.heatmap import explain_bag, instance_names
     from mims_tf.runs.contract import check_source
     from mims_tf.runs.decision import OWN, decide, load_scoring_model
 
@@ -53,8 +56,18 @@ def _explain(run, path, out, layer_name, class_index, slices, method, decision_n
                   + (f", threshold {threshold:.4f}, decision {decision['name']})" if threshold is not None else ")"))
     name = item_name(path)
     out = out or run.explain_dir(name)
-    written = explain_bag(model, bag, out, layer_name=layer_name, class_index=class_index, slices=slices, name=name,
-                          prediction=prediction, class_name=classes[class_index], method=method)
+    names = instance_names(path)  # a folder of images (tiles): each slice named by its file
+    if names is not None:
+        names = list(central_slices(np.array(names, dtype=object), config.data.central))
+        names = names if len(names) == bag.shape[1] else None
+    explained = model
+    if run.folds():  # a cross-validated run: the mean of its calibrated fold models' maps
+        from mims_tf.export import as_float32
+        from mims_tf.runs.decision import scoring_model
+
+        explained = [scoring_model(as_float32(fold.load_model("best")), decision) for fold in run.folds()]
+    written = explain_bag(explained, bag, out, layer_name=layer_name, class_index=class_index, slices=slices, name=name,
+                          prediction=prediction, class_name=classes[class_index], method=method, slice_names=names)
     return out, written, {c: float(p) for c, p in zip(classes, probs[0])}
 
 

@@ -82,3 +82,17 @@ def test_an_exported_client_gets_the_same_check(trained_run, strangers, tmp_path
     volume = read_volume(str(strangers / "ct.npy")).array
     expected = predict(trained_run, [str(strangers / "ct.npy")])[0]["input_check"]
     assert "; ".join(check_input(volume, metadata, ".npy")) == expected
+
+
+def test_explain_names_each_tile_of_a_folder_by_its_file(trained_run, tmp_path):
+    from mims_tf.runs.explain import explain_file
+
+    folder = tmp_path / "patient"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for index in range(3):
+        Image.fromarray(rng.integers(0, 255, (64, 64)).astype(np.uint8)).save(folder / f"tile_{index:03d}.png")
+    out, written, _ = explain_file(trained_run, str(folder), out=str(tmp_path / "explain"), slices=2,
+                                   method="gradient_x_input")
+    index = open(os.path.join(out, "index.md")).read()
+    assert all(f"tile_{s:03d}.png" in index for s, _, _ in written)

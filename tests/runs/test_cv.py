@@ -128,3 +128,15 @@ def test_evaluate_reports_the_cross_validated_figures(cv_run, capsys):
     printed = capsys.readouterr().out
     assert "cross-validated (3 folds, out of fold) AUROC" in printed and "a perfectly calibrated model shows" in printed
     assert os.path.isfile(os.path.join(copy, "eval_oof.json"))
+
+
+@pytest.mark.slow
+@requires_tensorflow()
+def test_explain_on_a_cross_validated_run_maps_the_fold_ensemble(cv_run, tmp_path):
+    from mims_tf.runs.explain import explain_file
+
+    out, _ = cv_run
+    item = os.path.join(out, "data", "synthetic.npz") + "#test_images/1"
+    folder, written, probabilities = explain_file(out, item, out=str(tmp_path / "explain"), slices=1,
+                                                  method="gradient_x_input")
+    assert len(written) == 1 and os.path.isfile(written[0][2]) and abs(sum(probabilities.values()) - 1) < 1e-5
