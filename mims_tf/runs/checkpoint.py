@@ -28,6 +28,13 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.run, self.every, self.state, self.steps_per_epoch = run, every, state, steps_per_epoch
         self.saved_model = saved_model  # the model to save, when the one training is its head (cached features)
         self.nan_step = None
+        # The part of an epoch run before a resume (its steps and loss sum), so the epoch's logged loss covers
+        # all its steps, not only those after the resume.
+        self.before = state.pop("partial_epoch", None)
+        self.epoch, self.batches, self.loss = 0, 0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.batches, self.loss = epoch, 0, None
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
@@ -35,11 +42,24 @@ class RunCheckpoint(keras.callbacks.Callback):
             self.nan_step = step_of(self.model)
             self.model.stop_training = True
             return
+        self.batches, self.loss = batch + 1, None if loss is None else float(loss)  # Keras: this call's mean
         step = step_of(self.model)
         # At an epoch's last step, last.keras is saved after validation (on_epoch_end): a kill during
         # validation then resumes that epoch's validation instead of skipping it.
         if step % self.every == 0 and not (self.steps_per_epoch and step % self.steps_per_epoch == 0):
             self.save("last")
+            if self.loss is not None:
+                steps, total = self._so_far()
+                self.run.save_state({**self.state, "partial_epoch": {"epoch": self.epoch + 1, "steps": steps,
+                                                                     "loss_sum": total}})
+
+    def _so_far(self):
+        """`(steps, loss sum)` of the current epoch so far, the part before a resume included."""
+        before = self.before if self.before and self.before.get("epoch") == self.epoch + 1 else None
+        steps, total = self.batches, (self.loss or 0.0) * self.batches
+        if before:
+            steps, total = steps + before["steps"], total + before["loss_sum"]
+        return steps, total
 
     def save(self, which):
         self.run.save_model(self.saved_model or self.model, which)
@@ -47,7 +67,12 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.run.forget_outputs(which)  # and no evaluation or heatmap describes its predecessor
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
+        logs = {} if logs is None else logs
+        if self.before and self.before.get("epoch") == epoch + 1 and logs.get("loss") is not None:
+            self.loss = float(logs["loss"])
+            steps, total = self._so_far()
+            logs["loss"] = total / steps  # the whole epoch's mean loss (the callbacks after this one log it)
+        self.before = None
         val_loss = logs.get("val_loss")
         if self.nan_step is None and val_loss is not None and not math.isfinite(float(val_loss)):
             self.nan_step = step_of(self.model)  # the weights went non-finite without a NaN training loss

@@ -85,6 +85,10 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
     best_whole = json.load(open(os.path.join(whole, "state.json")))["best_val_auroc"]
     assert json.load(open(os.path.join(killed, "state.json")))["best_val_auroc"] == best_whole
+    logs = [list(csv.DictReader(open(os.path.join(folder, "log.csv")))) for folder in (whole, killed)]
+    assert [row["epoch"] for row in logs[1]] == ["1", "2", "3"]  # counted from 1, the resumed epoch once
+    for row_whole, row_killed in zip(*logs):  # the resumed epoch's loss covers its steps before the kill too
+        assert float(row_killed["loss"]) == pytest.approx(float(row_whole["loss"]), rel=1e-4)
 
 
 @pytest.mark.slow
@@ -107,7 +111,7 @@ def test_evaluate_writes_per_bag_csv_roc_and_metrics(trained_run_copy):
     assert r["auroc_low"] <= r["auroc"] <= r["auroc_high"] and r["temperature"] > 0
     with open(os.path.join(out, "eval_test.csv")) as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 32 and set(rows[0]) == {"bag", "label", "p_0", "p_1", "predicted", "threshold"}
+    assert len(rows) == 32 and set(rows[0]) == {"bag", "label", "p_0", "p_1", "predicted", "threshold", "input_check"}
     for name in ("roc_test.png", "reliability_test.png"):
         assert open(os.path.join(out, name), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     fixed = evaluate_runs([out], threshold=0.5)[0][0]
