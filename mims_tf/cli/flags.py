@@ -148,3 +148,97 @@ def print_json(values):
         return value
 
     print(json.dumps(clean(values), indent=2))
+
+
+# The library's messages name Python arguments (`Received: batch_size=8`); the command line shows its flags.
+
+_MESSAGE_NAMES = {"source": "data", "memory_budget_gb": "memory_budget", "rule": "threshold_rule",
+                  "target": "threshold_target"}
+_VALUE = r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\([^()]*\)|\[[^\[\]]*\]|[^\s,;()\[\]]+(?<![.:])"""
+
+
+def in_flag_terms(message, options, given=None):
+    """`message` with the Python argument names of `options` (a command's flags, `--bag-pattern`) as flags.
+
+    `name=value` becomes `--name value` (`--name` for True, `--name none` for None); `` `name` `` and a bare
+    `snake_case` name become `--name` (a one-letter name only as `name=value` after `Received:`). After
+    `Received:` (the values the library was given) only the values of the flags in `given` (`{dest: value}`
+    given on the command line) are translated: other values came from a config file, a preset or a data set,
+    and keep their names there. A message about a config file's keys is left as it is.
+    """
+    import ast
+    import re
+    import shlex
+
+    names = {}
+    for option in options:
+        if option.startswith("--"):
+            dest = option[2:].replace("-", "_")
+            names[dest] = option
+    for name, dest in _MESSAGE_NAMES.items():
+        if dest in names:
+            names[name] = names[dest]
+    if not names:
+        return message
+
+    def literal(text):
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+
+    def from_flag(name, text):  # the value the flag gave (an int image size is a square)
+        value, flag = literal(text), given[_MESSAGE_NAMES.get(name, name)]
+        if value == flag or str(flag) == text:
+            return True
+        if isinstance(value, (tuple, list)):
+            return list(value) == (list(flag) if isinstance(flag, (tuple, list)) else [flag] * len(value))
+        return False
+
+    def value_text(text, flag):
+        value = literal(text)
+        if value is text:
+            return f"{flag} {text}"
+        if value is True:
+            return flag
+        if value is False:
+            return f"no {flag}"
+        if value is None:
+            return f"{flag} none"
+        if isinstance(value, str):
+            return f"{flag} {shlex.quote(value)}"
+        if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+            return f"{flag} {value[0]}-{value[1]}" if flag == "--instances" else (
+                f"{flag} {value[0]}" if value[0] == value[1] else f"{flag} {text}")
+        return f"{flag} {text}"
+
+    def translate(text, allowed, keep=lambda name, value: False):
+        alternatives = "|".join(sorted((re.escape(n) for n in names if n in allowed), key=len, reverse=True))
+        if not alternatives:
+            return text
+        text = re.sub(rf"`({alternatives})=({_VALUE})`", lambda m: value_text(m.group(2), names[m.group(1)]), text)
+        text = re.sub(rf"(?<![\w.\-`'\"])({alternatives})=({_VALUE})",
+                      lambda m: m.group(0) if keep(*m.groups()) else value_text(m.group(2), names[m.group(1)]), text)
+        ticked = "|".join(sorted((re.escape(n) for n in names), key=len, reverse=True))  # `k` too
+        text = re.sub(rf"`({ticked})`", lambda m: names[m.group(1)], text)
+        return re.sub(rf"(?<![\w.\-`'\"])({alternatives})(?![\w.=\-`'\"])",
+                      lambda m: names[m.group(1)] if "_" in m.group(1) else m.group(1), text)
+
+    if "config key" in message:  # about a config file's keys: its own names
+        return message
+    given = given or {}
+    head, marker, received = message.partition("Received:")
+    given_names = {n for n in names if _MESSAGE_NAMES.get(n, n) in given}
+    return (translate(head, {n for n in names if len(n) > 1}) + marker
+            + (translate(received, given_names, lambda name, text: not from_flag(name, text)) if marker else ""))
+
+
+def flag_terms_of(parser, args, message):
+    """`in_flag_terms` for the command `args.command` of the `mims` parser."""
+    if getattr(args, "config", None) and args.config in message:  # about the config file: its own key names
+        return message
+    command = parser._subparsers._group_actions[0].choices[args.command]
+    options = [o for o in command._option_string_actions if o.startswith("--") and o != "--help"]
+    given = {action.dest: getattr(args, action.dest) for action in command._actions if hasattr(args, action.dest)
+             and getattr(args, action.dest) != action.default}
+    return in_flag_terms(message, options, given)

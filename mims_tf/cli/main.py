@@ -21,7 +21,7 @@ from mims_tf.cli.demo import demo_parser, run_demo
 from mims_tf.cli.evaluate import evaluate_parser, run_evaluate
 from mims_tf.cli.explain import explain_parser, run_explain
 from mims_tf.cli.export import export_parser, run_export
-from mims_tf.cli.flags import FORMATTER
+from mims_tf.cli.flags import FORMATTER, flag_terms_of
 from mims_tf.cli.predict import predict_parser, run_predict
 from mims_tf.cli.presets import presets_parser, run_presets
 from mims_tf.cli.progress import ProgressHandler
@@ -110,10 +110,7 @@ def main(argv=None):
         status = args.func(args)
     except (ValueError, DataError, RuntimeError, ImportError, OSError, *_runtime_errors()) as error:  # one line
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        if args.command in ("train", "bench"):  # the library's Python argument names as these commands' flags
-            from mims_tf.cli.train import flag_terms_of
-
-            message = flag_terms_of(parser, args, message)
+        message = flag_terms_of(parser, args, message)  # the library's Python argument names as the flags
         print(f"mims {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

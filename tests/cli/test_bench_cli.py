@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from mims_tf.cli.bench import default_data_root
+from mims_tf.cli.flags import in_flag_terms
 from mims_tf.cli.main import main
-from mims_tf.cli.train import in_flag_terms
 from tests.conftest import requires_tensorflow
 
 COMMITTED = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "results")
