@@ -338,9 +338,14 @@ def _calibrate(run, config):
         logger.warning("no calibration or threshold: %s", error)
         return None
     threshold = decision["threshold"]
-    logger.info("calibration on %d validation bags: temperature %.3f; threshold %s (%s)%s", decision["val_bags"],
+    d = decision
+    point = "" if threshold is None else (
+        f"; on validation: sensitivity {d['val_sensitivity']:.2f} (95 % CI {d['val_sensitivity_low']:.2f}-"
+        f"{d['val_sensitivity_high']:.2f}), specificity {d['val_specificity']:.2f} (95 % CI "
+        f"{d['val_specificity_low']:.2f}-{d['val_specificity_high']:.2f})")
+    logger.info("calibration on %d validation bags: temperature %.3f; threshold %s (%s)%s%s", decision["val_bags"],
                 decision["temperature"], "-" if threshold is None else f"{threshold:.3f}", decision["threshold_from"],
-                "" if decision["reliable"] else f"; unreliable: {decision['why']}")
+                point, "" if decision["reliable"] else f"; unreliable: {decision['why']}")
     return decision
 
 
