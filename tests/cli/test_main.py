@@ -105,16 +105,17 @@ def run_folder(trained_run):
 @pytest.mark.slow
 def test_export_formats_and_bad_input(run_folder, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["export", run_folder]) == 0  # where TF Serving looks: saved_models/<preset>/<version>
-    assert (tmp_path / "saved_models" / "mims" / "1" / "saved_model.pb").is_file()
-    metadata = json.loads((tmp_path / "saved_models" / "mims" / "1" / "assets.extra" / "mims_tf.json").read_text())
+    assert main(["export", run_folder]) == 0  # where TF Serving looks: saved_models/<the run's name>/<version>
+    name = os.path.basename(os.path.normpath(run_folder))
+    assert (tmp_path / "saved_models" / name / "1" / "saved_model.pb").is_file()
+    metadata = json.loads((tmp_path / "saved_models" / name / "1" / "assets.extra" / "mims_tf.json").read_text())
     assert metadata["data"]["image_size"] == [32, 32] and metadata["classes"] == ["0", "1"]
     out = str(tmp_path / "exp")
     assert main(["export", run_folder, "--format", "saved_model", "--out", out, "--name", "adrenal"]) == 0
     assert os.path.isdir(os.path.join(out, "adrenal", "1"))
     assert main(["export", run_folder, "--format", "tflite", "--quantize", "float16", "--out", out]) == 0
-    assert os.path.isfile(os.path.join(out, "mims_float16.tflite"))
-    assert json.load(open(os.path.join(out, "mims_float16.json")))["positive_class"] == "1"
+    assert os.path.isfile(os.path.join(out, f"{name}_float16.tflite"))
+    assert json.load(open(os.path.join(out, f"{name}_float16.json")))["positive_class"] == "1"
     assert main(["export", run_folder, "--format", "keras", "--out", out]) == 0
     capsys.readouterr()
     _fails(capsys,
@@ -136,9 +137,9 @@ def test_explain_and_its_bad_input(run_folder, tmp_path, capsys):
     assert main(["explain", run_folder, str(tmp_path / "scan.npy"), "--out", str(tmp_path / "x"), "--slices", "2"]) == 0
     assert (tmp_path / "x" / "index.md").is_file()
     capsys.readouterr()
-    _fails(capsys, ["explain", run_folder, str(tmp_path / "scan.npy"), "--layer", "nope"],
-           "no feature layer 'nope'; valid: backbone")
-    _fails(capsys, ["explain", run_folder, str(tmp_path / "scan.npy"), "--class", "7"], "class index 7 is out of range")
+    inside = os.path.join(run_folder, "data", "synthetic.npz") + "#test_images/0"  # no input-contract warning
+    _fails(capsys, ["explain", run_folder, inside, "--layer", "nope"], "no feature layer 'nope'; valid: backbone")
+    _fails(capsys, ["explain", run_folder, inside, "--class", "7"], "class index 7 is out of range")
     np.save(tmp_path / "tiny.npy", np.zeros((1, 2, 2, 2, 2), np.float32))
     _fails(capsys, ["explain", run_folder, str(tmp_path / "tiny.npy")], "wrong dimensions")
 

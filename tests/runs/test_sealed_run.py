@@ -252,3 +252,14 @@ def test_one_training_and_concurrent_readers_leave_a_consistent_run(tmp_path):
         assert metadata["model_sha256"] == best  # every export serves the final model
         assert os.path.isfile(os.path.join(saved, "run", version, "saved_model.pb"))
     assert not any(os.path.islink(os.path.join(root, name)) for root, _, names in os.walk(run) for name in names)
+
+
+@pytest.mark.slow
+def test_train_json_prints_only_the_summary_on_stdout(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", "--data", "synthetic", "--out", out, "--epochs", "1", "--batch-size", "8", "--image-size",
+                 "32", "--instances", "6", "--json"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)  # nothing but the JSON: `mims train --json | jq` works
+    assert summary["epochs_done"] == 1 and summary["best_val_auroc_exact"] == summary["decision"]["val_auroc"]
+    assert "epoch 1/1:" in captured.err and "on validation: sensitivity" in captured.err
