@@ -51,7 +51,7 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
     _check_settings(data, presets, dataset_settings, settings)
     if tag is None and settings.get("weights"):
         tag = "pretrained"
-    name = f"{table}_{dataset}" + (f"_{tag}" if tag else "")
+    name = results_name(table, dataset, tag)
     folder = os.path.join(out, name)
     os.makedirs(folder, exist_ok=True)
     budget = _check_budget(folder, settings, fresh)
@@ -97,6 +97,13 @@ def bench(table, dataset, out="benchmarks/results", work="runs/bench", seeds=(0,
     if failed:
         raise RuntimeError(f"{len(failed)} run(s) failed, the others are in {folder}: {'; '.join(failed)}")
     return folder
+
+
+def results_name(table, dataset, tag=None):
+    """`<table>_<dataset>[_folds<K>][_<tag>]`: a data set run as K folds (its settings say so) never shares a
+    results folder with runs of one split."""
+    folds = DATASETS[dataset][1].get("folds")
+    return f"{table}_{dataset}" + (f"_folds{folds}" if folds else "") + (f"_{tag}" if tag else "")
 
 
 def dataset_path(data_root, dataset):
@@ -202,7 +209,11 @@ def verify(table, dataset, count, out="benchmarks/results", work="runs/bench", d
     data, dataset_settings = dataset_path(data_root, dataset)
     if tag is None and settings.get("weights"):
         tag = "pretrained"
-    name = f"{table}_{dataset}" + (f"_{tag}" if tag else "")
+    name = results_name(table, dataset, tag)
+    single = f"{table}_{dataset}" + (f"_{tag}" if tag else "")
+    if dataset_settings.get("folds") and not os.path.isdir(os.path.join(out, name)) and os.path.isdir(
+            os.path.join(out, single)):  # rows made on one split, before the data set was run as folds
+        name, dataset_settings = single, {k: v for k, v in dataset_settings.items() if k != "folds"}
     folder = os.path.join(out, name)
     rows = read_results(os.path.join(folder, "results.csv"))
     if not rows:

@@ -8,13 +8,16 @@ DATASETS = {
     "adrenalmnist3d": ("adrenalmnist3d/adrenalmnist3d.npz", {"instances": 16, "kernels": "crc"}),
     # The same volumes at 64^3: 64 axial slices, room for the paper's OCT protocol (central 30, 12 to 18 sampled).
     "adrenalmnist3d-64": ("adrenalmnist3d/adrenalmnist3d_64.npz", {"instances": 16, "kernels": "crc"}),
+    # Kather's tiles come with no patient-level split of our own: each run is 5 patient-grouped folds over the
+    # train and val patients (`mims_tf.runs.cv`): its validation AUROC is out of fold, its model the fold ensemble.
     "kather-crc-msi": ("kather-crc-msi", {
         "bag_pattern": r"TCGA-\w\w-\w\w\w\w", "classes": ["MSS_JPEG", "MSIMUT_JPEG"], "instances": 8, "kernels": "crc",
+        "folds": 5,
     }),
     # The paper's CRC-MSI task: tiles classified one by one (a tile is a bag of one image), split by patient.
     "kather-crc-msi-tiles": ("kather-crc-msi", {
         "one_bag_per_file": True, "group_pattern": r"TCGA-\w\w-\w\w\w\w", "classes": ["MSS_JPEG", "MSIMUT_JPEG"],
-        "instances": 1, "kernels": "crc",
+        "instances": 1, "kernels": "crc", "folds": 5,
     }),
     "breastmnist": ("breastmnist/breastmnist.npz", {"instances": 1, "kernels": "crc"}),
     "pneumoniamnist": ("pneumoniamnist/pneumoniamnist.npz", {"instances": 1, "kernels": "crc"}),

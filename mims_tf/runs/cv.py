@@ -47,7 +47,8 @@ def train_folds(config, resume=False, overwrite=False, verbose="auto", callbacks
     (a finished fold is kept, a stopped one resumed), then makes the run's decision out of fold.
 
     Returns:
-        `{"run", "folds": [each fold's summary], "decision", "oof_auroc"}`.
+        `{"run", "folds": [each fold's state], "decision", "oof_auroc", "best_val_auroc"` (the out-of-fold AUROC),
+        `"best_epoch"` (None), `"environment"}`.
     """
     from mims_tf.data.manifest import write_manifest
     from mims_tf.data.splits import assign_folds
@@ -91,7 +92,11 @@ def train_folds(config, resume=False, overwrite=False, verbose="auto", callbacks
                 decision["val_auroc"] if decision["val_auroc"] is not None else float("nan"), decision["val_bags"],
                 decision["threshold"] if decision["threshold"] is not None else float("nan"),
                 decision["threshold_from"])
-    return {"run": run.path, "folds": summaries, "decision": decision, "oof_auroc": decision["val_auroc"]}
+    from mims_tf.runs.environment import environment, fingerprint
+
+    # the keys of a one-split run's summary that describe the run as a whole: its validation AUROC is out of fold
+    return {"run": run.path, "folds": summaries, "decision": decision, "oof_auroc": decision["val_auroc"],
+            "best_val_auroc": decision["val_auroc"], "best_epoch": None, "environment": fingerprint(environment())}
 
 
 def write_out_of_fold(run):

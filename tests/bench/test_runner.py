@@ -199,3 +199,32 @@ def test_table2_is_compared_with_mims_own_pooling():
     assert reference_of(TABLES["table1"]) == "mims"
     assert reference_of(TABLES["table2"]) == "mims_top5"
     assert get_preset("mims_top5").replace(name="mims").to_dict() == get_preset("mims").to_dict()
+
+
+def test_kather_runs_as_folds_in_a_folder_of_its_own():
+    from mims_tf.bench.runner import results_name
+    from mims_tf.bench.tables import DATASETS
+
+    for name in ("kather-crc-msi", "kather-crc-msi-tiles"):  # no split of its own: 5 patient-grouped folds
+        assert DATASETS[name][1]["folds"] == 5
+        assert results_name("table1", name) == f"table1_{name}_folds5"
+    assert results_name("table1", "breastmnist", "small") == "table1_breastmnist_small"  # official splits: one
+
+
+@pytest.mark.slow
+@requires_tensorflow()
+def test_a_data_set_run_as_folds_reports_out_of_fold_validation_and_the_ensemble_on_test(tmp_path, monkeypatch):
+    from mims_tf.bench import runner, tables
+
+    path, settings = tables.DATASETS["breastmnist"]
+    monkeypatch.setitem(tables.DATASETS, "breastmnist", (path, {**settings, "folds": 2}))
+    folder = bench("table1", "breastmnist", out=str(tmp_path / "results"), work=str(tmp_path / "work"), seeds=(0,),
+                   presets=["mi_pre"], image_size=32, epochs=1, batch_size=64, command="mims bench t",
+                   data_root=DATA_ROOT)
+    assert folder.endswith("table1_breastmnist_folds2") and runner.results_name("table1", "breastmnist").endswith(
+        "_folds2")
+    row = next(csv.DictReader(open(f"{folder}/results.csv")))
+    run = tmp_path / "work" / "table1_breastmnist_folds2" / "mi_pre_s0"
+    oof = __import__("json").load(open(run / "decision.json"))["best"]["val_auroc"]
+    assert float(row["val_auroc"]) == pytest.approx(oof, abs=1e-4) and (run / "fold_2" / "best.keras").is_file()
+    assert 0 <= float(row["test_auroc"]) <= 1
