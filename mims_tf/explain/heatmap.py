@@ -1,28 +1,24 @@
 """Supplement C: heatmaps that show which slices and regions drove a decision, for a reader.
 
-For a bag and a class c, at a chosen layer l with input X (by default the
-backbone's input, i.e. pixel resolution; `head_ms_conv` gives the backbone's
-feature maps, the paper's kind of layer; see `DEFAULT_LAYER`), gradient x input is
+For a bag and a class c, at a chosen layer l with input X (by default the backbone's input, i.e. pixel resolution;
+`head_ms_conv` gives the backbone's feature maps, the paper's kind of layer; see `DEFAULT_LAYER`), gradient x input
+is
 
     T[s, h, w] = sum_i  d score_c / d X[s, h, w, i]  *  X[s, h, w, i]
 
-and SmoothGrad (Smilkov et al. 2017; the default, see `DEFAULT_METHOD`) averages
-it over `samples` noisy copies X + N(0, sigma^2), sigma = `noise` x the range of
-X over the bag, which removes most of the pixel-level speckle of plain gradient x input.
+and SmoothGrad (Smilkov et al. 2017; the default, see `DEFAULT_METHOD`) averages it over `samples` noisy copies X +
+N(0, sigma^2), sigma = `noise` x the range of X over the bag, which removes most of the pixel-level speckle of
+plain gradient x input.
 
-Colour scale (`heatmaps`): negative values are set to 0 and the map is shown as
-`P(c) x T / max(T over the bag)`, from 0 to 1: the bag's strongest region gets
-the model's probability of the explained class, so a bag the model finds
-negative is drawn pale instead of with a confident spot, and slices of one bag
-stay comparable. Overlays blend the colour (`COLORMAP`, "greens": dark green
-to pale cyan, lightness growing with the value; no pink, purple or orange, so it
-stands apart from H&E stain as well as from grey CT or MRI) over the image with
-an opacity that grows with the value, so weak evidence leaves the image as it
-is, and draw a contour line (`CONTOUR_COLOUR`, cyan) around the region above half
-the bag's peak. The reference panel shows a colour image in colour. `explain_bag`
-ranks the slices by their summed contribution and writes a figure per chosen
-slice, `index.md` and a contact sheet `index.png` of the top slices; each slice
-is named by its file where the bag was read from files (`slice_names`,
+Colour scale (`heatmaps`): negative values are set to 0 and the map is shown as `P(c) x T / max(T over the bag)`,
+from 0 to 1: the bag's strongest region gets the model's probability of the explained class, so a bag the model
+finds negative is drawn pale instead of with a confident spot, and slices of one bag stay comparable. Overlays
+blend the colour (`COLORMAP`, "greens": dark green to pale cyan, lightness growing with the value; no pink, purple
+or orange, so it stands apart from H&E stain as well as from grey CT or MRI) over the image with an opacity that
+grows with the value, so weak evidence leaves the image as it is, and draw a contour line (`CONTOUR_COLOUR`, cyan)
+around the region above half the bag's peak. The reference panel shows a colour image in colour. `explain_bag`
+ranks the slices by their summed contribution and writes a figure per chosen slice, `index.md` and a contact sheet
+`index.png` of the top slices; each slice is named by its file where the bag was read from files (`slice_names`,
 `instance_names`). How often the peak falls on the lesion: `mims_tf.explain.pointing`.
 """
 
@@ -240,8 +236,7 @@ def explain_bag(model, bag, out_dir, layer_name=None, class_index=1, slices=3, n
     `index.png` is a contact sheet of the top `max(slices, sheet)` slices side by side (rank, slice, contribution).
 
     Args:
-        model: a model from `build_model` (or loaded from a run), or a list of such (an ensemble: the mean of
-            their maps and probabilities).
+        model: a model from `build_model` (or loaded from a run), or a list of them (an ensemble: their mean).
         bag: float32 `(1, S, H, W, C)`.
         out_dir: folder of the figures, `index.md` and `index.png`.
         layer_name: a name from `feature_layers(model)`; default `DEFAULT_LAYER`.
@@ -268,10 +263,9 @@ def explain_bag(model, bag, out_dir, layer_name=None, class_index=1, slices=3, n
             raise ValueError(f"`slice_names` needs one name per slice: {bag.shape[1]} slices. "
                              f"Received: {len(slice_names)} names")
     method = method or DEFAULT_METHOD
-    models = model if isinstance(model, (list, tuple)) else [model]  # an ensemble: the mean of its members' maps
-    explained_maps = [contributions(member, bag, layer_name, class_index, method=method) for member in models]
-    t = np.mean([member_t for member_t, _ in explained_maps], axis=0)
-    probs = np.mean([member_probs for _, member_probs in explained_maps], axis=0)
+    members = model if isinstance(model, (list, tuple)) else [model]  # an ensemble: the mean of its members'
+    explained_maps = [contributions(member, bag, layer_name, class_index, method=method) for member in members]
+    t, probs = (np.mean(part, axis=0) for part in zip(*explained_maps))
     label = class_name if class_name is not None else class_index
     explained = f"explained: class {label}"
     prediction = prediction or f"P(class {class_index}) = {probs[class_index]:.4f}"
