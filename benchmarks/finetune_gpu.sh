@@ -7,7 +7,9 @@
 #   mkdir -p .gpu_data && cp ../shared/data/breastmnist/breastmnist.npz ../shared/data/pneumoniamnist/pneumoniamnist.npz \
 #     ../shared/weights/mobilenet_2_5_224_tf_no_top.h5 .gpu_data/
 # Device call: carry [".whl", ".gpu_data"], e.g. bash benchmarks/finetune_gpu.sh --deadline-s 480
-# Output in $OUT/finetune_gpu/: log.txt, results.csv, scores_<dataset>_<preset>_s<seed>.csv.
+# Output in $OUT/finetune_gpu/: log.txt, results.csv, and the test scores of every run packed in scores.tgz
+# (scores_<dataset>_<preset>_s<seed>.csv inside): the device returns at most 8 files a call, so loose score files
+# were lost (two in session 10, six in session 12).
 set -uo pipefail
 OUT=${OUT:-/tmp/mims-finetune-gpu}
 export OUT
@@ -20,3 +22,4 @@ export JAX_COMPILATION_CACHE_DIR=/tmp/jax-cache JAX_PERSISTENT_CACHE_MIN_COMPILE
 nvidia-smi -L
 python3 benchmarks/finetune_gpu.py --out "$OUT" "$@" 2>&1 | grep -v -E "^(WARNING|I0000|E0000|W0000)" \
   | tee "$OUT/finetune_gpu/log.txt"
+(cd "$OUT/finetune_gpu" && ls scores_*.csv >/dev/null 2>&1 && tar czf scores.tgz scores_*.csv && rm -f scores_*.csv)
