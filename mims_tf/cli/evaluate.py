@@ -115,7 +115,8 @@ def run_evaluate(args):
               f"sensitivity {r['sensitivity']:.3f} ({r['sensitivity_low']:.2f}-{r['sensitivity_high']:.2f}), "
               f"specificity {r['specificity']:.3f} ({r['specificity_low']:.2f}-{r['specificity_high']:.2f}); "
               f"ECE {r['ece']:.4f} -> {r['ece_calibrated']:.4f} (calibration cross-fitted; a perfectly calibrated "
-              f"model shows {r['ece_of_a_calibrated_model_at_this_size']:.4f} at this size)")
+              f"model with these scores shows {r['ece_of_a_calibrated_model_at_this_size']:.4f} from sampling "
+              "alone at this size)")
     if oof_comparison is not None:
         difference, low, high = oof_comparison
         print(f"out-of-fold AUROC {oof[0]['path']} - {oof[1]['path']}: {difference:+.4f} (paired bootstrap 95 % CI "

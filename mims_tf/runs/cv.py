@@ -204,21 +204,29 @@ def evaluate_out_of_fold(run, which="best", n_resamples=2000, write=True):
               "auroc_low": low, "auroc_high": high, "ece": expected_calibration_error(labels, probs),
               "ece_calibrated": expected_calibration_error(labels, crossfit), "brier": brier_score(labels, probs),
               "brier_calibrated": brier_score(labels, crossfit),
-              "ece_of_a_calibrated_model_at_this_size": sampling_ece(len(labels))}
+              # what a calibrated model with these scores shows from sampling alone (and one with uniform scores)
+              "ece_of_a_calibrated_model_at_this_size": sampling_ece(len(labels), scores=crossfit[:, 1]),
+              "ece_of_a_calibrated_uniform_model_at_this_size": sampling_ece(len(labels))}
     if write:
         write_json(run.file("eval_oof.json" if which == "best" else f"eval_oof_{which}.json"), result)
     return {**result, "path": run.path, "scores": scores, "labels": labels, "bag_ids": bag_ids}
 
 
-def sampling_ece(bags, draws=200, seed=0):
-    """The mean ECE (15 bins) that a perfectly calibrated model shows from sampling alone on `bags` bags (its
-    probabilities uniform, each label drawn with that probability): what no calibration can go below."""
+def sampling_ece(bags, draws=200, seed=0, scores=None):
+    """The mean ECE (15 bins) that a perfectly calibrated model shows from sampling alone on `bags` bags: each
+    label drawn with the model's own probability, so no calibration can go below it on average.
+
+    Args:
+        bags: the number of bags.
+        scores: the model's P(positive) (its score distribution: each draw resamples `bags` of them); None:
+            probabilities uniform in [0, 1].
+    """
     from mims_tf.stats.calibration import expected_calibration_error
 
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(draws):
-        p = rng.uniform(0, 1, bags)
+        p = rng.uniform(0, 1, bags) if scores is None else rng.choice(np.asarray(scores, float), bags)
         labels = (rng.uniform(0, 1, bags) < p).astype(int)
         values.append(expected_calibration_error(labels, np.stack([1 - p, p], axis=1)))
     return float(np.mean(values))

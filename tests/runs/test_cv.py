@@ -44,6 +44,23 @@ def test_impossible_folds_are_refused(folds, message):
         assign_folds(_manifest(), folds)
 
 
+def test_sampling_ece_is_what_a_calibrated_model_shows_from_sampling_alone():
+    from mims_tf.runs.cv import sampling_ece
+    from mims_tf.stats.calibration import expected_calibration_error
+
+    # a NumPy reference: labels drawn with the model's own probabilities, mean ECE over the draws
+    scores = np.array([0.05, 0.1, 0.2, 0.9])
+    rng, values = np.random.default_rng(0), []
+    for _ in range(200):
+        p = rng.choice(scores, 300)
+        labels = (rng.uniform(0, 1, 300) < p).astype(int)
+        values.append(expected_calibration_error(labels, np.stack([1 - p, p], axis=1)))
+    assert sampling_ece(300, scores=scores) == pytest.approx(np.mean(values), abs=1e-12)
+    # more bags, less sampling noise; scores near 0 and 1 leave less of it than uniform ones
+    assert sampling_ece(3000) < sampling_ece(300) < sampling_ece(30)
+    assert sampling_ece(300, scores=[0.01, 0.99]) < sampling_ece(300)
+
+
 @pytest.fixture(scope="module")
 def cv_run(tmp_path_factory):
     from mims_tf.runs.config import RunConfig
@@ -126,7 +143,8 @@ def test_evaluate_reports_the_cross_validated_figures(cv_run, capsys):
     shutil.copytree(out, copy)
     assert main(["evaluate", copy]) == 0
     printed = capsys.readouterr().out
-    assert "cross-validated (3 folds, out of fold) AUROC" in printed and "a perfectly calibrated model shows" in printed
+    assert "cross-validated (3 folds, out of fold) AUROC" in printed
+    assert "a perfectly calibrated model with these scores shows" in printed
     assert os.path.isfile(os.path.join(copy, "eval_oof.json"))
 
 
