@@ -60,12 +60,14 @@ def run_evaluate(args):
     import_keras_quietly()
     from mims_tf.runs.evaluate import compare_runs, evaluate_runs, output_stem
 
-    results, groups = evaluate_runs(args.runs, split=args.split, threshold=args.threshold, instances=args.instances,
+    # a cross-validated run without a test split has its out-of-fold figures only
+    scored = [run for run in args.runs if not (args.split == "test" and _cv_without_test(run))]
+    results, groups = evaluate_runs(scored, split=args.split, threshold=args.threshold, instances=args.instances,
                                     which=args.which, decision=args.decision, strict=args.strict)
     comparison = None
     if len(results) == 2 and results[0]["bag_ids"] == results[1]["bag_ids"]:
         comparison = compare_runs(*results)
-    oof = _out_of_fold(args.runs, args.which)  # cross-validated runs: their out-of-fold figures
+    oof = _out_of_fold(args.runs, args.which, args.decision)  # cross-validated runs: their out-of-fold figures
     oof_comparison = None
     if len(oof) == 2 and sorted(oof[0]["bag_ids"]) == sorted(oof[1]["bag_ids"]):
         oof_comparison = compare_runs(*[_sorted(r) for r in oof])
@@ -124,11 +126,18 @@ def run_evaluate(args):
     return 0
 
 
-def _out_of_fold(runs, which):
+def _out_of_fold(runs, which, decision=None):
     from mims_tf.runs.cv import evaluate_out_of_fold
     from mims_tf.runs.folder import RunFolder
 
-    return [evaluate_out_of_fold(run, which) for run in runs if RunFolder(run).folds()]
+    return [evaluate_out_of_fold(run, which, decision=decision) for run in runs if RunFolder(run).folds()]
+
+
+def _cv_without_test(run):
+    from mims_tf.runs.folder import RunFolder
+
+    run = RunFolder(run)
+    return bool(run.folds()) and not run.manifest().split_counts().get("test")
 
 
 def _sorted(result):

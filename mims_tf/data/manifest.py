@@ -160,17 +160,23 @@ class Manifest:
         """Returns {label: number of bags} in a split (all if None)."""
         return dict(collections.Counter(bag.label_name for bag in self.bags(split)))
 
-    def check_trainable(self):
+    def check_trainable(self, pooled=False):
         """Raises DataError where a model cannot be trained, validated and tested on this manifest: a class absent
         from a split that holds bags (nothing teaches it, or it cannot be validated or tested), or a validation
-        split of one class (no AUROC, no threshold)."""
-        counts = {split: self.label_counts(split) for split in ("train", "val", "test")}
-        missing = [name for name in self.classes if not counts["train"].get(name)]
+        split of one class (no AUROC, no threshold). `pooled`: the train and val bags are one pool (cross-
+        validation, whose folds are checked when they are drawn)."""
+        present = self.split_counts()
+        counts = {split: self.label_counts(split) if present.get(split) else {} for split in ("train", "val", "test")}
+        if pooled:
+            counts = {"train and val": collections.Counter(counts["train"]) + collections.Counter(counts["val"]),
+                      "test": counts["test"]}
+        first = next(iter(counts))
+        missing = [name for name in self.classes if not counts[first].get(name)]
         if missing:
-            raise DataError(self.source, f"split 'train' has no bag of class(es) {', '.join(map(repr, missing))} "
-                                         f"(bags per class: {counts_text(counts['train'])}); every class needs "
+            raise DataError(self.source, f"split {first!r} has no bag of class(es) {', '.join(map(repr, missing))} "
+                                         f"(bags per class: {counts_text(counts[first])}); every class needs "
                                          "training bags")
-        if len(counts["val"]) < 2:
+        if not pooled and len(counts["val"]) < 2:
             raise DataError(self.source, f"split 'val' holds one class only ({counts_text(counts['val'])}): "
                                          "validation AUROC, the best epoch and the decision threshold need both")
         bags = collections.Counter({name: sum(counts[split].get(name, 0) for split in counts) for name in self.classes})

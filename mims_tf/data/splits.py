@@ -117,13 +117,20 @@ def assign_folds(manifest, folds, seed=0, allow_shared_groups=False, group_patte
     if len(set(groups.tolist())) < folds:
         raise DataError(manifest.source, f"{len(set(groups.tolist()))} groups (patients) in the train and val splits: "
                                          f"too few for {folds} folds")
-    smallest = int(np.bincount(labels, minlength=len(manifest.classes)).min())
-    if smallest < folds:
-        raise DataError(manifest.source, f"the smallest class has {smallest} bag(s) in the train and val splits: "
-                                         f"too few for {folds} folds (each fold validates every class)")
+    # counted in groups: a patient's bags go to one fold together, so a class needs a patient per fold
+    groups_of_class = [len(set(groups[labels == c].tolist())) for c in range(len(manifest.classes))]
+    smallest = int(np.argmin(groups_of_class))
+    if groups_of_class[smallest] < folds:
+        raise DataError(manifest.source, f"class {manifest.classes[smallest]!r} is in {groups_of_class[smallest]} "
+                                         f"group(s) (patients) of the train and val splits: too few for {folds} folds "
+                                         "(each fold validates every class)")
     fold_of_group = {}
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     for number, (_, held) in enumerate(splitter.split(np.zeros(len(pool)), labels, groups), start=1):
+        missing = [manifest.classes[c] for c in range(len(manifest.classes)) if not np.any(labels[held] == c)]
+        if missing:  # possible where classes cluster in a few large patients
+            raise DataError(manifest.source, f"fold {number} of {folds} would validate no bag of class "
+                                             f"{missing[0]!r} (patients hold their bags together): use fewer folds")
         for group in groups[held]:
             fold_of_group[group] = number
     rows = [dict(row, fold=str(fold_of_group[row["group"]]) if row["split"] in ("train", "val") else "")

@@ -26,7 +26,7 @@ import shutil
 import numpy as np
 
 from mims_tf.runs.folder import RunFolder
-from mims_tf.utils import atomic_open, read_json, write_json
+from mims_tf.utils import atomic_open, check_choice, read_json, write_json
 
 logger = logging.getLogger("mims_tf")
 
@@ -53,20 +53,28 @@ def train_folds(config, resume=False, overwrite=False, verbose="auto", callbacks
     from mims_tf.data.manifest import write_manifest
     from mims_tf.data.splits import assign_folds
     from mims_tf.runs.decision import calibrate_run
-    from mims_tf.runs.fit import prepare_run_folder, train
+    from mims_tf.runs.fit import _comparable, prepare_run_folder, train
     from mims_tf.runs.inputs import build_manifest
 
     run = RunFolder(config.out)
+    fresh = not run.contents()
     with run.lock():
-        config, resuming = prepare_run_folder(config, resume, overwrite)
-        data = config.data
-        if resuming and os.path.isfile(run.manifest_path):
-            manifest = run.manifest(data.classes)
-        else:
-            manifest = assign_folds(build_manifest(config, run.path).check_trainable(), config.training.folds,
-                                    seed=data.split_seed, allow_shared_groups=data.allow_shared_groups,
-                                    group_pattern=data.group_pattern)
-            run.save_manifest(manifest)
+        try:  # a start that fails before the folds (bad data, too many folds) leaves a new folder as it was
+            config, resuming = prepare_run_folder(config, resume, overwrite)
+            data = config.data
+            if resuming and os.path.isfile(run.manifest_path):
+                manifest = run.manifest(data.classes)
+            else:
+                # what a resume compares the parent's config.yaml with (each fold records its own too)
+                run.save_state({"config": _comparable(config, run)})
+                manifest = assign_folds(build_manifest(config, run.path).check_trainable(pooled=True),
+                                        config.training.folds, seed=data.split_seed,
+                                        allow_shared_groups=data.allow_shared_groups, group_pattern=data.group_pattern)
+                run.save_manifest(manifest)
+        except BaseException:
+            if fresh and not resume:
+                run.empty()
+            raise
         summaries = []
         for k in range(1, config.training.folds + 1):
             rows = [dict(row, split="val" if row["fold"] == str(k) else "train" if row["fold"] else row["split"])
@@ -115,6 +123,8 @@ def write_out_of_fold(run):
             rows.append({"bag": bag.bag, "fold": k, "label": bag.label_name, "label_index": bag.label,
                          **{f"p_{which}": [float(p) for p in probs[index]] for which, probs in scores.items()}})
     classes = run.manifest().classes
+    run.forget()  # the fold models' hashes as they are now
+    write_json(run.file("oof.json"), {"made_from": {which: run.model_sha256(which) for which in ("best", "last")}})
     with atomic_open(run.file("oof.csv")) as f:
         writer = csv.writer(f)
         writer.writerow(["bag", "fold", "label", *[f"{which}_p_{c}" for which in ("best", "last") for c in classes]])
@@ -131,6 +141,16 @@ def read_out_of_fold(run, which="best"):
     path = run.file("oof.csv")
     if not os.path.isfile(path):
         raise ValueError(f"{path}: not found: the run's folds have not all been trained (resume it)")
+    made_from = None
+    if os.path.isfile(run.file("oof.json")):
+        try:
+            made_from = read_json(run.file("oof.json"), {"made_from": dict}).get("made_from", {}).get(which)
+        except ValueError:
+            made_from = None
+    if made_from != run.model_sha256(which):  # a fold model changed since (or an older run): score them again
+        logger.warning("%s: scored by other fold models than the run's %s models now; scoring the folds again",
+                       path, which)
+        write_out_of_fold(run)
     with open(path, encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     try:
@@ -147,6 +167,7 @@ def choose_cv_decision(run, which="best", rule=None, target=None, method=None):
     (see `mims_tf.runs.decision.choose_decision`, whose keys it has, plus `folds`)."""
     from sklearn.metrics import roc_auc_score
 
+    from mims_tf.runs.decision import unreliable_because
     from mims_tf.stats.calibration import fit_platt, fit_temperature, temperature_scale
     from mims_tf.stats.metrics import operating_point
     from mims_tf.stats.thresholds import check_rule, choose_threshold, describe_rule
@@ -158,6 +179,7 @@ def choose_cv_decision(run, which="best", rule=None, target=None, method=None):
     check_rule(rule, target)
     _, labels, folds, probs = read_out_of_fold(run, which)
     method = method or ("platt" if probs.shape[1] == 2 else "temperature")
+    check_choice("method", method, ("platt", "temperature"))
     temperature, bias = fit_platt(labels, probs) if method == "platt" else (fit_temperature(labels, probs), None)
     decision = {"model": which, "model_sha256": run.model_sha256(which), "scoring": "whole bag, mean of the folds",
                 "method": method, "temperature": temperature, "bias": bias, "rule": rule, "target": target,
@@ -167,19 +189,19 @@ def choose_cv_decision(run, which="best", rule=None, target=None, method=None):
         scores = temperature_scale(probs, temperature, bias)[:, 1]
         threshold = choose_threshold(labels, scores, rule, target)
         auroc = float(roc_auc_score(labels, scores))
-        reasons = [] if auroc > 0.5 else [f"out-of-fold AUROC is {auroc:.3f}, no better than chance"]
+        reasons = unreliable_because(labels, scores, auroc, "out-of-fold")
         decision.update(threshold=float(threshold), val_auroc=auroc, reliable=not reasons, why="; ".join(reasons),
                         threshold_from=f"out of fold, {len(labels)} bags ({describe_rule(rule, target)})",
                         **{f"val_{key}": value for key, value in operating_point(labels, scores, threshold).items()})
     return decision
 
 
-def evaluate_out_of_fold(run, which="best", n_resamples=2000, write=True):
+def evaluate_out_of_fold(run, which="best", n_resamples=2000, write=True, decision=None):
     """The cross-validated metrics of a run, from its out-of-fold predictions: AUROC with its bootstrap 95 %
     interval over all pool bags; sensitivity and specificity at the run's threshold with Wilson intervals; ECE
     and Brier before and after calibration, the calibration cross-fitted (fitted on the other folds' bags, so
     no bag is calibrated by a fit that saw it). Writes `eval_oof.json` (and `eval_oof_last.json`)."""
-    from mims_tf.runs.decision import run_decision
+    from mims_tf.runs.decision import OWN, run_decision
     from mims_tf.stats.bootstrap import auroc_ci
     from mims_tf.stats.calibration import brier_score, expected_calibration_error, fit_platt, temperature_scale
     from mims_tf.stats.metrics import binary_metrics, operating_point
@@ -188,7 +210,7 @@ def evaluate_out_of_fold(run, which="best", n_resamples=2000, write=True):
     bag_ids, labels, folds, probs = read_out_of_fold(run, which)
     if probs.shape[1] != 2:
         raise ValueError(f"{run.path}: out-of-fold evaluation supports two classes; this run has {probs.shape[1]}")
-    decision = run_decision(run)
+    decision = run_decision(run, which, decision or OWN)
     calibrated = temperature_scale(probs, decision["temperature"], decision.get("bias"))
     crossfit = np.zeros_like(probs)
     for k in np.unique(folds):
@@ -207,8 +229,11 @@ def evaluate_out_of_fold(run, which="best", n_resamples=2000, write=True):
               # what a calibrated model with these scores shows from sampling alone (and one with uniform scores)
               "ece_of_a_calibrated_model_at_this_size": sampling_ece(len(labels), scores=crossfit[:, 1]),
               "ece_of_a_calibrated_uniform_model_at_this_size": sampling_ece(len(labels))}
+    result.update(decision=decision["name"], model_sha256=run.model_sha256(which))
     if write:
-        write_json(run.file("eval_oof.json" if which == "best" else f"eval_oof_{which}.json"), result)
+        stem = "oof" + ("" if which == "best" else f"_{which}") + ("" if decision["name"] == OWN else
+                                                                  f"_{decision['name']}")
+        write_json(run.file(f"eval_{stem}.json"), result)
     return {**result, "path": run.path, "scores": scores, "labels": labels, "bag_ids": bag_ids}
 
 
@@ -241,13 +266,14 @@ def ensemble(models, name="fold_ensemble"):
     return keras.Model(inputs, keras.layers.Average(name="fold_mean")(outputs), name=name)
 
 
-def fold_spread(run, config, source, decision):
-    """The standard deviation across the folds of each bag's calibrated P(positive) (a cross-validated run)."""
+def fold_spread(run, config, source, decision, which="best"):
+    """The standard deviation across the folds of each bag's calibrated probability of the last class (the
+    positive one of two; a cross-validated run's `which` fold models)."""
     from mims_tf.export import as_float32
     from mims_tf.runs.inputs import predict_bags
     from mims_tf.stats.calibration import temperature_scale
 
-    scores = [temperature_scale(predict_bags(as_float32(fold.load_model("best")), config, source),
+    scores = [temperature_scale(predict_bags(as_float32(fold.load_model(which)), config, source),
                                 decision["temperature"], decision.get("bias"))[:, -1] for fold in run.folds()]
     return np.std(np.stack(scores), axis=0)
 

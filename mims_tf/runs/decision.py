@@ -96,19 +96,11 @@ def choose_decision(run, which="best", rule=None, target=None, method=None):
         scores = predict_bags(scoring_model(model, decision), config, source)[:, 1]
         threshold = choose_threshold(labels, scores, rule, target)
         auroc = float(roc_auc_score(labels, scores))
-        smallest = int(np.bincount(labels, minlength=2).min())
-        reasons = []
-        if auroc >= 1.0:
-            reasons.append("validation AUROC is 1.0 (saturated: any threshold between the classes fits)")
-        if np.ptp(scores) <= 1e-6:  # e.g. a run whose fp16 training saturated: it must not pass as a model
-            reasons.append("every validation bag gets the same score: the model ranks nothing (it did not learn)")
+        reasons = unreliable_because(labels, scores, auroc, "validation")
+        if np.ptp(scores) <= 1e-6:
             logger.warning(
                 "%s: the %s model gives every validation bag the same score (%.4g): it did not learn; retrain it "
                 "(in mixed precision, try float32)", run.path, which, float(scores[0]))
-        elif auroc <= 0.5:  # a threshold on a model that ranks no better than chance decides nothing
-            reasons.append(f"validation AUROC is {auroc:.3f}, no better than chance: the model ranks nothing")
-        if len(labels) < MIN_RELIABLE_BAGS or smallest < MIN_RELIABLE_PER_CLASS:
-            reasons.append(f"{len(labels)} validation bags, {smallest} in the smaller class")
         point = operating_point(labels, scores, threshold)
         decision.update(threshold=float(threshold), threshold_from=f"validation ({describe_rule(rule, target)})",
                         val_auroc=auroc, reliable=not reasons, why="; ".join(reasons),
@@ -267,6 +259,22 @@ def decision_sha256(decision):
     """The SHA-256 of a decision's numbers and rule (what an export records to be checked against its run)."""
     keys = ("model_sha256", "method", "temperature", "bias", "rule", "target", "threshold")
     return json_sha256({key: decision.get(key) for key in keys})
+
+
+def unreliable_because(labels, scores, auroc, where):
+    """Why a threshold chosen on `(labels, scores)` (`where`: "validation", "out-of-fold") cannot be trusted: a
+    list of reasons, empty where it can."""
+    smallest = int(np.bincount(np.asarray(labels, int), minlength=2).min())
+    reasons = []
+    if auroc >= 1.0:
+        reasons.append(f"{where} AUROC is 1.0 (saturated: any threshold between the classes fits)")
+    if np.ptp(scores) <= 1e-6:  # e.g. a run whose fp16 training saturated: it must not pass as a model
+        reasons.append(f"every {where} bag gets the same score: the model ranks nothing (it did not learn)")
+    elif auroc <= 0.5:  # a threshold on a model that ranks no better than chance decides nothing
+        reasons.append(f"{where} AUROC is {auroc:.3f}, no better than chance: the model ranks nothing")
+    if len(labels) < MIN_RELIABLE_BAGS or smallest < MIN_RELIABLE_PER_CLASS:
+        reasons.append(f"{len(labels)} {where} bags, {smallest} in the smaller class")
+    return reasons
 
 
 def describe_decision(decision):

@@ -80,6 +80,11 @@ def _evaluate(run, split, threshold, write, instances, which, decision_name, n_r
         check_threshold(threshold)
     given = threshold
     decision_name = decision_name or OWN
+    folds = run.folds()
+    if folds and split in ("train", "val"):
+        raise ValueError(f"{run.path}: a cross-validated run's {split} bags trained {len(folds) - 1} of its "
+                         f"{len(folds)} fold models, so its scores on them are in-sample; its out-of-fold figures "
+                         "are the honest ones (mims_tf.runs.cv.evaluate_out_of_fold), and the test split's")
     model, config, manifest = run.load(which)
     if len(manifest.classes) != 2:
         raise ValueError(f"{run.path}: evaluate supports two classes; this run has {len(manifest.classes)}")

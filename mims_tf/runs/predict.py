@@ -74,7 +74,7 @@ def _predict(run, paths, manifest_path, out, fmt, skip_unreadable, which, decisi
     if run.folds():  # a cross-validated run: how much its folds disagree on each bag
         from mims_tf.runs.cv import fold_spread
 
-        spread = fold_spread(run, config, source, decision)
+        spread = fold_spread(run, config, source, decision, which)
     results = [
         {"bag": _shown(bag.bag), "paths": [_shown(p) for p in bag.paths],
          "probabilities": {c: float(p) for c, p in zip(classes, row)}, "predicted": classes[int(k)],

@@ -158,3 +158,100 @@ def test_explain_on_a_cross_validated_run_maps_the_fold_ensemble(cv_run, tmp_pat
     folder, written, probabilities = explain_file(out, item, out=str(tmp_path / "explain"), slices=1,
                                                   method="gradient_x_input")
     assert len(written) == 1 and os.path.isfile(written[0][2]) and abs(sum(probabilities.values()) - 1) < 1e-5
+
+
+def test_a_class_held_by_too_few_patients_for_the_folds_is_refused():
+    from mims_tf.data import DataError
+
+    rows = [row for row in _manifest().rows if not (row["label"] == "1" and row["split"] != "test")]
+    rows += [{"path": f"q{i}.npy", "label": "1", "bag": f"q{i}", "group": "one_patient", "split": "train"}
+             for i in range(5)]  # five positive bags, one patient: one fold at most can validate them
+    with pytest.raises(DataError, match="class '1' is in 1 group"):
+        assign_folds(from_rows(rows), 3)
+
+
+def test_the_pool_is_checked_as_one_for_cross_validation():
+    from mims_tf.data import DataError
+
+    rows = [dict(row, split="train" if row["split"] == "val" else row["split"]) for row in _manifest().rows]
+    manifest = from_rows(rows)  # no val split: a one-split run cannot validate, the folds can
+    with pytest.raises(DataError, match="split 'val' holds one class only"):
+        manifest.check_trainable()
+    assert manifest.check_trainable(pooled=True) is manifest
+
+
+@requires_tensorflow()
+def test_a_failed_cross_validated_start_leaves_the_new_folder_as_it_was(tmp_path):
+    from mims_tf.data import DataError
+    from mims_tf.runs.config import RunConfig
+    from mims_tf.runs.fit import train
+
+    data = str(tmp_path / "small.npz")  # MedMNIST's layout: 4 pool images of each class
+    images = np.random.default_rng(0).integers(0, 255, (12, 16, 16), dtype=np.uint8)
+    labels = np.array([[0], [1]] * 6)
+    np.savez(data, train_images=images[:6], train_labels=labels[:6], val_images=images[6:8],
+             val_labels=labels[6:8], test_images=images[8:], test_labels=labels[8:])
+    out = str(tmp_path / "run")
+    with pytest.raises(DataError, match="too few for 5 folds"):
+        train(RunConfig.from_dict(dict(out=out, folds=5, **{**TINY_RUN, "data": data, "instances": 1,
+                                                             "image_size": 16, "epochs": 1})), verbose=0)
+    from mims_tf.runs.folder import RunFolder
+
+    assert not RunFolder(out).contents()  # the corrected command may run in it
+
+
+@pytest.fixture
+def cv_copy(cv_run, tmp_path):
+    import shutil
+
+    copy = str(tmp_path / "copy")
+    shutil.copytree(cv_run[0], copy)
+    return copy
+
+
+@pytest.mark.slow
+@requires_tensorflow()
+def test_a_resume_refuses_an_edited_parent_config(cv_copy):
+    from mims_tf.runs.fit import resume_config, train
+
+    path = os.path.join(cv_copy, "config.yaml")
+    text = open(path).read()
+    assert "folds: 3" in text
+    open(path, "w").write(text.replace("folds: 3", "folds: 2"))
+    with pytest.raises(ValueError, match="edited since the run started"):
+        train(resume_config(cv_copy), resume=True, verbose=0)
+
+
+@pytest.mark.slow
+@requires_tensorflow()
+def test_out_of_fold_scores_of_replaced_fold_models_are_made_again(cv_copy, caplog):
+    import shutil
+
+    from mims_tf.runs.cv import read_out_of_fold
+    from mims_tf.runs.decision import run_decision
+    from mims_tf.runs.folder import RunFolder
+
+    before = read_out_of_fold(cv_copy)[3]
+    shutil.copyfile(os.path.join(cv_copy, "fold_1", "best.keras"), os.path.join(cv_copy, "fold_2", "best.keras"))
+    decision = run_decision(RunFolder(cv_copy))  # the model changed: the decision is made again, on new scores
+    assert any("scoring the folds again" in r.getMessage() for r in caplog.records)
+    _, _, folds, after = read_out_of_fold(cv_copy)
+    assert not np.allclose(before[folds == 2], after[folds == 2]) and np.allclose(before[folds != 2],
+                                                                                   after[folds != 2], atol=1e-6)
+    assert decision["model_sha256"] == RunFolder(cv_copy).model_sha256("best")
+
+
+@pytest.mark.slow
+@requires_tensorflow()
+def test_out_of_fold_figures_use_the_decision_of_the_model_and_name_asked(cv_copy):
+    from mims_tf.runs.cv import evaluate_out_of_fold
+    from mims_tf.runs.decision import decide_run, run_decision
+    from mims_tf.runs.evaluate import evaluate_run
+
+    last = evaluate_out_of_fold(cv_copy, "last", n_resamples=0)
+    assert last["threshold"] == run_decision(cv_copy, "last")["threshold"]
+    named = decide_run(cv_copy, "screening", "sensitivity", 0.99)
+    assert evaluate_out_of_fold(cv_copy, decision="screening", n_resamples=0)["threshold"] == named["threshold"]
+    assert os.path.isfile(os.path.join(cv_copy, "eval_oof_screening.json"))
+    with pytest.raises(ValueError, match="in-sample"):  # K-1 of the fold models trained on them
+        evaluate_run(cv_copy, split="val", write=False)
