@@ -65,7 +65,7 @@ LOCK = ".lock"
 DECISIONS = "decisions"
 RUN_FILES = ("config.yaml", "manifest.csv", "last.keras", "best.keras", "state.json", "log.csv", "decision.json",
              DECISIONS, "input_contract.json", "environment.json", "tensorboard", "explain", "export", "data", "folds",
-             "oof.csv")
+             "oof.csv", "oof.json")
 EVALUATION_PREFIXES = ("eval_", "roc_", "reliability_")
 
 
