@@ -165,8 +165,9 @@ class Manifest:
         from a split that holds bags (nothing teaches it, or it cannot be validated or tested), or a validation
         split of one class (no AUROC, no threshold). `pooled`: the train and val bags are one pool (cross-
         validation, whose folds are checked when they are drawn)."""
-        present = self.split_counts()
-        counts = {split: self.label_counts(split) if present.get(split) else {} for split in ("train", "val", "test")}
+        present = self.split_counts()  # pooled: the folds need no val split (nor a test one); else every split
+        counts = {split: self.label_counts(split) if present.get(split) or not pooled else {}
+                  for split in ("train", "val", "test")}
         if pooled:
             counts = {"train and val": collections.Counter(counts["train"]) + collections.Counter(counts["val"]),
                       "test": counts["test"]}

@@ -1,5 +1,6 @@
 """The callbacks that write a run folder while it trains: `last.keras` every few steps and each epoch, `best.keras`
-by validation AUROC (ties to the lower loss), `state.json`, and `log.csv` with epochs counted from 1."""
+(by validation AUROC, ties to the lower loss; or the mean of the last epochs' weights), `state.json`, and
+`log.csv` with epochs counted from 1."""
 
 import logging
 import math
@@ -16,17 +17,32 @@ def step_of(model):
     return int(keras.ops.convert_to_numpy(model.optimizer.iterations.value.read_value()))
 
 
+def kept_model(training):
+    """What `best.keras` holds under a `TrainingConfig`: its `keep`, else `"average_last"` for a cross-validated
+    run (it did best out of fold, `benchmarks/model_choice.py`) and `"best_auroc"` for one split."""
+    return training.keep or ("average_last" if training.folds else "best_auroc")
+
+
+def averaged_from(epochs):
+    """The first epoch (from 1) whose weights `average_last` averages: the last ceil(epochs / 3) are."""
+    return epochs - math.ceil(epochs / 3) + 1
+
+
 class RunCheckpoint(keras.callbacks.Callback):
     """Saves `last.keras` every `every` steps and each epoch, and `best.keras` by validation AUROC.
 
     A tie in validation AUROC (common on a small validation split, where it saturates at 1.0) goes to the
     epoch with the lower validation loss, so `best.keras` is not stuck at the first epoch that reached it.
+    With `average_from` (an epoch, from 1), `best.keras` holds from that epoch on the running mean of the
+    weights of the epochs since (batch-norm statistics too); `state.json` records how many (`averaged`), so a
+    resumed run goes on with that mean.
     """
 
-    def __init__(self, run, every, state, steps_per_epoch=None, saved_model=None):
+    def __init__(self, run, every, state, steps_per_epoch=None, saved_model=None, average_from=None):
         super().__init__()
         self.run, self.every, self.state, self.steps_per_epoch = run, every, state, steps_per_epoch
         self.saved_model = saved_model  # the model to save, when the one training is its head (cached features)
+        self.average_from, self.mean = average_from, None
         self.nan_step = None
         # The part of an epoch run before a resume (its steps and loss sum), so the epoch's logged loss covers
         # all its steps, not only those after the resume.
@@ -80,7 +96,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         if self.nan_step is not None:
             return
         auroc, loss = logs.get("val_auroc"), logs.get("val_loss", math.inf)
-        if auroc is not None and is_better(auroc, loss, self.state):
+        averaging = self.average_from is not None and epoch + 1 >= self.average_from
+        if auroc is not None and not averaging and is_better(auroc, loss, self.state):
             self.save("best")
             self.state.update(best_val_auroc=float(auroc), best_val_loss=float(loss), best_epoch=epoch + 1)
         if auroc is not None and auroc >= 1.0 and not self.state.get("saturated"):
@@ -88,8 +105,28 @@ class RunCheckpoint(keras.callbacks.Callback):
             logger.warning("validation AUROC reached 1.0 at epoch %d: it cannot rank later epochs; ties go to the "
                            "lower validation loss, and a threshold chosen on this split is unreliable", epoch + 1)
         self.save("last")
+        if averaging:
+            self._average(epoch + 1)
         self.state["epochs_done"] = epoch + 1
         self.run.save_state(self.state)
+
+    def _average(self, epoch):
+        """`best.keras` = the mean of the weights of the epochs from `average_from` to `epoch`."""
+        from mims_tf.runs.folder import load_keras_file
+
+        target = self.saved_model or self.model
+        weights = target.get_weights()
+        averaged = self.state.get("averaged") or {}
+        count = averaged.get("epochs", 0) if averaged.get("from") == self.average_from else 0  # else a new window
+        if count and self.mean is None:  # resumed inside the window: the mean so far is in best.keras
+            self.mean = load_keras_file(self.run.model_path("best")).get_weights()
+        self.mean = weights if not count else [m + (w - m) / (count + 1) for m, w in zip(self.mean, weights)]
+        target.set_weights(self.mean)
+        try:
+            self.save("best")
+        finally:
+            target.set_weights(weights)  # training goes on from its own weights
+        self.state.update(averaged={"from": self.average_from, "epochs": count + 1}, best_epoch=epoch)
 
 
 class EpochCSVLogger(keras.callbacks.CSVLogger):

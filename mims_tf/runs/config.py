@@ -3,7 +3,7 @@
     model:      preset and `ModelConfig` overrides (validated by `ModelConfig`)
     data:       source, classes, splits, image size (H, W), channels, central slices, normalisation,
                 instances per bag, augmentation, caching
-    training:   batch size, epochs, steps per epoch, learning rate, backbone multiplier, checkpoint steps
+    training:   batch size, epochs, steps per epoch, learning rate, checkpoint steps, folds, what is kept
     decision:   the rule of the decision threshold (`mims_tf.stats.thresholds`) and its target
     task (the paper's settings for oct, fundus or histology, under the keys given), seed, precision,
     strategy, deterministic (deterministic kernels, fixed threads; see `runs/environment.py`), out
@@ -11,8 +11,7 @@
 Every field with a `help` in its metadata is a command-line flag of `mims train` (`cli/flags.py` builds
 them): the flag's name (`flag`, else the field's), its parser (`type`), `choices`, help and default all
 come from here, so an option is one edit. The model block's flags come from `ModelConfig` the same way.
-
-`from_dict` takes the nested form. A flat mapping (every key at the top, as short config files and the
+`from_dict` takes the nested form; a flat mapping (every key at the top, as short config files and the
 bench's budgets are written) goes through the one adapter `nest_flat`.
 """
 
@@ -26,6 +25,7 @@ from mims_tf.stats.thresholds import THRESHOLD_RULES, check_rule
 from mims_tf.utils import atomic_open, check_bool, check_choice, check_int_in, did_you_mean, is_int_in, read_yaml
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+KEEP = ("best_auroc", "average_last")  # what best.keras holds (`TrainingConfig.keep`)
 STRATEGIES = ("none", "mirrored", "multi_worker")
 # The model block's defaults: the preset mims on the tiny backbone, from scratch (runs on any CPU).
 MODEL_DEFAULTS = {"preset": "mims", "backbone": "tiny", "weights": None}
@@ -158,6 +158,7 @@ class TrainingConfig:
             augmented; 0: no feature cache (the frozen backbone runs at every step).
         folds: K patient-grouped, stratified folds over the train and val bags (`mims_tf.runs.cv`); None: one
             split.
+        keep: what `best.keras` holds, `"best_auroc"` or `"average_last"` (`mims_tf.runs.checkpoint.kept_model`).
     """
 
     batch_size: int = option(4, type=int, help="bags per training step")
@@ -173,8 +174,13 @@ class TrainingConfig:
     folds: int = option(type=int, default_text="none: one split", help=(
         "cross-validation: K patient-grouped folds over the train and val bags, one run each, calibrated and "
         "thresholded out of fold; the fold ensemble is the model"))
+    keep: str = option(type=str, choices=KEEP, default_text="average_last with --folds, else best_auroc", help=(
+        "what best.keras holds: best_auroc (the best validation AUROC's epoch) or average_last (the last third of "
+        "the epochs' weights averaged)"))
 
     def validate(self):
+        if self.keep is not None:
+            check_choice("keep", self.keep, KEEP)
         if self.folds is not None:
             check_int_in("folds", self.folds, minimum=2, maximum=20)
         for key in ("batch_size", "epochs", "checkpoint_steps"):

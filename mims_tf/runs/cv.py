@@ -14,8 +14,9 @@ fold ensemble as the run's model.
 The ensemble (`RunFolder.load_model` of a cross-validated run) averages the K fold models' probabilities; the
 scoring model calibrates that mean with the out-of-fold calibration, so evaluate, predict, explain and every
 export score one model. The test split, where the data declares one, is never used for training or choice.
-The fold models are each chosen as a run chooses its model (`best`, the best validation AUROC); `oof.csv`
-holds the last epoch's out-of-fold scores too, and `evaluate_oof` reports both, so the choice is measured.
+Each fold keeps as `best.keras` what `training.keep` says (`KEPT`; by default the mean of its last epochs'
+weights, said in the training summary); `oof.csv` holds the last epoch's out-of-fold scores too, and
+`evaluate_out_of_fold` reports both.
 """
 
 import csv
@@ -30,14 +31,20 @@ from mims_tf.utils import atomic_open, check_choice, read_json, write_json
 
 logger = logging.getLogger("mims_tf")
 
+# How each fold keeps its model (`best.keras`, `training.keep`); `benchmarks/model_choice.py` measured the
+# candidates out of fold: the mean of the last epochs' weights did best (the default of a cross-validated run).
+KEPT = {"average_last": "the mean of the weights of the last ceil(epochs / 3) epochs",
+        "best_auroc": "the epoch of the best validation AUROC (ties: the lower validation loss)"}
+
 
 def fold_config(config, run, k, classes):
     """The configuration of fold `k`: the parent's, on the fold's manifest, one split."""
+    from mims_tf.runs.checkpoint import kept_model
     from mims_tf.runs.config import RunConfig
 
     values = config.to_dict()
     values["out"] = run.fold_path(k)
-    values["training"]["folds"] = None
+    values["training"].update(folds=None, keep=kept_model(config.training))  # each fold keeps what the run says
     values["data"].update(source=os.path.join(run.path, "folds", f"fold_{k}.csv"), classes=list(classes))
     return RunConfig.from_dict(values)
 
@@ -52,6 +59,7 @@ def train_folds(config, resume=False, overwrite=False, verbose="auto", callbacks
     """
     from mims_tf.data.manifest import write_manifest
     from mims_tf.data.splits import assign_folds
+    from mims_tf.runs.checkpoint import kept_model
     from mims_tf.runs.decision import calibrate_run
     from mims_tf.runs.fit import _comparable, prepare_run_folder, train
     from mims_tf.runs.inputs import build_manifest
@@ -96,14 +104,18 @@ def train_folds(config, resume=False, overwrite=False, verbose="auto", callbacks
         run.forget()
         write_out_of_fold(run)
         decision = calibrate_run(run)
-    logger.info("%d folds: out-of-fold AUROC %.4f on %d bags; threshold %.3f (%s)", config.training.folds,
+    epochs = [summary.get("best_epoch") for summary in summaries]
+    chosen_by = KEPT[kept_model(config.training)]
+    logger.info("%d folds: out-of-fold AUROC %.4f on %d bags; threshold %.3f (%s); each fold's model: %s (epochs "
+                "%s)", config.training.folds,
                 decision["val_auroc"] if decision["val_auroc"] is not None else float("nan"), decision["val_bags"],
                 decision["threshold"] if decision["threshold"] is not None else float("nan"),
-                decision["threshold_from"])
+                decision["threshold_from"], chosen_by, ", ".join(map(str, epochs)))
     from mims_tf.runs.environment import environment, fingerprint
 
     # the keys of a one-split run's summary that describe the run as a whole: its validation AUROC is out of fold
-    return {"run": run.path, "folds": summaries, "decision": decision, "oof_auroc": decision["val_auroc"],
+    return {"run": run.path, "folds": summaries, "fold_models": {"chosen_by": chosen_by, "epochs": epochs},
+            "decision": decision, "oof_auroc": decision["val_auroc"],
             "best_val_auroc": decision["val_auroc"], "best_epoch": None, "environment": fingerprint(environment())}
 
 

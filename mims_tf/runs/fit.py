@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from mims_tf.data.features import feature_dataset
-from mims_tf.runs.checkpoint import EpochCSVLogger, RunCheckpoint, step_of
+from mims_tf.runs.checkpoint import EpochCSVLogger, RunCheckpoint, averaged_from, kept_model, step_of
 from mims_tf.runs.environment import environment, fingerprint, make_deterministic
 from mims_tf.runs.folder import NEW_STATE, RunFolder
 from mims_tf.runs.inputs import (
@@ -239,8 +239,9 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
                                    batch_size=32 if len(set(val_source.instance_counts())) == 1 else 1)
     else:
         val_data = eval_batches(config, val_source, batch_size=replicas, pad_last=replicas > 1)
+    average = averaged_from(config.training.epochs) if kept_model(config.training) == "average_last" else None
     checkpoint = RunCheckpoint(run, config.training.checkpoint_steps, state, steps_per_epoch,
-                               saved_model=model if features else None)
+                               saved_model=model if features else None, average_from=average)
     return config, resuming, model, dict(
         run=run, strategy=strategy, train_source=train_source, val_data=val_data, checkpoint=checkpoint,
         callbacks=callbacks, verbose=verbose, steps_per_epoch=steps_per_epoch, features=features)
@@ -293,7 +294,13 @@ def _fit(config, resuming, model, run, strategy, train_source, val_data, checkpo
     decision = _calibrate(run, config)
     # the exact AUROC of the best model as every path scores it (training's per-epoch figure is bucketed)
     exact = decision.get("val_auroc") if decision else None
-    logger.info("%s: best epoch %s, validation AUROC %.4f; run folder %s", config.preset, state["best_epoch"],
+    if state.get("averaged") and exact is not None:  # best.keras is a mean of epochs: its own AUROC
+        state["best_val_auroc"] = exact
+        run.save_state(state)
+    averaged = state.get("averaged")
+    kept = (f"the mean of epochs {averaged['from']}-{state['best_epoch']}" if averaged else
+            f"best epoch {state['best_epoch']}")
+    logger.info("%s: %s, validation AUROC %.4f; run folder %s", config.preset, kept,
                 state["best_val_auroc"] if exact is None else exact, run.path)
     data_shards = sorted({shard for pipelines in shards for shard in pipelines})
     return {"run": run.path, "precision": config.precision, "replicas": replicas, "data_shards": data_shards, **state,

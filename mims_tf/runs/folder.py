@@ -3,7 +3,7 @@
     config.yaml      the run's configuration (`RunConfig`, nested), with the resolved precision
     manifest.csv     the manifest with the splits used
     last.keras       model and optimizer state, every `checkpoint_steps` steps and every epoch
-    best.keras       the model of the epoch with the best validation AUROC
+    best.keras       the model of the epoch with the best validation AUROC (or the mean of the last epochs')
     state.json       best validation AUROC and its epoch, epochs done
     log.csv          one row of metrics per epoch
     tensorboard/     TensorBoard logs

@@ -84,6 +84,8 @@ def test_every_pool_bag_is_scored_out_of_fold_exactly_once(cv_run):
     decision = summary["decision"]
     assert decision["val_bags"] == len(pool) and decision["folds"] == 3
     assert decision["threshold_from"].startswith(f"out of fold, {len(pool)} bags")
+    assert summary["fold_models"]["epochs"] == [1, 1, 1]
+    assert "mean of the weights" in summary["fold_models"]["chosen_by"]
 
 
 @pytest.mark.slow
@@ -175,7 +177,7 @@ def test_the_pool_is_checked_as_one_for_cross_validation():
 
     rows = [dict(row, split="train" if row["split"] == "val" else row["split"]) for row in _manifest().rows]
     manifest = from_rows(rows)  # no val split: a one-split run cannot validate, the folds can
-    with pytest.raises(DataError, match="split 'val' holds one class only"):
+    with pytest.raises(DataError, match="split 'val' is empty"):
         manifest.check_trainable()
     assert manifest.check_trainable(pooled=True) is manifest
 
