@@ -5,7 +5,8 @@ the same train + val pool, the same test split. The data sets' own splits are cl
 scratch folder, pointing at the shared .npz; no data is copied) so `assign_splits` draws 0.7 / 0.15 / 0.15 with
 `split_seed` 0; the folds run draws its test split the same way with the same seed (test is held out first), and
 the script checks that both runs have the same test bags. Model: preset `mims`, backbone `tiny` from scratch,
-32 px, batch 16, learning rate 3e-3, `--epochs` epochs, the best validation epoch kept (each fold's too).
+32 px, batch 16, learning rate 3e-3, `--epochs` epochs; the single run keeps its best validation epoch, each fold
+the mean of its last epochs' weights (`training.keep` defaults: `benchmarks/model_choice.py` says why).
 
 Printed per data set (and as `name: value` lines at the end):
 
@@ -14,7 +15,7 @@ Printed per data set (and as `name: value` lines at the end):
 - `oof_ece_<set>`: ECE of the out-of-fold predictions after a cross-fitted calibration, beside
   `sampling_ece_<set>`, the ECE a perfectly calibrated model shows from sampling alone at that many bags;
 - `ensemble_test_auroc_<set>` (mean of the fold models) vs `single_test_auroc_<set>` on the test split;
-- `oof_auroc_best_<set>` vs `oof_auroc_last_<set>`: the fold models chosen on their fold's validation AUROC
+- `oof_auroc_best_<set>` vs `oof_auroc_last_<set>`: the fold models kept (`best.keras`: the weight mean)
   against each fold's last epoch, measured out of fold;
 - `ensemble_test_sensitivity_<set>` at the out-of-fold threshold vs `oof_sensitivity_<set>`, with the
   fold models' own mean test sensitivity at that threshold and the spread (std) of the calibrated scores,
@@ -193,9 +194,9 @@ def report(name, single, cv, folds, work):
         f"({cv['oof_bags']} bags, width {width(cv['oof_auroc_low'], cv['oof_auroc_high']):.3f}); "
         f"interval ratio {ratio:.3f} (target <= 0.6: {'met' if ratio <= 0.6 else 'MISSED'})",
         f"- out-of-fold ECE: raw {cv['oof_ece_raw']:.3f}, cross-fitted calibration {cv['oof_ece']:.3f}; a calibrated "
-        f"model at {cv['oof_bags']} bags shows {cv['sampling_ece']:.3f} from sampling alone (target <= 0.05 or <= "
-        f"sampling: {'met' if cv['oof_ece'] <= max(0.05, cv['sampling_ece']) else 'MISSED'})",
-        f"- model choice out of fold: best epoch AUROC {cv['oof_auroc']:.3f} [{cv['oof_auroc_low']:.3f}, "
+        f"model with these scores at {cv['oof_bags']} bags shows {cv['sampling_ece']:.3f} from sampling alone "
+        f"(target <= 0.05 or <= sampling: {'met' if cv['oof_ece'] <= max(0.05, cv['sampling_ece']) else 'MISSED'})",
+        f"- model choice out of fold: kept model (best.keras) AUROC {cv['oof_auroc']:.3f} [{cv['oof_auroc_low']:.3f}, "
         f"{cv['oof_auroc_high']:.3f}], last epoch {cv['oof_auroc_last']:.3f} [{cv['oof_auroc_last_low']:.3f}, "
         f"{cv['oof_auroc_last_high']:.3f}]",
         f"- test AUROC: fold ensemble {cv['test_auroc']:.3f} [{cv['test_auroc_low']:.3f}, {cv['test_auroc_high']:.3f}],"
@@ -213,9 +214,9 @@ def report(name, single, cv, folds, work):
         epochs = ", ".join(str(d["best_epoch"]) for d in details)
         aurocs = [d["auroc"] for d in details]
         lines.append(
-            f"- folds: best epochs {epochs} of {single.get('epochs', '?')}; each fold's AUROC on its own out-of-fold "
-            f"bags {', '.join(format(a, '.3f') for a in aurocs)} (mean {np.mean(aurocs):.3f}; pooled over the folds "
-            f"{cv['oof_auroc']:.3f}: the fold models' scores are pooled on their own scales)")
+            f"- folds: kept up to epochs {epochs} of {single.get('epochs', '?')}; each fold's AUROC on its own "
+            f"out-of-fold bags {', '.join(format(a, '.3f') for a in aurocs)} (mean {np.mean(aurocs):.3f}; pooled "
+            f"over the folds {cv['oof_auroc']:.3f}: the fold models' scores are pooled on their own scales)")
     lines.append("")
     figures = {
         f"cv_interval_over_split_interval_{name}": ratio,
