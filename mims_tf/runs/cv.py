@@ -104,7 +104,8 @@ def train_folds(config, resume=False, overwrite=False, verbose="auto", callbacks
         run.forget()
         write_out_of_fold(run)
         decision = calibrate_run(run)
-    epochs = [summary.get("best_epoch") for summary in summaries]
+    epochs = [f"{summary['averaged']['from']}-{summary['best_epoch']}" if summary.get("averaged") else
+              summary.get("best_epoch") for summary in summaries]
     chosen_by = KEPT[kept_model(config.training)]
     logger.info("%d folds: out-of-fold AUROC %.4f on %d bags; threshold %.3f (%s); each fold's model: %s (epochs "
                 "%s)", config.training.folds,

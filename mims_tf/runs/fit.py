@@ -298,8 +298,10 @@ def _fit(config, resuming, model, run, strategy, train_source, val_data, checkpo
         state["best_val_auroc"] = exact
         run.save_state(state)
     averaged = state.get("averaged")
-    kept = (f"the mean of epochs {averaged['from']}-{state['best_epoch']}" if averaged else
-            f"best epoch {state['best_epoch']}")
+    kept = f"best epoch {state['best_epoch']}"
+    if averaged:
+        kept = (f"the mean of epochs {averaged['from']}-{state['best_epoch']}" if averaged["epochs"] > 1 else
+                f"epoch {state['best_epoch']} (the averaged epochs' window holds one)")
     logger.info("%s: %s, validation AUROC %.4f; run folder %s", config.preset, kept,
                 state["best_val_auroc"] if exact is None else exact, run.path)
     data_shards = sorted({shard for pipelines in shards for shard in pipelines})

@@ -84,7 +84,7 @@ def test_every_pool_bag_is_scored_out_of_fold_exactly_once(cv_run):
     decision = summary["decision"]
     assert decision["val_bags"] == len(pool) and decision["folds"] == 3
     assert decision["threshold_from"].startswith(f"out of fold, {len(pool)} bags")
-    assert summary["fold_models"]["epochs"] == [1, 1, 1]
+    assert summary["fold_models"]["epochs"] == ["1-1", "1-1", "1-1"]  # each fold: the mean of epochs 1 to 1
     assert "mean of the weights" in summary["fold_models"]["chosen_by"]
 
 
