@@ -152,8 +152,9 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from mims_tf.runs.config import RunConfig
 from mims_tf.runs.fit import train
+# keep="average_last": best.keras is set from the mean of mirrored weights (the last epoch's, here)
 summary = train(RunConfig.from_dict(dict(out=sys.argv[1], epochs=2, batch_size=8, image_size=32, instances=4,
-                            strategy="mirrored", learning_rate=3e-3)), verbose=0)
+                            strategy="mirrored", learning_rate=3e-3, keep="average_last")), verbose=0)
 print("replicas", summary["replicas"])  # what train() used, not what this driver computes
 """
 
@@ -167,6 +168,7 @@ def test_mirrored_strategy_on_two_logical_cpu_devices(tmp_path):
     assert "replicas 2" in done.stdout
     state = json.load(open(tmp_path / "m" / "state.json"))
     assert state["epochs_done"] == 2 and 0 <= state["best_val_auroc"] <= 1
+    assert state["averaged"] == {"from": 2, "epochs": 1}
 
 
 MULTI_WORKER_DRIVER = """
@@ -180,8 +182,8 @@ from mims_tf.runs.fit import train
 # One seed (one epoch order), and each worker reads only its shard of every epoch: the workers see
 # different bags, so workers that did not train one model together (initial values broadcast,
 # gradients all-reduced) would end with different weights.
-summary = train(RunConfig.from_dict(dict(out=out, epochs=2, batch_size=8, image_size=32, instances=4, seed=0,
-                            strategy="multi_worker", learning_rate=3e-3)), verbose=0)
+summary = train(RunConfig.from_dict(dict(out=out, epochs=4, batch_size=8, image_size=32, instances=4, seed=0,
+                            strategy="multi_worker", learning_rate=3e-3, keep="average_last")), verbose=0)
 print("REPLICAS", summary["replicas"])
 print("SHARDS", summary["data_shards"])
 """
@@ -213,10 +215,15 @@ def test_multi_worker_strategy_with_two_workers_on_loopback(tmp_path):
         assert worker.returncode == 0, err[-2000:]
     assert all("REPLICAS 2" in out for out, _ in outputs)
     assert [f"SHARDS [({i}, 2)]" in out for i, (out, _) in enumerate(outputs)] == [True, True]
-    assert json.load(open(tmp_path / "w0" / "state.json"))["epochs_done"] == 2
+    assert json.load(open(tmp_path / "w0" / "state.json"))["epochs_done"] == 4
     a, b = (mims_tf.load_model(str(tmp_path / f"w{i}" / "last.keras")) for i in range(2))
     assert int(a.optimizer.iterations) == int(b.optimizer.iterations) > 0
     for x, y in zip(a.trainable_weights, b.trainable_weights):  # one model, trained together
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=x.path)
+    # best.keras: the mean of epochs 3 and 4 (keep="average_last"), the same on both workers
+    assert json.load(open(tmp_path / "w0" / "state.json"))["averaged"] == {"from": 3, "epochs": 2}
+    a, b = (mims_tf.load_model(str(tmp_path / f"w{i}" / "best.keras")) for i in range(2))
+    for x, y in zip(a.trainable_weights, b.trainable_weights):  # (batch-norm statistics are each worker's own)
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=x.path)
 
 
