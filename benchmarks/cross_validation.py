@@ -135,15 +135,35 @@ def child(args):
     print("RESULT " + json.dumps(result))
 
 
-def run_child(name, which, manifest, args):
-    command = [sys.executable, HERE, "--child", name, which, "--manifest", manifest, "--work", args.work,
-               "--epochs", str(args.epochs), "--folds", str(args.folds)]
+def run_script(script, child, manifest, args, *extra):
+    """Runs `script --child <child...>` (one training, in a fresh process) with the budget flags of `args`;
+    returns the JSON of its last `RESULT ` line (this script's and `model_choice.py`'s children print one)."""
+    command = [sys.executable, script, "--child", *child, "--manifest", manifest, "--work", args.work,
+               "--epochs", str(args.epochs), "--folds", str(args.folds), *extra]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
         sys.stderr.write(done.stderr[-4000:])
-        raise RuntimeError(f"{name} {which}: the child failed (exit {done.returncode})")
+        raise RuntimeError(f"{' '.join(child)}: the child failed (exit {done.returncode})")
     return json.loads(lines[-1][len("RESULT "):])
+
+
+def run_child(name, which, manifest, args):
+    return run_script(HERE, (name, which), manifest, args)
+
+
+def parser_of(description, work, results):
+    """The flags this script and `model_choice.py` share: data sets, budget, where runs and results go."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--work", default=work)
+    parser.add_argument("--results", default=results, help="folder of the stored results")
+    parser.add_argument("--fresh", action="store_true", help="redo what is stored")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--manifest", help=argparse.SUPPRESS)
+    return parser
 
 
 def width(low, high):
@@ -231,15 +251,7 @@ def report(name, single, cv, folds, work):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--work", default=os.path.join(ROOT, "runs", "cross_validation"))
-    parser.add_argument("--results", default=RESULTS, help="folder of the stored per-set results")
-    parser.add_argument("--fresh", action="store_true", help="redo data sets whose results are stored")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
-    parser.add_argument("--manifest", help=argparse.SUPPRESS)
+    parser = parser_of(__doc__.splitlines()[0], os.path.join(ROOT, "runs", "cross_validation"), RESULTS)
     args = parser.parse_args()
     if args.child:
         return child(args)

@@ -38,7 +38,6 @@ import csv
 import json
 import math
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -210,26 +209,9 @@ def analyse(data, rule):
     return result
 
 
-def run_child(name, seed, manifest, save, args):
-    command = [sys.executable, HERE, "--child", name, str(seed), "--manifest", manifest, "--work", args.work,
-               "--epochs", str(args.epochs), "--folds", str(args.folds), "--save", save]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    if done.returncode or "RESULT " not in done.stdout:
-        sys.stderr.write(done.stderr[-4000:])
-        raise RuntimeError(f"{name} seed {seed}: the child failed (exit {done.returncode})")
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", nargs="+", default=list(cvb.SETS), choices=list(cvb.SETS))
+    parser = cvb.parser_of(__doc__.splitlines()[0], os.path.join(ROOT, "runs", "model_choice"), RESULTS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--work", default=os.path.join(ROOT, "runs", "model_choice"))
-    parser.add_argument("--results", default=RESULTS, help="folder of the stored per-run scores")
-    parser.add_argument("--fresh", action="store_true", help="redo the runs whose scores are stored")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
-    parser.add_argument("--manifest", help=argparse.SUPPRESS)
     parser.add_argument("--save", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -244,7 +226,7 @@ def main():
         for seed in args.seeds:
             save = os.path.join(args.results, f"{name}_s{seed}.npz")
             if args.fresh or not os.path.isfile(save):
-                run_child(name, seed, cvb.unsplit_manifest(name, args.work), save, args)
+                cvb.run_script(HERE, (name, str(seed)), cvb.unsplit_manifest(name, args.work), args, "--save", save)
             data = np.load(save)
             if int(data["epochs"]) != args.epochs or int(data["folds"]) != args.folds:
                 raise SystemExit(f"{save}: made with {int(data['epochs'])} epochs and {int(data['folds'])} folds; "
