@@ -171,11 +171,11 @@ class Manifest:
         if pooled:
             counts = {"train and val": collections.Counter(counts["train"]) + collections.Counter(counts["val"]),
                       "test": counts["test"]}
-        first = next(iter(counts))
-        missing = [name for name in self.classes if not counts[first].get(name)]
+        training = "train and val" if pooled else "train"
+        missing = [name for name in self.classes if not counts[training].get(name)]
         if missing:
-            raise DataError(self.source, f"split {first!r} has no bag of class(es) {', '.join(map(repr, missing))} "
-                                         f"(bags per class: {counts_text(counts[first])}); every class needs "
+            raise DataError(self.source, f"split {training!r} has no bag of class(es) {', '.join(map(repr, missing))} "
+                                         f"(bags per class: {counts_text(counts[training])}); every class needs "
                                          "training bags")
         if not pooled and len(counts["val"]) < 2:
             raise DataError(self.source, f"split 'val' holds one class only ({counts_text(counts['val'])}): "

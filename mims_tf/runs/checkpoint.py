@@ -8,6 +8,7 @@ import math
 import keras
 
 from mims_tf.runs.decision import forget_decision
+from mims_tf.runs.folder import load_keras_file
 
 logger = logging.getLogger("mims_tf")
 
@@ -112,8 +113,6 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def _average(self, epoch):
         """`best.keras` = the mean of the weights of the epochs from `average_from` to `epoch`."""
-        from mims_tf.runs.folder import load_keras_file
-
         target = self.saved_model or self.model
         weights = target.get_weights()
         averaged = self.state.get("averaged") or {}

@@ -61,7 +61,7 @@ def train_folds(config, resume=False, overwrite=False, verbose="auto", callbacks
     from mims_tf.data.splits import assign_folds
     from mims_tf.runs.checkpoint import kept_model
     from mims_tf.runs.decision import calibrate_run
-    from mims_tf.runs.fit import _comparable, prepare_run_folder, train
+    from mims_tf.runs.fit import comparable_config, prepare_run_folder, train
     from mims_tf.runs.inputs import build_manifest
 
     run = RunFolder(config.out)
@@ -74,7 +74,7 @@ def train_folds(config, resume=False, overwrite=False, verbose="auto", callbacks
                 manifest = run.manifest(data.classes)
             else:
                 # what a resume compares the parent's config.yaml with (each fold records its own too)
-                run.save_state({"config": _comparable(config, run)})
+                run.save_state({"config": comparable_config(config, run)})
                 manifest = assign_folds(build_manifest(config, run.path).check_trainable(pooled=True),
                                         config.training.folds, seed=data.split_seed,
                                         allow_shared_groups=data.allow_shared_groups, group_pattern=data.group_pattern)

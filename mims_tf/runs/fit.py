@@ -63,7 +63,7 @@ def _flat_keys(values, prefix=""):
     return keys
 
 
-def _comparable(config, run):
+def comparable_config(config, run):
     """The config as a resume compares it: paths relative to the run folder, without what a resume may change."""
     from mims_tf.runs.schema import relative_paths
 
@@ -79,7 +79,7 @@ def _check_unchanged(run, config):
     started = run.state().get("config")
     if not isinstance(started, dict):  # a run from before this record: nothing to compare
         return
-    now = _comparable(config, run)
+    now = comparable_config(config, run)
     changed = sorted(key for key in set(_flat_keys(started)) | set(_flat_keys(now))
                      if _flat_keys(started).get(key) != _flat_keys(now).get(key))
     if changed:
@@ -185,7 +185,7 @@ def _set_up(config, resume, overwrite, callbacks, verbose):
         _warn_shared_content(manifest)
     train_source = bag_source(config, manifest, "train", progress=True)
     val_source = bag_source(config, manifest, "val", progress=True)
-    state = run.state() if resuming else dict(NEW_STATE, config=_comparable(config, run))
+    state = run.state() if resuming else dict(NEW_STATE, config=comparable_config(config, run))
     if not resuming:
         run.save_state(state)  # the configuration it starts with: a resume refuses one edited since
     counts = train_source.known_instance_counts()
@@ -294,10 +294,10 @@ def _fit(config, resuming, model, run, strategy, train_source, val_data, checkpo
     decision = _calibrate(run, config)
     # the exact AUROC of the best model as every path scores it (training's per-epoch figure is bucketed)
     exact = decision.get("val_auroc") if decision else None
-    if state.get("averaged") and exact is not None:  # best.keras is a mean of epochs: its own AUROC
+    averaged = state.get("averaged")
+    if averaged and exact is not None:  # best.keras is a mean of epochs: its own AUROC
         state["best_val_auroc"] = exact
         run.save_state(state)
-    averaged = state.get("averaged")
     kept = f"best epoch {state['best_epoch']}"
     if averaged:
         kept = (f"the mean of epochs {averaged['from']}-{state['best_epoch']}" if averaged["epochs"] > 1 else
